@@ -1,0 +1,1 @@
+"""Celery app, tasks and worker behaviour shared by the api (producer) and the workers (consumers)."""

@@ -1,0 +1,26 @@
+"""The base Task of every project task: retry with backoff on any exception, delays carried by SQS."""
+
+from __future__ import annotations
+
+from celery import Task
+
+from workers.topology import get_topology
+
+_retry = get_topology().retry
+
+
+class BaseTask(Task):
+    """Retries any exception with exponential backoff, `max_retries` times.
+
+    A retry is a new message whose countdown workers/sqs_transport.py turns into SQS DelaySeconds, so
+    the worker never holds it as an ETA past the visibility timeout; the backoff is capped at 900 s for
+    that reason. Once retries are spent the task fails unacked and SQS redrives it to the DLQ.
+    The policy comes from the topology file (`retry:`).
+    """
+
+    abstract = True
+    autoretry_for = (Exception,)
+    max_retries = _retry.max_retries
+    retry_backoff = _retry.backoff_seconds
+    retry_backoff_max = _retry.backoff_max_seconds
+    retry_jitter = _retry.jitter

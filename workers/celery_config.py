@@ -1,0 +1,145 @@
+"""Build the Celery settings (broker, routes, predefined queues, safety defaults) from the topology."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from kombu import Exchange, Queue
+
+from workers.sqs_transport import QUEUE_LIMITS_OPTION
+from workers.topology import Topology
+
+TRANSPORT = "workers.sqs_transport:Transport"
+LOCAL_ACCOUNT_ID = "123456789012"  # the account moto answers for
+ECS_STOP_TIMEOUT_SECONDS = 120  # the ECS maximum; infra/ sets the worker's stopTimeout to it
+SOFT_SHUTDOWN_SECONDS = 90  # running tasks get this long after SIGTERM; the rest is for hand-back
+WAIT_TIME_SECONDS = 20  # SQS long poll maximum: the fewest empty receives
+RESULT_BACKEND_DJANGO_DB = "django-db"
+
+
+@dataclass(frozen=True)
+class BrokerEnv:
+    """Where the queues are: a local endpoint, or AWS (by region, account, or explicit URLs)."""
+
+    endpoint_url: str | None = None  # e.g. http://127.0.0.1:5000 for the local emulator
+    region: str = "us-east-1"
+    account_id: str | None = None
+    queue_prefix: str = ""
+    queue_urls: dict[str, str] = field(default_factory=dict)  # per queue key, wins over the rest
+
+
+class BrokerConfigError(ValueError):
+    """The broker location is incomplete: a queue URL cannot be worked out."""
+
+
+def queue_url(topology: Topology, key: str, broker: BrokerEnv) -> str:
+    """The SQS URL of a topology queue in this environment."""
+    if key in broker.queue_urls:
+        return broker.queue_urls[key]
+    name = topology.queue(key).sqs_name(broker.queue_prefix)
+    if broker.endpoint_url:
+        return f"{broker.endpoint_url.rstrip('/')}/{broker.account_id or LOCAL_ACCOUNT_ID}/{name}"
+    if broker.account_id:
+        return f"https://sqs.{broker.region}.amazonaws.com/{broker.account_id}/{name}"
+    raise BrokerConfigError(
+        f"no URL for queue {key!r}: set SQS_QUEUE_URL_{key.upper()}, or AWS_ACCOUNT_ID, or SQS_ENDPOINT_URL"
+    )
+
+
+def broker_url(broker: BrokerEnv) -> str:
+    """kombu has no endpoint option: the endpoint is the host:port of the broker URL."""
+    if not broker.endpoint_url:
+        return "sqs://"
+    hostport = broker.endpoint_url.split("://", 1)[-1].rstrip("/")
+    return f"sqs://{hostport}"
+
+
+def transport_options(topology: Topology, broker: BrokerEnv) -> dict[str, Any]:
+    return {
+        "region": broker.region,
+        "is_secure": not (broker.endpoint_url or "https").startswith("http:"),
+        "wait_time_seconds": WAIT_TIME_SECONDS,
+        "polling_interval": 1,
+        # No credentials here: boto3's default chain (env, ECS task role) supplies them.
+        "predefined_queues": {key: {"url": queue_url(topology, key, broker)} for key in topology.queues},
+        QUEUE_LIMITS_OPTION: {
+            key: {"visibility_timeout": q.visibility_timeout, "max_message_bytes": q.max_message_bytes}
+            for key, q in topology.queues.items()
+        },
+        # read_timeout must outlast the 20 s long poll; few retries so a dead endpoint fails fast.
+        "client-config": {
+            "connect_timeout": 5,
+            "read_timeout": WAIT_TIME_SECONDS + 10,
+            "retries": {"mode": "standard", "max_attempts": 2},
+        },
+    }
+
+
+def task_routes(topology: Topology) -> dict[str, dict[str, str]]:
+    return {pattern: {"queue": key} for key, q in topology.queues.items() for pattern in q.tasks}
+
+
+def build_celery_settings(
+    topology: Topology, broker: BrokerEnv, *, result_backend: str | None = None
+) -> dict[str, Any]:
+    """Every Celery setting the design depends on, lower-case and without the CELERY_ namespace."""
+    settings: dict[str, Any] = {
+        "broker_url": broker_url(broker),
+        "broker_transport": TRANSPORT,
+        "broker_transport_options": transport_options(topology, broker),
+        "broker_connection_retry_on_startup": True,
+        # A dead endpoint at publish time must surface in about a second, not hang the request.
+        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
+        "task_default_queue": topology.default_queue,
+        "task_queues": tuple(Queue(key, Exchange(key, type="direct"), routing_key=key) for key in topology.queues),
+        "task_routes": task_routes(topology),
+        # Only topology queues exist: a typo in a queue name fails at publish, not in a silent new queue.
+        "task_create_missing_queues": False,
+        # At-least-once: delete only after the task ends; a killed child's message comes back.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # A failed or timed-out task is left unacked: SQS redelivers it and its redrive policy moves it
+        # to the DLQ after maxReceiveCount receives.
+        "task_acks_on_failure": False,
+        "task_acks_on_timeout": False,
+        "worker_prefetch_multiplier": 1,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "event_serializer": "json",
+        # SQS has no broadcast: remote control, events and gossip cannot work there.
+        "worker_enable_remote_control": False,
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
+        # ECS: SIGTERM is remapped to SIGQUIT (REMAP_SIGTERM) to start a soft shutdown that ends well
+        # inside the 120 s stopTimeout, then restores unacknowledged messages.
+        "worker_soft_shutdown_timeout": float(SOFT_SHUTDOWN_SECONDS),
+        # Celery sleeps the whole soft-shutdown window once it starts one; an idle worker need not.
+        "worker_enable_soft_shutdown_on_idle": False,
+        "timezone": "UTC",
+        "enable_utc": True,
+        "worker_hijack_root_logger": False,
+    }
+    if result_backend:
+        if result_backend != RESULT_BACKEND_DJANGO_DB:
+            raise BrokerConfigError(
+                f"unsupported result backend {result_backend!r}: use {RESULT_BACKEND_DJANGO_DB!r} or leave it off"
+            )
+        settings.update(
+            result_backend=RESULT_BACKEND_DJANGO_DB,
+            task_ignore_result=False,
+            result_extended=True,
+            result_expires=timedelta(days=1),
+        )
+    else:
+        # Fire-and-forget: the Job row carries the state.
+        settings.update(result_backend=None, task_ignore_result=True)
+    return settings
+
+
+def as_django_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Name the settings as Django sees them under config_from_object(namespace="CELERY")."""
+    return {f"CELERY_{key.upper()}": value for key, value in settings.items()}

@@ -1,0 +1,48 @@
+"""Decode kombu's SQS message body: base64 of a JSON envelope whose `body` is base64 of Celery's JSON."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+class EnvelopeError(ValueError):
+    """The SQS body is not a kombu/Celery envelope; the message says which layer failed."""
+
+
+@dataclass(frozen=True)
+class CeleryEnvelope:
+    headers: dict[str, Any]  # task, id, retries, eta, expires, ...
+    properties: dict[str, Any]
+    body: Any  # Celery protocol 2: [args, kwargs, embed]
+
+    @property
+    def task_name(self) -> str | None:
+        return self.headers.get("task")
+
+    @property
+    def task_id(self) -> str | None:
+        return self.headers.get("id")
+
+
+def _b64json(data: str | bytes, layer: str) -> Any:
+    try:
+        return json.loads(base64.b64decode(data, validate=True))
+    except (binascii.Error, ValueError, UnicodeDecodeError) as exc:
+        raise EnvelopeError(f"{layer} is not base64-encoded JSON: {exc}") from exc
+
+
+def decode_sqs_body(body: str) -> CeleryEnvelope:
+    envelope = _b64json(body, "the SQS body")
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("headers"), dict) or "body" not in envelope:
+        raise EnvelopeError("the SQS body is JSON but not a kombu envelope (no headers/body)")
+    if envelope.get("content-type") != "application/json":
+        raise EnvelopeError(f"content type {envelope.get('content-type')!r} is not application/json")
+    return CeleryEnvelope(
+        headers=envelope["headers"],
+        properties=envelope.get("properties") or {},
+        body=_b64json(envelope["body"], "the envelope body"),
+    )

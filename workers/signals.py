@@ -1,0 +1,30 @@
+"""Celery signal handlers: start-up checks for worker and beat, the unraisable hook in each child."""
+
+from __future__ import annotations
+
+from celery import signals
+
+from workers import unraisable
+
+
+def _run_checks(sender=None, **_kwargs) -> None:
+    import django
+    from django.conf import settings
+
+    from workers.celery_app import app
+    from workers.startup_checks import run_startup_checks
+    from workers.topology import get_topology
+
+    django.setup()
+    run_startup_checks(app, get_topology(), dir(settings))
+
+
+# StartupRefused is a SystemExit: Celery's signal dispatch logs ordinary exceptions and carries on,
+# but lets this one through, so the process exits non-zero before it consumes anything.
+signals.worker_init.connect(_run_checks, weak=False)
+signals.beat_init.connect(_run_checks, weak=False)
+
+
+@signals.worker_process_init.connect(weak=False)
+def _install_unraisable_hook(**_kwargs) -> None:
+    unraisable.install()

@@ -1,0 +1,66 @@
+"""kombu's SQS transport with the project's publish guards: delays become DelaySeconds, size is checked."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from kombu.asynchronous.aws.sqs.message import AsyncMessage
+from kombu.transport import SQS
+from kombu.utils.json import dumps
+
+from workers.publish_guards import check_encoded_size, sqs_delay_seconds
+
+# Transport option carrying {queue: {"visibility_timeout": s, "max_message_bytes": n}}, built from
+# the topology by workers/celery_config.py.
+QUEUE_LIMITS_OPTION = "queue_limits"
+
+
+def _eta_delay(eta: str | None, now: datetime) -> float:
+    if not eta:
+        return 0.0
+    when = datetime.fromisoformat(eta)
+    if when.tzinfo is None:  # Celery writes aware ETAs; a naive one is UTC by Celery's convention.
+        when = when.replace(tzinfo=UTC)
+    return (when - now).total_seconds()
+
+
+class Channel(SQS.Channel):
+    """An SQS channel that refuses what SQS would mishandle, before SQS sees it."""
+
+    def _put(self, queue, message, **kwargs):
+        if not message.get("redelivered"):  # a restore only changes visibility; nothing is sent
+            self._apply_publish_guards(queue, message)
+        return super()._put(queue, message, **kwargs)
+
+    def _apply_publish_guards(self, queue: str, message: dict) -> None:
+        limits = self.transport_options.get(QUEUE_LIMITS_OPTION, {}).get(queue)
+        if limits is None:
+            return  # not a topology queue: kombu's predefined_queues check refuses it
+        headers = message.get("headers") or {}
+        properties = message.setdefault("properties", {})
+        # Either spelling kombu accepts, and the ETA Celery writes for a countdown: the longest wins.
+        requested = [
+            float(properties[key]) for key in ("DelaySeconds", "delay_seconds") if properties.get(key) is not None
+        ]
+        delay = max([*requested, _eta_delay(headers.get("eta"), datetime.now(UTC))])
+        seconds = sqs_delay_seconds(queue=queue, delay=delay, visibility_timeout=limits["visibility_timeout"])
+        if seconds is not None:
+            # SQS holds the message until it is due; the worker must not hold it again as an ETA.
+            properties.pop("delay_seconds", None)
+            properties["DelaySeconds"] = seconds
+            if headers.get("eta"):
+                headers["eta"] = None
+        body = dumps(message)
+        if self.sqs_base64_encoding:
+            body = AsyncMessage().encode(body)
+        check_encoded_size(
+            queue=queue,
+            encoded_bytes=len(body.encode("utf-8")),
+            max_message_bytes=limits["max_message_bytes"],
+        )
+
+
+class Transport(SQS.Transport):
+    """kombu's SQS transport, with the guarded channel."""
+
+    Channel = Channel

@@ -1,0 +1,138 @@
+"""Start-up validation: refuse to run when the config breaks a rule the failure semantics depend on."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from celery.app.defaults import NAMESPACES, flatten
+
+from workers.celery_config import ECS_STOP_TIMEOUT_SECONDS
+from workers.topology import SQS_MAX_DELAY_SECONDS, Topology
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+logger = logging.getLogger(__name__)
+
+KNOWN_CELERY_SETTINGS = frozenset(key for key, _ in flatten(NAMESPACES))
+
+# setting -> the value the design needs, and why.
+REQUIRED_SETTINGS: dict[str, tuple[Any, str]] = {
+    "task_acks_late": (True, "a message is deleted only after its task ends"),
+    "task_reject_on_worker_lost": (True, "a killed worker's task is delivered again"),
+    "task_acks_on_failure": (False, "failed tasks reach the DLQ through SQS redelivery"),
+    "task_acks_on_timeout": (False, "timed-out tasks reach the DLQ through SQS redelivery"),
+    "worker_prefetch_multiplier": (1, "a worker holds no message it has not started"),
+    "task_serializer": ("json", "JSON only"),
+    "result_serializer": ("json", "JSON only"),
+    "accept_content": (["json"], "JSON only: never unpickle what arrives from a queue"),
+    "broker_connection_retry_on_startup": (True, "a worker waits for the broker instead of dying"),
+    "worker_enable_remote_control": (False, "SQS has no broadcast; pidbox queues do not exist"),
+}
+
+
+class StartupRefused(SystemExit):
+    """Raised to stop a process before it consumes or publishes; exits non-zero with the reasons."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("refusing to start:\n  - " + "\n  - ".join(problems))
+
+
+def check_unknown_settings(django_setting_names: Iterable[str]) -> list[str]:
+    """A misspelt CELERY_* setting is silently ignored by Celery; name it instead."""
+    problems = []
+    for name in django_setting_names:
+        if name.startswith("CELERY_"):
+            key = name[len("CELERY_") :].lower()
+            if key not in KNOWN_CELERY_SETTINGS:
+                problems.append(f"unknown Celery setting {name} (misspelt? it would be ignored)")
+    return problems
+
+
+def check_required_settings(conf: Mapping[str, Any]) -> list[str]:
+    problems = []
+    for key, (wanted, why) in REQUIRED_SETTINGS.items():
+        actual = conf.get(key)
+        if actual != wanted:
+            problems.append(f"{key} is {actual!r}, must be {wanted!r}: {why}")
+    options = conf.get("broker_transport_options") or {}
+    if options.get("wait_time_seconds") != 20:
+        problems.append(
+            f"broker_transport_options.wait_time_seconds is {options.get('wait_time_seconds')!r}, "
+            "must be 20 (long polling; empty receives cost money)"
+        )
+    soft = conf.get("worker_soft_shutdown_timeout") or 0
+    if not 0 < soft < ECS_STOP_TIMEOUT_SECONDS - 10:
+        problems.append(
+            f"worker_soft_shutdown_timeout is {soft} s, must be above 0 and below the ECS stopTimeout "
+            f"({ECS_STOP_TIMEOUT_SECONDS} s) minus 10 s, or ECS SIGKILLs the worker before it hands back work"
+        )
+    return problems
+
+
+def check_queues(conf: Mapping[str, Any], topology: Topology) -> list[str]:
+    problems = []
+    predefined = (conf.get("broker_transport_options") or {}).get("predefined_queues") or {}
+    for key, spec in topology.queues.items():
+        if not (predefined.get(key) or {}).get("url"):
+            problems.append(f"queue {key!r} has no URL in broker_transport_options.predefined_queues")
+        margin = topology.visibility_margin_seconds
+        if spec.visibility_timeout <= spec.time_limit + margin:
+            problems.append(
+                f"queue {key!r}: visibility timeout {spec.visibility_timeout} s is not above its hard time "
+                f"limit {spec.time_limit} s + margin {margin} s"
+            )
+    return problems
+
+
+def apply_and_check_task_limits(tasks: Mapping[str, Any], topology: Topology) -> list[str]:
+    """Give each project task its queue's time limits unless it sets tighter ones; refuse looser ones."""
+    problems = []
+    for name, task in tasks.items():
+        if name.startswith("celery."):
+            continue  # Celery's built-ins (chord unlock, backend cleanup)
+        spec = topology.queue_for_task(name)
+        hard, soft = getattr(task, "time_limit", None), getattr(task, "soft_time_limit", None)
+        for attr, own, queue_limit in (
+            ("time_limit", hard, spec.time_limit),
+            ("soft_time_limit", soft, spec.soft_time_limit),
+        ):
+            if own is not None and own > queue_limit:
+                problems.append(
+                    f"task {name!r}: its {attr} {own} s exceeds queue {spec.key!r}'s {attr} {queue_limit} s "
+                    f"(the queue's visibility timeout {spec.visibility_timeout} s is sized for the queue's)"
+                )
+        if hard is None:
+            hard = task.time_limit = spec.time_limit
+        if soft is None:
+            # Keep the queue's gap between soft and hard limit, so a tighter hard limit moves both.
+            soft = task.soft_time_limit = min(spec.soft_time_limit, hard - (spec.time_limit - spec.soft_time_limit))
+        if not 0 < soft < hard:
+            problems.append(
+                f"task {name!r}: soft_time_limit {soft} s must be above 0 and below its time_limit {hard} s, "
+                "or the soft limit never fires"
+            )
+        backoff_max = getattr(task, "retry_backoff_max", None)
+        if backoff_max is not None and backoff_max > SQS_MAX_DELAY_SECONDS:
+            problems.append(
+                f"task {name!r}: retry_backoff_max {backoff_max} s exceeds SQS DelaySeconds max "
+                f"{SQS_MAX_DELAY_SECONDS} s"
+            )
+    return problems
+
+
+def run_startup_checks(app: Celery, topology: Topology, django_setting_names: Iterable[str] = ()) -> None:
+    """Every check at once, so one start-up shows every problem; raises StartupRefused if any."""
+    problems = (
+        check_unknown_settings(django_setting_names)
+        + check_required_settings(app.conf)
+        + check_queues(app.conf, topology)
+        + apply_and_check_task_limits(app.tasks, topology)
+    )
+    if problems:
+        for problem in problems:
+            logger.critical("start-up check failed: %s", problem)
+        raise StartupRefused(problems)

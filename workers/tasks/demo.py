@@ -1,0 +1,36 @@
+"""Demo tasks: echo, sleep, fail, flaky. Each is a thin call to a named service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from workers.tasks.job_task import JobTask
+
+
+@shared_task(base=JobTask, name="jobs.echo")
+def echo(*, job_id: int, message: str) -> dict:
+    from api.jobs.demo_services import demo_echo
+
+    return demo_echo(message=message)
+
+
+@shared_task(base=JobTask, name="jobs.sleep")
+def sleep(*, job_id: int, seconds: float) -> dict:
+    from api.jobs.demo_services import demo_sleep
+
+    return demo_sleep(seconds=seconds)
+
+
+@shared_task(base=JobTask, name="jobs.fail")
+def fail(*, job_id: int, message: str = "this task always fails") -> None:
+    from api.jobs.demo_services import demo_fail
+
+    demo_fail(message=message)
+
+
+@shared_task(base=JobTask, name="jobs.flaky")
+def flaky(*, job_id: int, failures: int) -> dict:
+    """Fails its first `failures` attempts, then succeeds: shows retries with backoff."""
+    from api.jobs.demo_services import demo_flaky
+
+    return demo_flaky(job_id=job_id, failures=failures)

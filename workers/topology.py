@@ -1,0 +1,270 @@
+"""Load and validate the queue topology file (queues.yml), the single source of truth for every queue."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TOPOLOGY_PATH = REPO_ROOT / "queues.yml"
+TOPOLOGY_ENV_VAR = "QUEUE_TOPOLOGY"
+PROFILE_ENV_VAR = "QUEUE_TOPOLOGY_PROFILE"
+
+# Limits SQS itself imposes (AWS SQS developer guide, "Quotas related to messages" and queue attributes).
+SQS_MAX_VISIBILITY_TIMEOUT = 43_200
+SQS_MAX_DELAY_SECONDS = 900
+SQS_MIN_MESSAGE_BYTES = 1_024
+SQS_MAX_MESSAGE_BYTES = 1_048_576
+SQS_MIN_RETENTION = 60
+SQS_MAX_RETENTION = 1_209_600
+SQS_MAX_RECEIVE_COUNT = 1_000
+
+QUEUE_FIELDS = {
+    "name": str,
+    "dlq": str,
+    "max_receive_count": int,
+    "visibility_timeout": int,
+    "soft_time_limit": int,
+    "time_limit": int,
+    "retention_seconds": int,
+    "dlq_retention_seconds": int,
+    "max_message_bytes": int,
+    "oldest_message_age_alarm_seconds": int,
+    "tasks": list,
+}
+RETRY_FIELDS = {"max_retries": int, "backoff_seconds": int, "backoff_max_seconds": int, "jitter": bool}
+TOP_FIELDS = {"version", "visibility_margin_seconds", "retry", "queues", "default_queue", "profiles"}
+# A profile may change numbers only: names, DLQs and routes stay the same in every environment.
+PROFILE_QUEUE_FIELDS = {k for k, v in QUEUE_FIELDS.items() if v is int}
+
+
+class TopologyError(ValueError):
+    """The topology file is missing, malformed, or breaks a rule; the message names the queue and numbers."""
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """One Celery queue, its SQS queue and its dead-letter queue."""
+
+    key: str
+    name: str
+    dlq: str
+    max_receive_count: int
+    visibility_timeout: int
+    soft_time_limit: int
+    time_limit: int
+    retention_seconds: int
+    dlq_retention_seconds: int
+    max_message_bytes: int
+    oldest_message_age_alarm_seconds: int
+    tasks: tuple[str, ...]
+
+    def sqs_name(self, prefix: str = "") -> str:
+        return f"{prefix}{self.name}"
+
+    def dlq_sqs_name(self, prefix: str = "") -> str:
+        return f"{prefix}{self.dlq}"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How every task retries: exponential backoff delivered as SQS DelaySeconds."""
+
+    max_retries: int
+    backoff_seconds: int
+    backoff_max_seconds: int
+    jitter: bool
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Every queue of the system, plus the rules that relate them."""
+
+    version: int
+    visibility_margin_seconds: int
+    retry: RetryPolicy
+    queues: dict[str, QueueSpec]
+    default_queue: str
+    source: Path
+
+    def queue(self, key: str) -> QueueSpec:
+        try:
+            return self.queues[key]
+        except KeyError:
+            raise TopologyError(
+                f"unknown queue {key!r}; the topology ({self.source}) defines {sorted(self.queues)}"
+            ) from None
+
+    def queue_for_task(self, task_name: str) -> QueueSpec:
+        """The queue a task is routed to by the topology's patterns (first match wins)."""
+        for spec in self.queues.values():
+            if any(fnmatch.fnmatchcase(task_name, pattern) for pattern in spec.tasks):
+                return spec
+        return self.queues[self.default_queue]
+
+
+def _typed(section: str, data: Any, fields: dict[str, type]) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise TopologyError(f"{section}: expected a mapping, got {type(data).__name__}")
+    unknown = set(data) - set(fields)
+    missing = set(fields) - set(data)
+    if unknown:
+        raise TopologyError(f"{section}: unknown key(s) {sorted(unknown)} (allowed: {sorted(fields)})")
+    if missing:
+        raise TopologyError(f"{section}: missing key(s) {sorted(missing)}")
+    for field, kind in fields.items():
+        value = data[field]
+        # bool is an int subclass: refuse `true` where a number is meant.
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise TopologyError(f"{section}.{field}: expected {kind.__name__}, got {value!r}")
+    return data
+
+
+def _check_range(where: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise TopologyError(f"{where} = {value} is outside the range SQS accepts ({low}..{high})")
+
+
+def _parse_queue(key: str, raw: Any, margin: int) -> QueueSpec:
+    data = _typed(f"queues.{key}", raw, QUEUE_FIELDS)
+    where = f"queues.{key}"
+    _check_range(f"{where}.visibility_timeout", data["visibility_timeout"], 0, SQS_MAX_VISIBILITY_TIMEOUT)
+    _check_range(f"{where}.max_receive_count", data["max_receive_count"], 1, SQS_MAX_RECEIVE_COUNT)
+    _check_range(f"{where}.max_message_bytes", data["max_message_bytes"], SQS_MIN_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES)
+    for field in ("retention_seconds", "dlq_retention_seconds"):
+        _check_range(f"{where}.{field}", data[field], SQS_MIN_RETENTION, SQS_MAX_RETENTION)
+    if data["dlq_retention_seconds"] < data["retention_seconds"]:
+        # SQS keeps a message's original enqueue time when it moves to the DLQ: a shorter DLQ
+        # retention can expire it there at once.
+        raise TopologyError(
+            f"{where}: dlq_retention_seconds ({data['dlq_retention_seconds']}) must be >= "
+            f"retention_seconds ({data['retention_seconds']})"
+        )
+    if not 0 < data["soft_time_limit"] < data["time_limit"]:
+        raise TopologyError(
+            f"{where}: need 0 < soft_time_limit ({data['soft_time_limit']}) < time_limit ({data['time_limit']})"
+        )
+    if data["visibility_timeout"] <= data["time_limit"] + margin:
+        raise TopologyError(
+            f"{where}: visibility_timeout ({data['visibility_timeout']} s) must be above time_limit "
+            f"({data['time_limit']} s) + visibility_margin_seconds ({margin} s) = "
+            f"{data['time_limit'] + margin} s, or a running task's message is delivered again"
+        )
+    if data["oldest_message_age_alarm_seconds"] <= 0:
+        raise TopologyError(f"{where}.oldest_message_age_alarm_seconds must be positive")
+    if not all(isinstance(p, str) and p for p in data["tasks"]):
+        raise TopologyError(f"{where}.tasks: expected a list of task-name patterns")
+    return QueueSpec(key=key, **{**data, "tasks": tuple(data["tasks"])})
+
+
+def apply_profile(raw: dict[str, Any], profile: str) -> dict[str, Any]:
+    """The topology with a named profile's numbers laid over it (e.g. `local`: short timeouts)."""
+    profiles = raw.get("profiles") or {}
+    if profile not in profiles:
+        raise TopologyError(f"unknown topology profile {profile!r}; defined: {sorted(profiles)}")
+    overlay = profiles[profile] or {}
+    if not isinstance(overlay, dict):
+        raise TopologyError(f"profiles.{profile}: expected a mapping, got {overlay!r}")
+    for section in ("retry", "queues"):
+        if section in overlay and not isinstance(overlay[section], dict):
+            raise TopologyError(f"profiles.{profile}.{section}: expected a mapping, got {overlay[section]!r}")
+    unknown = set(overlay) - {"visibility_margin_seconds", "retry", "queues"}
+    if unknown:
+        raise TopologyError(f"profiles.{profile}: unknown key(s) {sorted(unknown)}")
+    merged = {**raw, "queues": {k: dict(v) for k, v in (raw.get("queues") or {}).items()}}
+    if "visibility_margin_seconds" in overlay:
+        merged["visibility_margin_seconds"] = overlay["visibility_margin_seconds"]
+    if "retry" in overlay:
+        merged["retry"] = {**(raw.get("retry") or {}), **overlay["retry"]}
+    for key, fields in (overlay.get("queues") or {}).items():
+        if key not in merged["queues"]:
+            raise TopologyError(f"profiles.{profile}.queues.{key}: no such queue")
+        if not isinstance(fields, dict):
+            raise TopologyError(f"profiles.{profile}.queues.{key}: expected a mapping, got {fields!r}")
+        bad = set(fields) - PROFILE_QUEUE_FIELDS
+        if bad:
+            raise TopologyError(f"profiles.{profile}.queues.{key}: only numbers may change, not {sorted(bad)}")
+        merged["queues"][key].update(fields)
+    return merged
+
+
+def parse_topology(raw: Any, source: Path, profile: str | None = None) -> Topology:
+    """Build a Topology from parsed YAML, refusing anything the system cannot run safely with."""
+    if not isinstance(raw, dict):
+        raise TopologyError(f"{source}: expected a mapping at the top level")
+    unknown = set(raw) - TOP_FIELDS
+    if unknown:
+        raise TopologyError(f"{source}: unknown top-level key(s) {sorted(unknown)}")
+    if profile:
+        raw = apply_profile(raw, profile)
+    if raw.get("version") != 1:
+        raise TopologyError(f"{source}: version must be 1, got {raw.get('version')!r}")
+    margin = raw.get("visibility_margin_seconds")
+    if not isinstance(margin, int) or isinstance(margin, bool) or margin < 0:
+        raise TopologyError(f"visibility_margin_seconds: expected a non-negative int, got {margin!r}")
+
+    retry_data = _typed("retry", raw.get("retry"), RETRY_FIELDS)
+    retry = RetryPolicy(**retry_data)
+    if retry.max_retries < 0 or retry.backoff_seconds < 1:
+        raise TopologyError(f"retry: need max_retries >= 0 and backoff_seconds >= 1, got {retry_data}")
+    if not 0 < retry.backoff_max_seconds <= SQS_MAX_DELAY_SECONDS:
+        raise TopologyError(
+            f"retry.backoff_max_seconds = {retry.backoff_max_seconds}: retry delays travel as SQS "
+            f"DelaySeconds, which cannot exceed {SQS_MAX_DELAY_SECONDS} s"
+        )
+
+    queues_raw = raw.get("queues")
+    if not isinstance(queues_raw, dict) or not queues_raw:
+        raise TopologyError(f"{source}: `queues` must be a non-empty mapping")
+    queues = {key: _parse_queue(key, value, margin) for key, value in queues_raw.items()}
+
+    sqs_names = [n for q in queues.values() for n in (q.name, q.dlq)]
+    duplicated = sorted({n for n in sqs_names if sqs_names.count(n) > 1})
+    if duplicated:
+        raise TopologyError(f"SQS queue name(s) used twice: {duplicated}")
+
+    default_queue = raw.get("default_queue")
+    if default_queue not in queues:
+        raise TopologyError(f"default_queue {default_queue!r} is not one of {sorted(queues)}")
+
+    return Topology(
+        version=1,
+        visibility_margin_seconds=margin,
+        retry=retry,
+        queues=queues,
+        default_queue=default_queue,
+        source=source,
+    )
+
+
+def topology_path() -> Path:
+    return Path(os.environ.get(TOPOLOGY_ENV_VAR) or DEFAULT_TOPOLOGY_PATH)
+
+
+def load_topology(path: Path | str | None = None, profile: str | None = None) -> Topology:
+    """Read and validate a topology file (default: $QUEUE_TOPOLOGY, else queues.yml at the repo root),
+    with a profile's overrides (default: $QUEUE_TOPOLOGY_PROFILE, else none)."""
+    source = Path(path) if path is not None else topology_path()
+    if profile is None:
+        profile = os.environ.get(PROFILE_ENV_VAR) or None
+    try:
+        text = source.read_text()
+    except OSError as exc:
+        raise TopologyError(f"cannot read the queue topology {source}: {exc}") from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise TopologyError(f"{source} is not valid YAML: {exc}") from exc
+    return parse_topology(raw, source, profile)
+
+
+@lru_cache(maxsize=1)
+def get_topology() -> Topology:
+    """The process-wide topology, loaded once."""
+    return load_topology()
