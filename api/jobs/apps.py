@@ -1,0 +1,22 @@
+"""The jobs app; its ready() runs the publish-side start-up checks."""
+
+from django.apps import AppConfig
+
+
+class JobsConfig(AppConfig):
+    name = "api.jobs"
+    label = "jobs"
+
+    def ready(self) -> None:
+        from django.conf import settings
+
+        from workers.celery_app import app
+        from workers.startup_checks import StartupRefused, check_queues, check_required_settings, check_unknown_settings
+
+        problems = (
+            check_unknown_settings(dir(settings))
+            + check_required_settings(app.conf)
+            + check_queues(app.conf, settings.QUEUE_TOPOLOGY)
+        )
+        if problems:
+            raise StartupRefused(problems)

@@ -1,0 +1,32 @@
+"""The demo job kinds' work: echo, sleep, fail, flaky."""
+
+from __future__ import annotations
+
+import time
+
+from api.jobs.models import Job
+
+
+class DemoFailure(RuntimeError):
+    """Raised on purpose by the `fail` and `flaky` kinds."""
+
+
+def demo_echo(*, message: str) -> dict:
+    return {"message": message}
+
+
+def demo_sleep(*, seconds: float) -> dict:
+    time.sleep(seconds)
+    return {"slept": seconds}
+
+
+def demo_fail(*, message: str) -> None:
+    raise DemoFailure(message)
+
+
+def demo_flaky(*, job_id: int, failures: int) -> dict:
+    """Fail while the Job has been started `failures` times or fewer, then succeed."""
+    attempts = Job.objects.values_list("attempts", flat=True).get(pk=job_id)
+    if attempts <= failures:
+        raise DemoFailure(f"planned failure {attempts} of {failures}")
+    return {"attempts": attempts}

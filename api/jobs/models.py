@@ -1,0 +1,57 @@
+"""The Job: one client request for background work, and what became of it."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+
+class JobState(models.TextChoices):
+    PENDING = "pending"  # stored; its task is published once the transaction commits
+    QUEUED = "queued"  # SQS accepted the message
+    RUNNING = "running"
+    RETRYING = "retrying"  # failed; a retry is queued with a delay
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # retries spent; SQS redelivers it until the redrive policy moves it to the DLQ
+    PUBLISH_FAILED = "publish_failed"  # the broker could not be reached; nothing was queued
+    REFUSED = "refused"  # a publish guard refused the message (too large, delay too long)
+
+
+class Job(models.Model):
+    kind = models.CharField(max_length=64)
+    payload = models.JSONField(default=dict)
+    queue = models.CharField(max_length=64)
+    countdown = models.PositiveIntegerField(default=0)
+    state = models.CharField(max_length=20, choices=JobState.choices, default=JobState.PENDING, db_index=True)
+    task_id = models.CharField(max_length=36, unique=True, default=uuid.uuid4)
+    attempts = models.PositiveIntegerField(default=0)  # times a worker started it
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"Job {self.pk} {self.kind} {self.state}"
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.pk,
+            "kind": self.kind,
+            "payload": self.payload,
+            "queue": self.queue,
+            "countdown": self.countdown,
+            "state": self.state,
+            "task_id": str(self.task_id),
+            "attempts": self.attempts,
+            "result": self.result,
+            "error": self.error,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+        }

@@ -1,0 +1,108 @@
+"""Settings every environment shares; values come from environment variables (workers/env.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+
+from workers.celery_config import BrokerEnv, as_django_settings, build_celery_settings
+from workers.env import env_bool, env_list, env_str
+from workers.topology import get_topology
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+# --- Django ----------------------------------------------------------------------------------------
+# https://docs.djangoproject.com/en/5.2/ref/settings/
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1"])
+ROOT_URLCONF = "api.urls"
+WSGI_APPLICATION = "api.wsgi.application"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en-us"
+STATIC_URL = "static/"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_beat",
+    "django_celery_results",
+    "api.jobs",
+    "api.newsletter",
+]
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+# --- Database --------------------------------------------------------------------------------------
+# PostgreSQL when DATABASE_URL is set (CI, production); SQLite otherwise (local).
+DATABASE_URL = env_str("DATABASE_URL", None)
+SQLITE_PATH = Path(env_str("SQLITE_PATH", str(BASE_DIR / "var" / "db.sqlite3")))
+
+
+def database_config(url: str | None) -> dict:
+    if url:
+        return dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+    SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
+    # IMMEDIATE transactions and a busy timeout: the api, worker and beat write to one file.
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(SQLITE_PATH),
+        "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+    }
+
+
+DATABASES = {"default": database_config(DATABASE_URL)}
+
+# --- Celery on SQS ---------------------------------------------------------------------------------
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html ; every value is built from the
+# queue topology (queues.yml) in workers/celery_config.py and checked at start-up.
+QUEUE_TOPOLOGY = get_topology()
+SQS_ENDPOINT_URL = env_str("SQS_ENDPOINT_URL", None)
+SQS_BROKER = BrokerEnv(
+    endpoint_url=SQS_ENDPOINT_URL,
+    region=env_str("AWS_DEFAULT_REGION", None) or env_str("AWS_REGION", "us-east-1"),
+    account_id=env_str("AWS_ACCOUNT_ID", None),
+    queue_prefix=env_str("SQS_QUEUE_PREFIX", ""),
+    queue_urls={key: url for key in QUEUE_TOPOLOGY.queues if (url := env_str(f"SQS_QUEUE_URL_{key.upper()}", None))},
+)
+# Off by default (fire-and-forget, the Job row carries the state); "django-db" stores results.
+RESULT_BACKEND = env_str("RESULT_BACKEND", None)
+globals().update(as_django_settings(build_celery_settings(QUEUE_TOPOLOGY, SQS_BROKER, result_backend=RESULT_BACKEND)))
+DJANGO_CELERY_BEAT_TZ_AWARE = True
+
+
+# --- Logging ---------------------------------------------------------------------------------------
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+}

@@ -1,0 +1,15 @@
+"""Local development: the embedded SQS emulator (devstack/), SQLite unless DATABASE_URL, debug on."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.management.utils import get_random_secret_key
+
+os.environ.setdefault("SQS_ENDPOINT_URL", "http://127.0.0.1:9324")
+
+from api.settings.base import *  # noqa: E402,F403
+
+DEBUG = True
+# Never a key in code: a random one per process is enough locally (nothing signed is shared).
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or get_random_secret_key()

@@ -1,0 +1,35 @@
+"""Tests: a short-timeout topology, a moto server on a free port, a file-backed test database."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# Set in the environment so worker subprocesses started by the tests inherit the same values.
+os.environ.setdefault("QUEUE_TOPOLOGY", str(_ROOT / "tests" / "fixtures" / "queues.test.yml"))
+os.environ.setdefault("SQS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("SQLITE_PATH", str(Path(tempfile.gettempdir()) / f"celery-sqs-test-{os.getpid()}.sqlite3"))
+
+from api.settings.base import *  # noqa: E402,F403
+from api.settings.base import DATABASES, SQLITE_PATH  # noqa: E402
+
+SECRET_KEY = "test-only-not-secret"  # noqa: S105
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A file, not :memory:, so worker subprocesses share the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(SQLITE_PATH.with_name(SQLITE_PATH.stem + "-test.sqlite3"))}
