@@ -1,0 +1,24 @@
+# The project's public interface. `make run` and `make test` set everything up themselves.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+PY := .venv/bin/python
+
+.PHONY: bootstrap run test lint demo
+
+bootstrap:
+	@bin/bootstrap
+
+## run: the local stack (moto SQS, queues, migrations, api, worker, beat); Ctrl-C stops it all
+run: bootstrap
+	$(PY) -m devstack.run
+
+## test: lint, then every test (unit and integration, real processes)
+test: bootstrap lint
+	$(PY) -m pytest
+
+lint: bootstrap
+	.venv/bin/ruff check .
+
+## demo: with `make run` going, post jobs and watch one fail into the DLQ
+demo: bootstrap
+	$(PY) -m devstack.demo

@@ -1,0 +1,59 @@
+"""Create every queue of the topology with its DLQ and redrive policy (local stack and tests)."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+
+from workers.topology import Topology
+
+
+def sqs_client(endpoint_url: str | None, region: str = "us-east-1"):
+    return boto3.client("sqs", endpoint_url=endpoint_url, region_name=region)
+
+
+def create_queues(topology: Topology, *, endpoint_url: str | None, prefix: str = "") -> dict[str, str]:
+    """Create (idempotently) each queue and its DLQ; returns {queue key: queue URL}."""
+    sqs = sqs_client(endpoint_url)
+    urls = {}
+    for key, spec in topology.queues.items():
+        dlq_url = sqs.create_queue(
+            QueueName=spec.dlq_sqs_name(prefix),
+            Attributes={"MessageRetentionPeriod": str(spec.dlq_retention_seconds)},
+        )["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        urls[key] = sqs.create_queue(
+            QueueName=spec.sqs_name(prefix),
+            Attributes={
+                "VisibilityTimeout": str(spec.visibility_timeout),
+                "MessageRetentionPeriod": str(spec.retention_seconds),
+                "MaximumMessageSize": str(spec.max_message_bytes),
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": spec.max_receive_count}
+                ),
+            },
+        )["QueueUrl"]
+    return urls
+
+
+def dlq_url(topology: Topology, key: str, *, endpoint_url: str | None, prefix: str = "") -> str:
+    sqs = sqs_client(endpoint_url)
+    return sqs.get_queue_url(QueueName=topology.queue(key).dlq_sqs_name(prefix))["QueueUrl"]
+
+
+def queue_depth(url: str, *, endpoint_url: str | None) -> dict[str, int]:
+    """Visible, in-flight and delayed message counts of one queue."""
+    attrs = sqs_client(endpoint_url).get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=[
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ],
+    )["Attributes"]
+    return {
+        "visible": int(attrs["ApproximateNumberOfMessages"]),
+        "in_flight": int(attrs["ApproximateNumberOfMessagesNotVisible"]),
+        "delayed": int(attrs["ApproximateNumberOfMessagesDelayed"]),
+    }

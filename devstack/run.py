@@ -1,0 +1,127 @@
+"""`make run`: moto server, queues from the topology, migrations, then api, worker and beat; Ctrl-C stops all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+from devstack import processes
+from devstack.moto_server import start_moto_server, wait_until_up
+from devstack.queues import create_queues
+from workers.env import env_int
+from workers.topology import load_topology
+
+# Dummy credentials for the emulator only (it accepts any); real AWS uses boto3's default chain.
+LOCAL_ENV = {
+    "DJANGO_SETTINGS_MODULE": "api.settings.local",
+    "QUEUE_TOPOLOGY_PROFILE": os.environ.get("QUEUE_TOPOLOGY_PROFILE", "local"),
+    "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
+    "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
+    "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+    "PYTHONUNBUFFERED": "1",
+}
+WORKER_READY = " ready."
+
+
+def _pump(name: str, proc: subprocess.Popen, ready: threading.Event, marker: str | None) -> None:
+    """Copy a child's output to ours with a name prefix; set `ready` when its marker shows."""
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        line = raw.decode(errors="replace").rstrip()
+        print(f"{name:>6} | {line}", flush=True)
+        if marker and marker in line:
+            ready.set()
+
+
+def _api_up(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _interrupt(*_args) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    started = time.monotonic()
+    sqs_port = env_int("LOCAL_SQS_PORT", 9324)
+    api_port = env_int("LOCAL_API_PORT", 8000)
+    endpoint = f"http://127.0.0.1:{sqs_port}"
+    api_url = f"http://127.0.0.1:{api_port}"
+    os.environ.update(LOCAL_ENV, SQS_ENDPOINT_URL=endpoint)
+    python = sys.executable
+    children: list[tuple[str, subprocess.Popen]] = []
+
+    def stop_all() -> None:
+        # Ctrl-C pressed again must not cut the clean-up short and leave children behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for name, proc in reversed(children):
+            code = processes.stop(proc, grace=15)
+            print(f"{name:>6} | stopped (exit {code})", flush=True)
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        for port, variable in ((sqs_port, "LOCAL_SQS_PORT"), (api_port, "LOCAL_API_PORT")):
+            if not processes.port_is_free(port):
+                print(f" stack | port {port} is in use: stop what holds it or set {variable}", flush=True)
+                return 2
+        moto = start_moto_server(sqs_port)
+        children.append(("sqs", moto))
+        wait_until_up(endpoint, moto)
+        topology = load_topology()
+        for key, url in create_queues(topology, endpoint_url=endpoint).items():
+            print(f" stack | queue {key}: {url}", flush=True)
+        subprocess.run([python, "manage.py", "migrate", "--noinput", "-v", "0"], check=True)
+        subprocess.run([python, "manage.py", "seed_subscribers", "--count", "25"], check=True)
+
+        # The same start scripts the image runs (bin/start-*), with the venv first on PATH.
+        bin_dir = processes.REPO_ROOT / "bin"
+        commands = {"api": [str(bin_dir / "start-api")], "worker": [str(bin_dir / "start-worker")],
+                    "beat": [str(bin_dir / "start-beat")]}
+        env = {
+            "PATH": f"{os.path.dirname(python)}{os.pathsep}{os.environ.get('PATH', '')}",
+            "API_BIND": f"127.0.0.1:{api_port}",
+            "API_WORKERS": "2",
+        }
+        worker_ready = threading.Event()
+        for name, argv in commands.items():
+            proc = processes.start(argv, env=env, stdout=subprocess.PIPE)
+            children.append((name, proc))
+            marker = WORKER_READY if name == "worker" else None
+            threading.Thread(target=_pump, args=(name, proc, worker_ready, marker), daemon=True).start()
+
+        processes.wait_for(lambda: _api_up(api_url), timeout=60, what="the api")
+        if not worker_ready.wait(timeout=60):
+            raise TimeoutError("the worker did not report ready within 60 s")
+        print(
+            f"\n stack | ready in {time.monotonic() - started:.1f} s: api {api_url}, SQS {endpoint}\n"
+            f" stack | try: curl -s -X POST {api_url}/api/jobs -H 'Content-Type: application/json' "
+            f'-d \'{{"kind": "echo", "payload": {{"message": "hello"}}}}\'\n'
+            f" stack |      curl -s {api_url}/api/jobs/1\n"
+            f" stack | or, in another terminal: make demo.  Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        while True:
+            for name, proc in children:
+                if proc.poll() is not None:
+                    print(f" stack | {name} exited with code {proc.returncode}; stopping the stack", flush=True)
+                    return 1
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("\n stack | stopping", flush=True)
+        return 0
+    finally:
+        stop_all()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""DLQ Lambdas (replay and alert); filled by issue C."""
