@@ -1,0 +1,172 @@
+"""Integration fixtures: a moto server, the topology's queues, and real `celery worker` subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from devstack import processes
+from devstack.moto_server import reset, start_moto_server, wait_until_up
+from devstack.processes import REPO_ROOT
+from devstack.queues import create_queues, queue_depth, sqs_client
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def sqs_endpoint(tmp_path_factory):
+    """A moto server on the free port the test settings chose, for the whole session."""
+    endpoint = settings.SQS_ENDPOINT_URL
+    port = int(endpoint.rsplit(":", 1)[1])
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
+    proc = start_moto_server(port, stdout=log)
+    try:
+        wait_until_up(endpoint, proc)
+        yield endpoint
+    finally:
+        processes.stop(proc, grace=5)
+        log.close()
+
+
+@dataclass
+class Queues:
+    """The test topology's queues on the moto server, with helpers to look at them."""
+
+    endpoint: str
+    urls: dict[str, str]
+    dlq_urls: dict[str, str]
+
+    def depth(self, key: str) -> dict[str, int]:
+        return queue_depth(self.urls[key], endpoint_url=self.endpoint)
+
+    def dlq_depth(self, key: str) -> dict[str, int]:
+        return queue_depth(self.dlq_urls[key], endpoint_url=self.endpoint)
+
+    def total(self, key: str) -> int:
+        return sum(self.depth(key).values())
+
+    def send_raw(self, key: str, body: str) -> None:
+        sqs_client(self.endpoint).send_message(QueueUrl=self.urls[key], MessageBody=body)
+
+    def receive_dlq(self, key: str) -> list[dict]:
+        response = sqs_client(self.endpoint).receive_message(
+            QueueUrl=self.dlq_urls[key],
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=1,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
+        return response.get("Messages", [])
+
+
+@pytest.fixture
+def queues(sqs_endpoint) -> Queues:
+    """Fresh queues (with DLQs and redrive policies) for each test."""
+    reset(sqs_endpoint)
+    topology = settings.QUEUE_TOPOLOGY
+    urls = create_queues(topology, endpoint_url=sqs_endpoint)
+    client = sqs_client(sqs_endpoint)
+    dlq_urls = {key: client.get_queue_url(QueueName=q.dlq)["QueueUrl"] for key, q in topology.queues.items()}
+    return Queues(endpoint=sqs_endpoint, urls=urls, dlq_urls=dlq_urls)
+
+
+def database_env() -> dict[str, str]:
+    """Point a subprocess at the test database this session created."""
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return {"SQLITE_PATH": str(db["NAME"]), "DATABASE_URL": ""}
+    user = db["USER"] or "postgres"
+    auth = f"{user}:{db['PASSWORD']}" if db["PASSWORD"] else user
+    return {"DATABASE_URL": f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"}
+
+
+@dataclass
+class Proc:
+    """A subprocess started by a test, its log, and how to read it."""
+
+    name: str
+    proc: object
+    log_path: Path
+    extra: dict = field(default_factory=dict)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+@pytest.fixture
+def start_process(tmp_path):
+    """Start a project process against the test database and moto; stopped (by PID) after the test."""
+    started: list[Proc] = []
+
+    def start(
+        name: str, argv: list[str], *, env: dict[str, str] | None = None, ready: str | None = None, timeout: float = 60
+    ) -> Proc:
+        log_path = tmp_path / f"{name}-{len(started)}.log"
+        log = log_path.open("wb")
+        full_env = {
+            "DJANGO_SETTINGS_MODULE": "api.settings.test",
+            "PYTHONUNBUFFERED": "1",
+            **database_env(),
+            **(env or {}),
+        }
+        proc = processes.start(argv, env=full_env, stdout=log)
+        handle = Proc(name=name, proc=proc, log_path=log_path)
+        started.append(handle)
+        if ready:
+
+            def is_ready() -> bool:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{handle.log()[-4000:]}")
+                return ready in handle.log()
+
+            processes.wait_for(is_ready, timeout=timeout, interval=0.2, what=f"{name} to be ready")
+        return handle
+
+    yield start
+    for handle in reversed(started):
+        processes.stop(handle.proc, grace=10)
+    for handle in started:  # shown by pytest only when the test failed
+        print(f"----- {handle.name} log ({handle.log_path}) -----\n{handle.log()[-6000:]}")
+
+
+@pytest.fixture
+def start_worker(transactional_db, queues, start_process):
+    """Start a real `celery worker` consuming every topology queue."""
+
+    def start(*, env: dict[str, str] | None = None, concurrency: int = 2) -> Proc:
+        # The same command the image runs on ECS, with the venv first on PATH.
+        path = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"
+        worker_env = {"PATH": path, "WORKER_CONCURRENCY": str(concurrency), **(env or {})}
+        return start_process("worker", [str(REPO_ROOT / "bin" / "start-worker")], env=worker_env, ready=" ready.")
+
+    return start
+
+
+def post_job(client, **body):
+    return client.post("/api/jobs", data=json.dumps(body), content_type="application/json")
+
+
+def wait_for_job(job_id: int, states: set[str], timeout: float = 60):
+    from api.jobs.models import Job
+
+    return processes.wait_for(
+        lambda: (job := Job.objects.get(pk=job_id)).state in states and job,
+        timeout=timeout,
+        interval=0.2,
+        what=f"job {job_id} to reach {states}",
+    )
+
+
+@pytest.fixture
+def unreachable_endpoint() -> str:
+    """An SQS endpoint where nothing listens."""
+    return f"http://127.0.0.1:{processes.free_port()}"

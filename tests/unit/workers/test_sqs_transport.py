@@ -1,0 +1,247 @@
+"""Unit tests of workers/sqs_transport.py: a real kombu Connection with our transport, SQS in moto."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+from kombu import Connection, Producer
+from moto import mock_aws
+from moto.sqs.models import sqs_backends
+
+from workers.celery_config import BrokerEnv, transport_options
+from workers.publish_guards import DelayTooLong, PayloadTooLarge
+from workers.sqs_transport import Channel, Transport
+from workers.topology import DEFAULT_TOPOLOGY_PATH, load_topology
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+
+
+@pytest.fixture(scope="module")
+def topology():
+    return load_topology(DEFAULT_TOPOLOGY_PATH, profile="")
+
+
+@pytest.fixture
+def sqs(topology, monkeypatch):
+    """moto's in-process SQS with every topology queue (and DLQ) created."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    with mock_aws():
+        client = boto3.client("sqs", region_name=REGION)
+        urls = {}
+        for key, spec in topology.queues.items():
+            urls[key] = client.create_queue(QueueName=spec.name)["QueueUrl"]
+            client.create_queue(QueueName=spec.dlq)
+        yield client, urls
+
+
+@pytest.fixture
+def connection(sqs, topology):
+    options = transport_options(topology, BrokerEnv(account_id=ACCOUNT, region=REGION))
+    conn = Connection("sqs://", transport="workers.sqs_transport:Transport", transport_options=options)
+    yield conn
+    conn.release()
+
+
+@pytest.fixture
+def producer(connection):
+    return Producer(connection.default_channel)
+
+
+def _publish(producer: Producer, body, queue: str = "default", **kwargs) -> None:
+    producer.publish(body, routing_key=queue, exchange="", serializer="json", **kwargs)
+
+
+def _counts(client, url: str) -> tuple[int, int]:
+    attrs = client.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"],
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesDelayed"])
+
+
+def _stored(topology, key: str):
+    """moto's stored messages of a topology queue."""
+    return list(sqs_backends[ACCOUNT][REGION].queues[topology.queue(key).name]._messages)
+
+
+def _decode(sqs_body: str) -> dict:
+    """The kombu message dict carried in an SQS body (base64 of its JSON)."""
+    return json.loads(base64.b64decode(sqs_body))
+
+
+def test_connection_uses_guarded_transport(connection):
+    # GIVEN a Connection naming our transport
+    # WHEN its channel is opened
+    channel = connection.default_channel
+    # THEN it is the guarded channel of our transport
+    assert isinstance(connection.transport, Transport)
+    assert isinstance(channel, Channel)
+
+
+def test_small_message_arrives(sqs, producer):
+    # GIVEN the queues in moto
+    client, urls = sqs
+    # WHEN a small message is published to `default`
+    _publish(producer, {"hello": "world"}, headers={"task": "jobs.echo"})
+    # THEN it can be received at once, unchanged
+    messages = client.receive_message(QueueUrl=urls["default"], MaxNumberOfMessages=10)["Messages"]
+    assert len(messages) == 1
+    message = _decode(messages[0]["Body"])
+    assert json.loads(base64.b64decode(message["body"])) == {"hello": "world"}
+    assert message["headers"] == {"task": "jobs.echo"}
+    assert "DelaySeconds" not in message["properties"]
+    # AND nothing went to the other queues
+    assert _counts(client, urls["high_priority"]) == (0, 0)
+
+
+def test_eta_becomes_delay_seconds(sqs, producer, topology):
+    # GIVEN an ETA 5 s ahead, as Celery writes it for countdown=5
+    client, urls = sqs
+    eta = (datetime.now(UTC) + timedelta(seconds=5)).isoformat()
+    # WHEN published
+    _publish(producer, {"n": 1}, headers={"eta": eta, "task": "jobs.echo"})
+    # THEN SQS holds it: not receivable now, counted as delayed
+    assert client.receive_message(QueueUrl=urls["default"]).get("Messages", []) == []
+    assert _counts(client, urls["default"]) == (0, 1)
+    # AND it was sent with DelaySeconds 5 (ceil of the remaining ~4.99 s)
+    [stored] = _stored(topology, "default")
+    assert round((stored.delayed_until - stored.sent_timestamp) / 1000) == 5
+    # AND the worker will not hold it again: the ETA header in the stored body is None
+    body = _decode(stored.body)
+    assert body["headers"]["eta"] is None
+    assert body["headers"]["task"] == "jobs.echo"
+    assert body["properties"]["DelaySeconds"] == 5
+
+
+def test_naive_eta_is_read_as_utc(sqs, producer, topology):
+    # GIVEN a naive ETA 5 s ahead in UTC
+    eta = (datetime.now(UTC) + timedelta(seconds=5)).replace(tzinfo=None).isoformat()
+    # WHEN published
+    _publish(producer, {"n": 1}, queue="high_priority", headers={"eta": eta})
+    # THEN it is delayed ~5 s, not by the local UTC offset
+    [stored] = _stored(topology, "high_priority")
+    assert round((stored.delayed_until - stored.sent_timestamp) / 1000) == 5
+
+
+def test_past_eta_is_sent_without_delay(sqs, producer):
+    # GIVEN an ETA already passed
+    client, urls = sqs
+    eta = (datetime.now(UTC) - timedelta(seconds=30)).isoformat()
+    # WHEN published
+    _publish(producer, {"n": 1}, headers={"eta": eta})
+    # THEN it is receivable at once
+    assert len(client.receive_message(QueueUrl=urls["default"])["Messages"]) == 1
+
+
+def test_explicit_delay_seconds_property(sqs, producer, topology):
+    # GIVEN kombu's own delay_seconds property (snake case) of 3 s
+    client, urls = sqs
+    # WHEN published
+    _publish(producer, {"n": 1}, delay_seconds=3)
+    # THEN SQS delays it 3 s
+    assert _counts(client, urls["default"]) == (0, 1)
+    [stored] = _stored(topology, "default")
+    assert round((stored.delayed_until - stored.sent_timestamp) / 1000) == 3
+
+
+def test_delay_over_900_refused_and_nothing_sent(sqs, producer):
+    # GIVEN an ETA 1000 s ahead
+    client, urls = sqs
+    eta = (datetime.now(UTC) + timedelta(seconds=1000)).isoformat()
+    # WHEN published
+    with pytest.raises(DelayTooLong) as excinfo:
+        _publish(producer, {"n": 1}, headers={"eta": eta})
+    # THEN the refusal names the queue and SQS's limit
+    assert "'default'" in str(excinfo.value)
+    assert "900 s" in str(excinfo.value)
+    # AND the queue stays empty (not silently clamped to 900 s)
+    assert _counts(client, urls["default"]) == (0, 0)
+
+
+def test_explicit_delay_over_900_refused(sqs, producer):
+    # GIVEN DelaySeconds=1000 as a property
+    client, urls = sqs
+    # WHEN published THEN it is refused, not clamped to 900 by kombu
+    with pytest.raises(DelayTooLong):
+        _publish(producer, {"n": 1}, DelaySeconds=1000)
+    assert _counts(client, urls["default"]) == (0, 0)
+
+
+def test_oversized_body_refused_and_nothing_sent(sqs, producer):
+    # GIVEN a ~300 KB payload (the queue takes 262144 bytes)
+    client, urls = sqs
+    # WHEN published
+    with pytest.raises(PayloadTooLarge) as excinfo:
+        _publish(producer, {"blob": "x" * 300_000})
+    # THEN the refusal names the queue, the encoded size and the limit
+    message = str(excinfo.value)
+    assert "'default'" in message
+    assert "262144 bytes" in message
+    encoded = int(message.split("the encoded message is ")[1].split(" bytes")[0])
+    assert encoded > 300_000 * 1.7  # two base64 passes
+    # AND nothing reached SQS
+    assert _counts(client, urls["default"]) == (0, 0)
+
+
+def test_body_that_fits_only_before_encoding_is_refused(sqs, producer):
+    # GIVEN a 200 KB payload: under 256 KiB as JSON, over it after kombu's two base64 passes
+    client, urls = sqs
+    # WHEN published THEN the guard measures the final SQS body and refuses it
+    with pytest.raises(PayloadTooLarge):
+        _publish(producer, {"blob": "x" * 200_000})
+    assert _counts(client, urls["default"]) == (0, 0)
+
+
+def test_queue_outside_topology_is_not_guarded_here(connection):
+    # GIVEN a queue name with no limits in the transport options
+    channel = connection.default_channel
+    message = {"headers": {"eta": (datetime.now(UTC) + timedelta(seconds=5000)).isoformat()}}
+    # WHEN the guards run for it THEN they leave it alone (kombu's predefined_queues check refuses it)
+    assert channel._apply_publish_guards("not-a-topology-queue", message) is None
+    assert message["headers"]["eta"] is not None
+
+
+def test_celery_countdown_travels_as_delay_seconds(sqs, connection, settings):
+    # GIVEN the project's Celery app and a connection to moto through our transport
+    # (the app's routes come from the test topology; queue keys match the fixture's queues)
+    from workers.celery_app import app
+
+    client, urls = sqs
+    # WHEN a task is sent with countdown=5
+    result = app.send_task("jobs.echo", kwargs={"job_id": 1, "message": "hi"}, countdown=5, connection=connection)
+    # THEN it lands in `default`, delayed by SQS and not receivable yet
+    assert _counts(client, urls["default"]) == (0, 1)
+    stored = sqs_backends[ACCOUNT][REGION].queues["default"]._messages[0]
+    assert round((stored.delayed_until - stored.sent_timestamp) / 1000) == 5
+    # AND the task message carries no ETA for the worker to hold
+    headers = _decode(stored.body)["headers"]
+    assert headers["task"] == "jobs.echo"
+    assert headers["id"] == result.id
+    assert headers["eta"] is None
+
+
+def test_celery_countdown_over_900_refused(sqs, connection):
+    # GIVEN the Celery app
+    from workers.celery_app import app
+
+    client, urls = sqs
+    # WHEN a task is sent with countdown=1000 THEN DelayTooLong reaches the caller and nothing is sent
+    with pytest.raises(DelayTooLong):
+        app.send_task("jobs.echo", kwargs={"job_id": 1, "message": "hi"}, countdown=1000, connection=connection)
+    assert _counts(client, urls["default"]) == (0, 0)
+
+
+def test_snake_case_delay_over_900_refused_when_camel_case_is_none(sqs, producer):
+    # GIVEN delay_seconds=1000 with DelaySeconds explicitly None (kombu: "not supplied under this spelling")
+    client, urls = sqs
+    # WHEN published THEN the guard refuses it and nothing is sent
+    with pytest.raises(DelayTooLong):
+        _publish(producer, {"n": 1}, DelaySeconds=None, delay_seconds=1000)
+    assert _counts(client, urls["default"]) == (0, 0)

@@ -1,0 +1,247 @@
+"""Unit tests of workers/startup_checks.py: each broken rule is named, all of them at once."""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+import pytest
+
+from workers.celery_config import BrokerEnv, build_celery_settings
+from workers.startup_checks import (
+    StartupRefused,
+    apply_and_check_task_limits,
+    check_queues,
+    check_required_settings,
+    check_unknown_settings,
+    run_startup_checks,
+)
+from workers.topology import DEFAULT_TOPOLOGY_PATH, load_topology
+
+
+@pytest.fixture(scope="module")
+def topology():
+    return load_topology(DEFAULT_TOPOLOGY_PATH, profile="")
+
+
+@pytest.fixture
+def conf(topology) -> dict:
+    return copy.deepcopy(build_celery_settings(topology, BrokerEnv(endpoint_url="http://127.0.0.1:9324")))
+
+
+def _task(**attrs) -> SimpleNamespace:
+    return SimpleNamespace(**{"time_limit": None, "soft_time_limit": None, **attrs})
+
+
+def test_correct_config_has_no_problems(conf, topology):
+    # GIVEN the settings build_celery_settings makes
+    # WHEN every check runs
+    problems = check_required_settings(conf) + check_queues(conf, topology)
+    # THEN none fails
+    assert problems == []
+
+
+@pytest.mark.parametrize(
+    "key,value,expected",
+    [
+        ("task_acks_late", False, ["task_acks_late is False", "must be True"]),
+        ("task_acks_on_failure", True, ["task_acks_on_failure is True", "must be False"]),
+        ("task_reject_on_worker_lost", None, ["task_reject_on_worker_lost is None", "must be True"]),
+        ("worker_prefetch_multiplier", 4, ["worker_prefetch_multiplier is 4", "must be 1"]),
+        ("accept_content", ["json", "pickle"], ["accept_content is ['json', 'pickle']", "must be ['json']"]),
+        ("task_serializer", "pickle", ["task_serializer is 'pickle'", "must be 'json'"]),
+    ],
+)
+def test_required_setting_broken(conf, key, value, expected):
+    # GIVEN a correct config with one required setting changed
+    conf[key] = value
+    # WHEN checked
+    problems = check_required_settings(conf)
+    # THEN exactly one problem, naming the setting and both values
+    assert len(problems) == 1, problems
+    for part in expected:
+        assert part in problems[0]
+
+
+def test_required_setting_missing(conf):
+    # GIVEN a config without task_acks_late at all
+    del conf["task_acks_late"]
+    # WHEN checked THEN it is reported as None
+    assert check_required_settings(conf) == [
+        "task_acks_late is None, must be True: a message is deleted only after its task ends"
+    ]
+
+
+def test_wait_time_not_20(conf):
+    # GIVEN short polling
+    conf["broker_transport_options"]["wait_time_seconds"] = 10
+    # WHEN checked THEN the option and both values are named
+    [problem] = check_required_settings(conf)
+    assert "wait_time_seconds is 10" in problem
+    assert "must be 20" in problem
+
+
+@pytest.mark.parametrize("soft", [0, 0.0, None, 110, 115, 120])
+def test_soft_shutdown_outside_window(conf, soft):
+    # GIVEN a soft shutdown of none or too close to the ECS stopTimeout
+    conf["worker_soft_shutdown_timeout"] = soft
+    # WHEN checked
+    [problem] = check_required_settings(conf)
+    # THEN the setting, its value and the stopTimeout are named
+    assert "worker_soft_shutdown_timeout" in problem
+    assert f"is {soft or 0} s" in problem
+    assert "120 s" in problem
+
+
+def test_soft_shutdown_just_inside_window(conf):
+    # GIVEN 109 s, below 120 - 10
+    conf["worker_soft_shutdown_timeout"] = 109
+    # WHEN checked THEN it passes
+    assert check_required_settings(conf) == []
+
+
+def test_queue_without_url(conf, topology):
+    # GIVEN a predefined_queues map missing one queue
+    del conf["broker_transport_options"]["predefined_queues"]["low_priority"]
+    # WHEN checked THEN that queue is named
+    assert check_queues(conf, topology) == [
+        "queue 'low_priority' has no URL in broker_transport_options.predefined_queues"
+    ]
+
+
+def test_check_unknown_settings():
+    # GIVEN a misspelt CELERY_ setting, a correct one and non-Celery names
+    names = ["CELERY_TASK_TIME_LIMT", "CELERY_TASK_ACKS_LATE", "DEBUG", "SQS_ENDPOINT_URL", "celery_lower"]
+    # WHEN checked
+    problems = check_unknown_settings(names)
+    # THEN only the misspelt one is reported, by its Django name
+    assert len(problems) == 1
+    assert "CELERY_TASK_TIME_LIMT" in problems[0]
+
+
+def test_check_unknown_settings_accepts_every_built_setting(conf):
+    # GIVEN every name build_celery_settings produces, as Django settings
+    names = [f"CELERY_{key.upper()}" for key in conf]
+    # WHEN checked THEN none is unknown
+    assert check_unknown_settings(names) == []
+
+
+def test_task_without_limits_gets_its_queues(topology):
+    # GIVEN tasks with no limits, routed to default and low_priority
+    echo, send = _task(), _task()
+    # WHEN the limits are applied
+    problems = apply_and_check_task_limits({"jobs.echo": echo, "newsletter.send_one": send}, topology)
+    # THEN they get their queue's limits
+    assert problems == []
+    assert (echo.time_limit, echo.soft_time_limit) == (300, 240)
+    assert (send.time_limit, send.soft_time_limit) == (900, 840)
+
+
+def test_task_with_tighter_limits_keeps_them(topology):
+    # GIVEN a task with limits below its queue's
+    task = _task(time_limit=100, soft_time_limit=80)
+    # WHEN the limits are applied THEN they are kept
+    assert apply_and_check_task_limits({"jobs.echo": task}, topology) == []
+    assert (task.time_limit, task.soft_time_limit) == (100, 80)
+
+
+def test_task_without_limit_attributes_at_all(topology):
+    # GIVEN an object with no limit attributes
+    task = SimpleNamespace()
+    # WHEN the limits are applied THEN they are set
+    assert apply_and_check_task_limits({"priority.ping": task}, topology) == []
+    assert (task.time_limit, task.soft_time_limit) == (60, 45)
+
+
+def test_task_with_looser_time_limit_refused(topology):
+    # GIVEN a default-queue task with a 400 s hard limit (the queue's is 300 s)
+    task = _task(time_limit=400)
+    # WHEN checked
+    [problem] = apply_and_check_task_limits({"jobs.slow": task}, topology)
+    # THEN the task, its queue and both numbers are named
+    assert "'jobs.slow'" in problem
+    assert "'default'" in problem
+    assert "time_limit 400 s" in problem
+    assert "time_limit 300 s" in problem
+
+
+def test_task_with_looser_soft_limit_refused(topology):
+    # GIVEN a high-priority task with a soft limit of 50 s (the queue's is 45 s)
+    task = _task(soft_time_limit=50)
+    # WHEN checked
+    [problem] = apply_and_check_task_limits({"priority.x": task}, topology)
+    # THEN the soft limit is named with both numbers
+    assert "soft_time_limit 50 s" in problem
+    assert "soft_time_limit 45 s" in problem
+    assert "'high_priority'" in problem
+
+
+def test_retry_backoff_max_over_900_refused(topology):
+    # GIVEN a task that may back off 901 s
+    task = _task(retry_backoff_max=901)
+    # WHEN checked
+    [problem] = apply_and_check_task_limits({"jobs.x": task}, topology)
+    # THEN the task and both numbers are named
+    assert "'jobs.x'" in problem
+    assert "901" in problem
+    assert "900" in problem
+
+
+def test_celery_builtin_tasks_are_skipped(topology):
+    # GIVEN a Celery built-in task with no limits
+    task = _task()
+    # WHEN checked THEN it is left alone
+    assert apply_and_check_task_limits({"celery.chord_unlock": task}, topology) == []
+    assert task.time_limit is None
+
+
+def test_run_startup_checks_lists_every_problem(conf, topology):
+    # GIVEN an app whose conf breaks two rules and has a task with a loose limit
+    conf["task_acks_late"] = False
+    conf["worker_prefetch_multiplier"] = 4
+    app = SimpleNamespace(conf=conf, tasks={"jobs.slow": _task(time_limit=400)})
+    # WHEN the checks run with a misspelt setting name
+    with pytest.raises(StartupRefused) as excinfo:
+        run_startup_checks(app, topology, ["CELERY_TASK_TIME_LIMT"])
+    refused = excinfo.value
+    # THEN it is a SystemExit with a non-zero code listing all four problems
+    assert isinstance(refused, SystemExit)
+    assert refused.code not in (0, None)
+    assert len(refused.problems) == 4
+    text = str(refused.code)
+    for part in ("CELERY_TASK_TIME_LIMT", "task_acks_late", "worker_prefetch_multiplier", "'jobs.slow'"):
+        assert part in text
+
+
+def test_run_startup_checks_passes_on_good_config(conf, topology):
+    # GIVEN a correct conf and a task without limits
+    task = _task()
+    app = SimpleNamespace(conf=conf, tasks={"jobs.echo": task})
+    # WHEN the checks run THEN nothing is raised and the limits are applied
+    run_startup_checks(app, topology, ["CELERY_TASK_ACKS_LATE"])
+    assert task.time_limit == 300
+
+
+def test_real_app_conf_passes(settings):
+    # GIVEN the real Celery app configured from the test settings
+    from workers.celery_app import app
+
+    # WHEN the settings checks run on its conf
+    problems = check_required_settings(app.conf) + check_queues(app.conf, settings.QUEUE_TOPOLOGY)
+    # THEN there are none
+    assert problems == []
+
+
+def test_real_django_settings_have_no_unknown_celery_names(settings):
+    # GIVEN the test Django settings
+    # WHEN their names are checked THEN no CELERY_* name is unknown to Celery
+    assert check_unknown_settings(dir(settings._wrapped)) == []
+
+
+def test_tighter_hard_limit_never_gets_a_soft_limit_above_it(topology):
+    # GIVEN a default-queue task with time_limit=100 and no soft limit (the queue's soft limit is 240 s)
+    task = _task(time_limit=100)
+    # WHEN the limits are applied
+    problems = apply_and_check_task_limits({"jobs.quick": task}, topology)
+    # THEN either it is refused, or its soft limit stays below its own hard limit
+    assert problems or task.soft_time_limit < task.time_limit

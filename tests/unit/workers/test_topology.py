@@ -1,0 +1,396 @@
+"""Unit tests of workers/topology.py: the real queues.yml loads, and every broken rule is refused."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from workers.topology import (
+    DEFAULT_TOPOLOGY_PATH,
+    PROFILE_ENV_VAR,
+    TopologyError,
+    load_topology,
+    parse_topology,
+)
+
+SOURCE = Path("queues.yml")
+
+
+@pytest.fixture(scope="module")
+def base_raw() -> dict:
+    return yaml.safe_load(DEFAULT_TOPOLOGY_PATH.read_text())
+
+
+@pytest.fixture
+def raw(base_raw) -> dict:
+    """A fresh, mutable copy of the real queues.yml."""
+    return copy.deepcopy(base_raw)
+
+
+@pytest.fixture(autouse=True)
+def _no_profile_from_env(monkeypatch):
+    monkeypatch.delenv(PROFILE_ENV_VAR, raising=False)
+
+
+def _refused(raw: dict, profile: str | None = None) -> str:
+    with pytest.raises(TopologyError) as excinfo:
+        parse_topology(raw, SOURCE, profile)
+    return str(excinfo.value)
+
+
+# --- the real file ---------------------------------------------------------------------------------
+
+
+def test_real_queues_yml_loads_with_three_queues():
+    # GIVEN the repository's queues.yml
+    # WHEN it is loaded without a profile
+    topology = load_topology(DEFAULT_TOPOLOGY_PATH, profile=None)
+    # THEN it has the three queues, their SQS names and a 14-day DLQ retention
+    assert list(topology.queues) == ["default", "high_priority", "low_priority"]
+    assert topology.default_queue == "default"
+    assert topology.queues["high_priority"].name == "high-priority"
+    assert topology.queues["low_priority"].dlq == "low-priority-dlq"
+    for spec in topology.queues.values():
+        assert spec.dlq_retention_seconds == 1_209_600
+        assert spec.visibility_timeout > spec.time_limit + topology.visibility_margin_seconds
+    assert topology.retry.backoff_max_seconds <= 900
+    assert topology.source == DEFAULT_TOPOLOGY_PATH
+
+
+def test_local_profile_overrides_numbers_only(base_raw):
+    # GIVEN the real file and its `local` profile
+    # WHEN it is loaded with and without the profile
+    plain = parse_topology(copy.deepcopy(base_raw), SOURCE)
+    local = parse_topology(copy.deepcopy(base_raw), SOURCE, "local")
+    # THEN the numbers come from the profile
+    assert local.visibility_margin_seconds == 5
+    assert local.retry.max_retries == 2
+    assert local.retry.backoff_max_seconds == 4
+    assert local.retry.jitter is plain.retry.jitter  # not in the overlay: kept from the base
+    assert local.queues["default"].visibility_timeout == 20
+    assert local.queues["default"].time_limit == 14
+    assert local.queues["low_priority"].time_limit == 30
+    # AND names, DLQs, routes and the untouched numbers stay the same
+    for key, spec in plain.queues.items():
+        assert local.queues[key].name == spec.name
+        assert local.queues[key].dlq == spec.dlq
+        assert local.queues[key].tasks == spec.tasks
+        assert local.queues[key].retention_seconds == spec.retention_seconds
+        assert local.queues[key].max_message_bytes == spec.max_message_bytes
+    assert local.default_queue == plain.default_queue
+
+
+def test_profile_comes_from_environment(monkeypatch):
+    # GIVEN QUEUE_TOPOLOGY_PROFILE=local
+    monkeypatch.setenv(PROFILE_ENV_VAR, "local")
+    # WHEN the file is loaded without naming a profile
+    topology = load_topology(DEFAULT_TOPOLOGY_PATH)
+    # THEN the local profile is applied
+    assert topology.queues["default"].visibility_timeout == 20
+
+
+def test_parse_does_not_mutate_its_input(raw):
+    # GIVEN the raw mapping
+    before = copy.deepcopy(raw)
+    # WHEN it is parsed with a profile
+    parse_topology(raw, SOURCE, "local")
+    # THEN the caller's mapping is unchanged
+    assert raw == before
+
+
+# --- refusals --------------------------------------------------------------------------------------
+
+
+def test_visibility_timeout_not_above_time_limit_plus_margin(raw):
+    # GIVEN default's visibility timeout equal to time_limit + margin (300 + 30)
+    raw["queues"]["default"]["visibility_timeout"] = 330
+    # WHEN parsed
+    message = _refused(raw)
+    # THEN the error names the queue and every number involved
+    assert "queues.default" in message
+    for number in ("330", "300", "30", "visibility_timeout"):
+        assert number in message
+
+
+def test_visibility_timeout_one_above_the_sum_is_accepted(raw):
+    # GIVEN default's visibility timeout one second above time_limit + margin
+    raw["queues"]["default"]["visibility_timeout"] = 331
+    # WHEN parsed THEN it is accepted
+    assert parse_topology(raw, SOURCE).queues["default"].visibility_timeout == 331
+
+
+@pytest.mark.parametrize("soft", [300, 301])
+def test_soft_limit_not_below_hard_limit(raw, soft):
+    # GIVEN a soft time limit >= the hard limit (300)
+    raw["queues"]["high_priority"]["soft_time_limit"] = soft
+    raw["queues"]["high_priority"]["time_limit"] = 300
+    raw["queues"]["high_priority"]["visibility_timeout"] = 1000
+    # WHEN parsed
+    message = _refused(raw)
+    # THEN the error names the queue and both limits
+    assert "queues.high_priority" in message
+    assert f"soft_time_limit ({soft})" in message
+    assert "time_limit (300)" in message
+
+
+def test_unknown_queue_key(raw):
+    # GIVEN a misspelt key in a queue
+    raw["queues"]["default"]["visiblity_timeout"] = 400
+    # WHEN parsed
+    message = _refused(raw)
+    # THEN the error names the queue and the key
+    assert "queues.default" in message
+    assert "visiblity_timeout" in message
+
+
+def test_unknown_top_level_key(raw):
+    # GIVEN an unknown top-level key
+    raw["queus"] = {}
+    # WHEN parsed THEN the key is named
+    assert "queus" in _refused(raw)
+
+
+def test_missing_queue_key(raw):
+    # GIVEN a queue without its dlq
+    del raw["queues"]["low_priority"]["dlq"]
+    # WHEN parsed
+    message = _refused(raw)
+    # THEN the error names the queue and the missing key
+    assert "queues.low_priority" in message
+    assert "dlq" in message
+    assert "missing" in message
+
+
+def test_bool_where_int_expected(raw):
+    # GIVEN `true` where a number of receives is meant
+    raw["queues"]["default"]["max_receive_count"] = True
+    # WHEN parsed
+    message = _refused(raw)
+    # THEN the field and the value are named
+    assert "queues.default.max_receive_count" in message
+    assert "True" in message
+
+
+def test_bool_margin_refused(raw):
+    # GIVEN visibility_margin_seconds: true
+    raw["visibility_margin_seconds"] = True
+    # WHEN parsed THEN it is refused
+    assert "visibility_margin_seconds" in _refused(raw)
+
+
+def test_string_where_int_expected(raw):
+    # GIVEN a quoted number
+    raw["queues"]["default"]["time_limit"] = "300"
+    # WHEN parsed THEN the field and value are named
+    message = _refused(raw)
+    assert "queues.default.time_limit" in message
+    assert "'300'" in message
+
+
+def test_backoff_max_over_sqs_delay_limit(raw):
+    # GIVEN a retry backoff cap of 901 s
+    raw["retry"]["backoff_max_seconds"] = 901
+    # WHEN parsed
+    message = _refused(raw)
+    # THEN the error names the setting, the value and SQS's 900 s
+    assert "backoff_max_seconds" in message
+    assert "901" in message
+    assert "900" in message
+
+
+def test_backoff_max_of_900_accepted(raw):
+    # GIVEN exactly the SQS maximum
+    raw["retry"]["backoff_max_seconds"] = 900
+    # WHEN parsed THEN it is accepted
+    assert parse_topology(raw, SOURCE).retry.backoff_max_seconds == 900
+
+
+def test_duplicate_sqs_names(raw):
+    # GIVEN high_priority's SQS queue named like default's
+    raw["queues"]["high_priority"]["name"] = "default"
+    # WHEN parsed THEN the duplicated name is reported
+    message = _refused(raw)
+    assert "used twice" in message
+    assert "'default'" in message
+
+
+def test_queue_named_like_another_queues_dlq(raw):
+    # GIVEN a queue whose name is another queue's DLQ
+    raw["queues"]["low_priority"]["name"] = "default-dlq"
+    # WHEN parsed THEN it is refused and named
+    assert "default-dlq" in _refused(raw)
+
+
+def test_default_queue_unknown(raw):
+    # GIVEN a default queue that is not defined
+    raw["default_queue"] = "normal"
+    # WHEN parsed THEN the error names it and the defined queues
+    message = _refused(raw)
+    assert "'normal'" in message
+    assert "high_priority" in message
+
+
+def test_dlq_retention_shorter_than_retention(raw):
+    # GIVEN a DLQ that keeps messages 1 day while the queue keeps them 4
+    raw["queues"]["default"]["dlq_retention_seconds"] = 86_400
+    # WHEN parsed
+    message = _refused(raw)
+    # THEN the queue and both numbers are named
+    assert "queues.default" in message
+    assert "86400" in message
+    assert "345600" in message
+
+
+def test_retention_above_sqs_maximum(raw):
+    # GIVEN a retention longer than 14 days
+    raw["queues"]["default"]["dlq_retention_seconds"] = 1_209_601
+    # WHEN parsed THEN the range SQS accepts is quoted
+    message = _refused(raw)
+    assert "queues.default.dlq_retention_seconds" in message
+    assert "1209601" in message
+    assert "1209600" in message
+
+
+@pytest.mark.parametrize("field,value", [("name", "renamed"), ("tasks", ["other.*"]), ("dlq", "x-dlq")])
+def test_profile_may_not_change_names_or_routes(raw, field, value):
+    # GIVEN a profile that changes a name or the routes of a queue
+    raw["profiles"]["local"]["queues"]["default"][field] = value
+    # WHEN parsed with that profile
+    message = _refused(raw, "local")
+    # THEN the profile, the queue and the field are named
+    assert "profiles.local.queues.default" in message
+    assert field in message
+
+
+def test_profile_for_unknown_queue(raw):
+    # GIVEN a profile that names a queue the file does not define
+    raw["profiles"]["local"]["queues"]["bulk"] = {"time_limit": 10}
+    # WHEN parsed with it THEN the queue is named
+    assert "profiles.local.queues.bulk" in _refused(raw, "local")
+
+
+def test_profile_unknown_top_key(raw):
+    # GIVEN a profile that tries to change the default queue
+    raw["profiles"]["local"]["default_queue"] = "low_priority"
+    # WHEN parsed with it THEN it is refused
+    message = _refused(raw, "local")
+    assert "profiles.local" in message
+    assert "default_queue" in message
+
+
+def test_profile_numbers_are_validated_too(raw):
+    # GIVEN a profile that breaks the visibility rule (14 + 5 >= 19)
+    raw["profiles"]["local"]["queues"]["default"]["visibility_timeout"] = 19
+    # WHEN parsed with it THEN the merged queue is refused
+    message = _refused(raw, "local")
+    assert "queues.default" in message
+    assert "19" in message
+
+
+def test_unknown_profile(raw):
+    # GIVEN a profile name the file does not define
+    # WHEN parsed with it
+    message = _refused(raw, "staging")
+    # THEN the name and the defined profiles are given
+    assert "'staging'" in message
+    assert "local" in message
+
+
+def test_top_level_not_a_mapping():
+    # GIVEN a YAML list
+    # WHEN parsed THEN it is refused
+    assert "mapping" in _refused(["queues"])  # type: ignore[arg-type]
+
+
+def test_version_must_be_1(raw):
+    # GIVEN version 2
+    raw["version"] = 2
+    # WHEN parsed THEN the version is named
+    assert "version must be 1" in _refused(raw)
+
+
+def test_invalid_yaml(tmp_path):
+    # GIVEN a file that is not YAML
+    path = tmp_path / "queues.yml"
+    path.write_text("queues: [unclosed\n  default: {")
+    # WHEN loaded
+    with pytest.raises(TopologyError) as excinfo:
+        load_topology(path, profile=None)
+    # THEN the file is named
+    assert "not valid YAML" in str(excinfo.value)
+    assert str(path) in str(excinfo.value)
+
+
+def test_missing_file(tmp_path):
+    # GIVEN a path that does not exist
+    path = tmp_path / "nope.yml"
+    # WHEN loaded
+    with pytest.raises(TopologyError) as excinfo:
+        load_topology(path, profile=None)
+    # THEN the error names the file
+    assert "cannot read" in str(excinfo.value)
+    assert str(path) in str(excinfo.value)
+
+
+def test_written_variant_loads_from_disk(tmp_path, raw):
+    # GIVEN a mutated copy written to disk
+    raw["queues"]["default"]["max_receive_count"] = 7
+    path = tmp_path / "queues.yml"
+    path.write_text(yaml.safe_dump(raw))
+    # WHEN loaded from that path
+    topology = load_topology(path, profile=None)
+    # THEN the change is visible and the source is the file
+    assert topology.queues["default"].max_receive_count == 7
+    assert topology.source == path
+
+
+# --- routing ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "task_name,queue",
+    [
+        ("jobs.echo", "default"),
+        ("priority.anything", "high_priority"),
+        ("newsletter.send_one", "low_priority"),
+        ("newsletter.fan_out", "low_priority"),
+        ("unrouted.task", "default"),
+        ("jobsecho", "default"),  # falls back, not matched by "jobs.*"
+        ("Newsletter.send_one", "default"),  # patterns are case-sensitive
+    ],
+)
+def test_queue_for_task(raw, task_name, queue):
+    # GIVEN the real routes
+    topology = parse_topology(raw, SOURCE)
+    # WHEN a task name is routed THEN it lands on the expected queue
+    assert topology.queue_for_task(task_name).key == queue
+
+
+def test_queue_for_task_falls_back_to_configured_default(raw):
+    # GIVEN low_priority as the default queue
+    raw["default_queue"] = "low_priority"
+    topology = parse_topology(raw, SOURCE)
+    # WHEN an unmatched task is routed THEN it goes to low_priority
+    assert topology.queue_for_task("misc.cleanup").key == "low_priority"
+
+
+def test_queue_lookup_of_unknown_key(raw):
+    # GIVEN the topology
+    topology = parse_topology(raw, SOURCE)
+    # WHEN an unknown queue key is asked for THEN the error lists the known ones
+    with pytest.raises(TopologyError, match="unknown queue 'bulk'"):
+        topology.queue("bulk")
+
+
+@pytest.mark.parametrize("where", ["queue-null", "retry-scalar"])
+def test_malformed_profile_overlay_is_a_topology_error(raw, where):
+    # GIVEN a profile whose queue overlay is null (`default:` with nothing after it), or whose retry is 5
+    if where == "queue-null":
+        raw["profiles"]["local"]["queues"]["default"] = None
+    else:
+        raw["profiles"]["local"]["retry"] = 5
+    # WHEN parsed with that profile THEN a TopologyError names the profile
+    assert "profiles.local" in _refused(raw, "local")
