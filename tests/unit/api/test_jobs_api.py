@@ -1,7 +1,8 @@
 """Unit tests of the jobs API (POST /api/jobs, GET /api/jobs/<id>) and GET /healthz.
 
-No broker runs in unit tests: api.settings.test points SQS_ENDPOINT_URL at a free port where nothing
-listens. Tests that need SQS swap the Celery app's broker for moto's in-process one (`moto_broker`).
+Tests that need no broker point the Celery app at a free port where nothing listens (`no_broker`); the
+integration suite's moto server may be running at the test settings' endpoint. Tests that need SQS swap
+the Celery app's broker for moto's in-process one (`moto_broker`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,21 @@ def moto_broker(settings, monkeypatch):
         monkeypatch.setattr(app.amqp, "_producer_pool", None)
         # monkeypatch restores the app's no-broker config and pools afterwards
         yield client, urls
+
+
+@pytest.fixture
+def no_broker(settings, monkeypatch):
+    """The Celery app publishing to an SQS endpoint where nothing listens."""
+    from devstack.processes import free_port
+    from workers.celery_app import app
+    from workers.celery_config import broker_url
+
+    broker = BrokerEnv(endpoint_url=f"http://127.0.0.1:{free_port()}", region=REGION)
+    monkeypatch.setitem(app.conf, "broker_url", broker_url(broker))
+    monkeypatch.setitem(app.conf, "broker_transport_options", transport_options(settings.QUEUE_TOPOLOGY, broker))
+    monkeypatch.setattr(app, "_pool", None)
+    monkeypatch.setattr(app.amqp, "_producer_pool", None)
+    yield
 
 
 def _queue_counts(client, url: str) -> tuple[int, int]:
@@ -170,8 +186,8 @@ def test_get_on_create_endpoint_not_allowed(client, db):
 # --- publishing with no broker: 503, Job kept as publish_failed ------------------------------------
 
 
-def test_valid_post_without_broker_is_503_and_recorded(client, transactional_db):
-    # GIVEN no broker listening (the test settings' free port)
+def test_valid_post_without_broker_is_503_and_recorded(client, transactional_db, no_broker):
+    # GIVEN no broker listening (a free port)
     # WHEN a valid job is posted
     response = _post(client, {"kind": "echo", "payload": {"message": "hi"}})
     # THEN 503 with the reason, and the Job is stored as publish_failed with the error
@@ -187,7 +203,7 @@ def test_valid_post_without_broker_is_503_and_recorded(client, transactional_db)
     assert job.payload == {"message": "hi"}
 
 
-def test_oversized_echo_without_broker_is_503_not_413(client, transactional_db):
+def test_oversized_echo_without_broker_is_503_not_413(client, transactional_db, no_broker):
     # GIVEN no broker, and an echo of 200 000 characters (over 256 KiB once base64-encoded twice)
     # WHEN it is posted
     response = _post(client, {"kind": "echo", "payload": {"message": "x" * 200_000}})
@@ -197,7 +213,7 @@ def test_oversized_echo_without_broker_is_503_not_413(client, transactional_db):
     assert Job.objects.get().state == JobState.PUBLISH_FAILED
 
 
-def test_outer_transaction_defers_publish(db, django_capture_on_commit_callbacks):
+def test_outer_transaction_defers_publish(db, django_capture_on_commit_callbacks, no_broker):
     # GIVEN an outer transaction (the `db` fixture's)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         # WHEN a job is submitted inside it
