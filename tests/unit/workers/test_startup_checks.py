@@ -162,7 +162,7 @@ def test_task_with_looser_time_limit_refused(topology):
     assert "'jobs.slow'" in problem
     assert "'default'" in problem
     assert "time_limit 400 s" in problem
-    assert "time_limit 300 s" in problem
+    assert "time_limit of queue 'default' (300 s)" in problem
 
 
 def test_task_with_looser_soft_limit_refused(topology):
@@ -172,7 +172,7 @@ def test_task_with_looser_soft_limit_refused(topology):
     [problem] = apply_and_check_task_limits({"priority.x": task}, topology)
     # THEN the soft limit is named with both numbers
     assert "soft_time_limit 50 s" in problem
-    assert "soft_time_limit 45 s" in problem
+    assert "soft_time_limit of queue 'high_priority' (45 s)" in problem
     assert "'high_priority'" in problem
 
 
