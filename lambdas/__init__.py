@@ -1,1 +1,1 @@
-"""DLQ Lambdas (replay and alert); filled by issue C."""
+"""DLQ Lambdas: Celery-aware replay (dlq_replay) and alerts (dlq_alert); both read the queue topology."""

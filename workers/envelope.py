@@ -18,6 +18,7 @@ class CeleryEnvelope:
     headers: dict[str, Any]  # task, id, retries, eta, expires, ...
     properties: dict[str, Any]
     body: Any  # Celery protocol 2: [args, kwargs, embed]
+    raw: dict[str, Any]  # the kombu envelope as received (body still base64), for re-encoding
 
     @property
     def task_name(self) -> str | None:
@@ -45,4 +46,10 @@ def decode_sqs_body(body: str) -> CeleryEnvelope:
         headers=envelope["headers"],
         properties=envelope.get("properties") or {},
         body=_b64json(envelope["body"], "the envelope body"),
+        raw=envelope,
     )
+
+
+def encode_sqs_body(envelope: dict[str, Any]) -> str:
+    """The SQS body kombu would send for this envelope (kombu's AsyncMessage().encode(dumps(...)))."""
+    return base64.b64encode(json.dumps(envelope).encode("utf-8")).decode("ascii")

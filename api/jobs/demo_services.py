@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from django.conf import settings
+
 from api.jobs.models import Job
 
 
@@ -20,7 +22,10 @@ def demo_sleep(*, seconds: float) -> dict:
     return {"slept": seconds}
 
 
-def demo_fail(*, message: str) -> None:
+def demo_fail(*, message: str) -> dict:
+    """Always fails, until the bug is "fixed" by deploying with DEMO_FAILURES_FIXED=true (DLQ replay demo)."""
+    if settings.DEMO_FAILURES_FIXED:
+        return {"fixed": True, "message": message}
     raise DemoFailure(message)
 
 

@@ -94,6 +94,8 @@ SQS_BROKER = BrokerEnv(
 RESULT_BACKEND = env_str("RESULT_BACKEND", None)
 globals().update(as_django_settings(build_celery_settings(QUEUE_TOPOLOGY, SQS_BROKER, result_backend=RESULT_BACKEND)))
 DJANGO_CELERY_BEAT_TZ_AWARE = True
+# The `fail` demo kind raises until this is true: "deploying the fix" before a DLQ replay.
+DEMO_FAILURES_FIXED = env_bool("DEMO_FAILURES_FIXED", False)
 
 
 # --- Logging ---------------------------------------------------------------------------------------

@@ -22,10 +22,10 @@ def sleep(*, job_id: int, seconds: float) -> dict:
 
 
 @shared_task(base=JobTask, name="jobs.fail")
-def fail(*, job_id: int, message: str = "this task always fails") -> None:
+def fail(*, job_id: int, message: str = "this task always fails") -> dict:
     from api.jobs.demo_services import demo_fail
 
-    demo_fail(message=message)
+    return demo_fail(message=message)
 
 
 @shared_task(base=JobTask, name="jobs.flaky")

@@ -1,0 +1,64 @@
+"""manage.py dlq replay|summary: the DLQ Lambdas' own code against the configured endpoint (local parity)."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from lambdas.dlq_alert.summary import format_alert, summarise_dlq
+from lambdas.dlq_replay.replay import replay_dlq
+from lambdas.dlq_replay.request import ReplayRequestError, parse_replay_request
+from workers.env import env_int
+
+
+class Command(BaseCommand):
+    help = "Rehearse a DLQ replay (dry run unless --execute) or print a DLQ summary, as the Lambdas do."
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True)
+        replay = sub.add_parser("replay", help="replay a queue's DLQ (dry run unless --execute)")
+        replay.add_argument("--queue", required=True, help="a topology queue key, e.g. default")
+        mode = replay.add_mutually_exclusive_group()
+        mode.add_argument("--dry-run", action="store_true", default=True, help="report only (the default)")
+        mode.add_argument("--execute", action="store_true", help="move the matching messages")
+        replay.add_argument("--max-messages", type=int, default=100)
+        replay.add_argument("--task-name", action="append", dest="task_names")
+        replay.add_argument("--task-id", action="append", dest="task_ids")
+        replay.add_argument("--min-age", type=int, dest="min_age_seconds")
+        replay.add_argument("--max-age", type=int, dest="max_age_seconds")
+        replay.add_argument("--reset-retries", action="store_true")
+        replay.add_argument("--rate", type=float, default=10, dest="rate_per_second")
+        summary = sub.add_parser("summary", help="what the alert Lambda would publish")
+        summary.add_argument("--queue", action="append", dest="queues", help="default: every topology queue")
+
+    def handle(self, *args, action: str, **options):
+        sqs = boto3.client("sqs", endpoint_url=settings.SQS_ENDPOINT_URL)
+        topology, prefix = settings.QUEUE_TOPOLOGY, settings.SQS_BROKER.queue_prefix
+        if action == "summary":
+            summaries = [
+                summarise_dlq(sqs, topology, key, prefix=prefix) for key in options["queues"] or topology.queues
+            ]
+            subject, message = format_alert(summaries, service="local")
+            self.stdout.write(f"{subject}\n\n{message}")
+            return
+        payload = {
+            key: options[key]
+            for key in ("queue", "max_messages", "task_names", "task_ids", "min_age_seconds", "max_age_seconds")
+            if options[key] is not None
+        }
+        payload.update(
+            dry_run=not options["execute"],
+            reset_retries=options["reset_retries"],
+            rate_per_second=options["rate_per_second"],
+        )
+        try:
+            request = parse_replay_request(payload, topology)
+        except ReplayRequestError as exc:
+            raise CommandError(str(exc)) from None
+        report = replay_dlq(
+            request, sqs=sqs, topology=topology, prefix=prefix, max_replays=env_int("DLQ_MAX_REPLAYS", 3)
+        )
+        self.stdout.write(json.dumps(report.as_dict(), indent=2))

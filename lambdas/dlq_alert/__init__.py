@@ -1,0 +1,1 @@
+"""DLQ alerts: peek a DLQ without consuming it, summarise it, publish a readable message to SNS."""

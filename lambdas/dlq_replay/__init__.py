@@ -1,0 +1,1 @@
+"""Celery-aware DLQ replay: decode, filter, transform and move messages back to their source queue."""

@@ -1,0 +1,253 @@
+"""Move chosen messages from a queue's DLQ back to the queue, in batches of 10, losing none."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from lambdas.dlq_replay.request import ReplayRequest
+from lambdas.sqs_batches import SQS_BATCH, make_visible
+from workers.envelope import CeleryEnvelope, EnvelopeError, decode_sqs_body, encode_sqs_body
+from workers.topology import Topology
+
+REPLAY_COUNT_HEADER = "x-dlq-replays"  # how often this message was replayed; Celery ignores it
+# Received messages stay invisible this long while the run decides; all not moved are made visible again
+# when it ends. Longer than the Lambda timeout, so a crashed run's messages come back on their own.
+HOLD_SECONDS = 360
+STOP_WHEN_SECONDS_LEFT = 20
+
+
+@dataclass
+class ReplayReport:
+    """What a replay did: every message it received is counted in exactly one of the outcome fields."""
+
+    queue: str
+    dlq: str
+    dry_run: bool
+    received: int = 0
+    matched: int = 0  # passed the filters and the replay limit (moved, would move, or failed)
+    moved: int = 0
+    skipped: int = 0  # did not match the filters; left in the DLQ
+    undecodable: int = 0  # not a Celery envelope; left in the DLQ
+    over_limit: list[dict[str, Any]] = field(default_factory=list)  # replayed too often; left in the DLQ
+    failed: list[dict[str, Any]] = field(default_factory=list)  # send failed; left in the DLQ
+    not_deleted: list[dict[str, Any]] = field(default_factory=list)  # sent, but still in the DLQ too
+    by_task: Counter = field(default_factory=Counter)  # matched, by task name
+    stopped: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "queue": self.queue,
+            "dlq": self.dlq,
+            "dry_run": self.dry_run,
+            "received": self.received,
+            "matched": self.matched,
+            "moved": self.moved,
+            "skipped": self.skipped,
+            "undecodable": self.undecodable,
+            "over_limit": self.over_limit,
+            "failed": self.failed,
+            "not_deleted": self.not_deleted,
+            "by_task": dict(self.by_task.most_common()),
+            "stopped": self.stopped,
+        }
+
+
+class RateLimiter:
+    """At most `rate` messages per second, averaged from the first send."""
+
+    def __init__(self, rate: float, clock: Callable[[], float], sleep: Callable[[float], None]):
+        self.rate, self.clock, self.sleep = rate, clock, sleep
+        self.started: float | None = None
+        self.count = 0
+
+    def acquire(self, n: int) -> None:
+        if self.started is None:
+            self.started = self.clock()
+        wait = self.started + self.count / self.rate - self.clock()
+        if wait > 0:
+            self.sleep(wait)
+        self.count += n
+
+
+def replay_count(envelope: CeleryEnvelope) -> int:
+    value = envelope.headers.get(REPLAY_COUNT_HEADER) or 0
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def matches(request: ReplayRequest, envelope: CeleryEnvelope, age_seconds: float) -> bool:
+    if request.task_names is not None and envelope.task_name not in request.task_names:
+        return False
+    if request.task_ids is not None and envelope.task_id not in request.task_ids:
+        return False
+    if request.min_age_seconds is not None and age_seconds < request.min_age_seconds:
+        return False
+    return request.max_age_seconds is None or age_seconds <= request.max_age_seconds
+
+
+def transformed_body(envelope: CeleryEnvelope, *, reset_retries: bool, now: datetime) -> str:
+    """The envelope to send back: same task id and args, replay counter + 1, expired `expires` dropped."""
+    raw = copy.deepcopy(envelope.raw)
+    headers = raw["headers"]
+    if reset_retries:
+        headers["retries"] = 0
+    expires = headers.get("expires")
+    if expires:
+        try:
+            when = datetime.fromisoformat(expires)
+        except (TypeError, ValueError):
+            when = None
+        if when is not None and (when if when.tzinfo else when.replace(tzinfo=UTC)) <= now:
+            headers["expires"] = None  # else the worker would revoke it on arrival
+    headers[REPLAY_COUNT_HEADER] = replay_count(envelope) + 1
+    return encode_sqs_body(raw)
+
+
+class _Replay:
+    """One run of a replay request against one DLQ."""
+
+    def __init__(self, request, *, sqs, source_url, dlq_url, report, max_replays, clock, sleep, time_left):
+        self.request, self.sqs = request, sqs
+        self.source_url, self.dlq_url = source_url, dlq_url
+        self.report, self.max_replays, self.time_left = report, max_replays, time_left
+        self.limiter = RateLimiter(float(request.rate_per_second), clock, sleep)
+        self.clock = clock
+        self.release: list[dict] = []  # received, not moved: made visible again at the end
+        self.seen: set[str] = set()
+
+    def run(self) -> None:
+        try:
+            while self.report.received < self.request.max_messages:
+                if self.time_left() < STOP_WHEN_SECONDS_LEFT:
+                    self.report.stopped = "time budget nearly spent"
+                    return
+                messages = self._receive(min(SQS_BATCH, self.request.max_messages - self.report.received))
+                if not messages:
+                    self.report.stopped = "no more messages in the DLQ"
+                    return
+                self._handle(messages)
+            self.report.stopped = f"max_messages ({self.request.max_messages}) received"
+        finally:
+            self._release_all()
+
+    def _receive(self, count: int) -> list[dict]:
+        response = self.sqs.receive_message(
+            QueueUrl=self.dlq_url,
+            MaxNumberOfMessages=count,
+            VisibilityTimeout=HOLD_SECONDS,
+            WaitTimeSeconds=1,
+            MessageSystemAttributeNames=["SentTimestamp"],
+        )
+        fresh = [m for m in response.get("Messages", []) if m["MessageId"] not in self.seen]
+        self.seen.update(m["MessageId"] for m in fresh)
+        return fresh
+
+    def _handle(self, messages: list[dict]) -> None:
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        to_send: list[tuple[dict, CeleryEnvelope, str]] = []
+        for message in messages:
+            self.report.received += 1
+            try:
+                envelope = decode_sqs_body(message["Body"])
+            except EnvelopeError:
+                self.report.undecodable += 1
+                self.release.append(message)
+                continue
+            sent_ms = int(message.get("Attributes", {}).get("SentTimestamp", now.timestamp() * 1000))
+            if not matches(self.request, envelope, now.timestamp() - sent_ms / 1000):
+                self.report.skipped += 1
+                self.release.append(message)
+                continue
+            replays = replay_count(envelope)
+            if replays >= self.max_replays:
+                self.report.over_limit.append(
+                    {"task_id": envelope.task_id, "task": envelope.task_name, "replays": replays}
+                )
+                self.release.append(message)
+                continue
+            self.report.matched += 1
+            self.report.by_task[envelope.task_name or "?"] += 1
+            if self.request.dry_run:
+                self.release.append(message)
+            else:
+                body = transformed_body(envelope, reset_retries=self.request.reset_retries, now=now)
+                to_send.append((message, envelope, body))
+        if to_send:
+            self._move(to_send)
+
+    def _move(self, batch: list[tuple[dict, CeleryEnvelope, str]]) -> None:
+        """SendMessageBatch to the source queue; delete from the DLQ only what was sent."""
+        self.limiter.acquire(len(batch))
+        entries = [{"Id": str(i), "MessageBody": body} for i, (_, _, body) in enumerate(batch)]
+        try:
+            response = self.sqs.send_message_batch(QueueUrl=self.source_url, Entries=entries)
+        except (ClientError, BotoCoreError) as exc:
+            for message, envelope, _ in batch:
+                self._failed(message, envelope, f"{type(exc).__name__}: {exc}")
+            return
+        sent = {entry["Id"] for entry in response.get("Successful", [])}
+        for failure in response.get("Failed", []):
+            message, envelope, _ = batch[int(failure["Id"])]
+            self._failed(message, envelope, f"{failure.get('Code')}: {failure.get('Message', '')}")
+        delivered = [(str(i), item) for i, item in enumerate(batch) if str(i) in sent]
+        if delivered:
+            self._delete(delivered)
+
+    def _delete(self, delivered: list[tuple[str, tuple[dict, CeleryEnvelope, str]]]) -> None:
+        by_id = dict(delivered)
+        entries = [{"Id": i, "ReceiptHandle": item[0]["ReceiptHandle"]} for i, item in delivered]
+        try:
+            response = self.sqs.delete_message_batch(QueueUrl=self.dlq_url, Entries=entries)
+            failures = {f["Id"]: f"{f.get('Code')}: {f.get('Message', '')}" for f in response.get("Failed", [])}
+        except (ClientError, BotoCoreError) as exc:
+            failures = {i: f"{type(exc).__name__}: {exc}" for i in by_id}
+        self.report.moved += len(by_id)
+        for i, error in failures.items():
+            # Sent and still in the DLQ: at-least-once, the same task id may run twice.
+            _, envelope, _ = by_id[i]
+            self.report.not_deleted.append({"task_id": envelope.task_id, "task": envelope.task_name, "error": error})
+
+    def _failed(self, message: dict, envelope: CeleryEnvelope, error: str) -> None:
+        self.report.failed.append({"task_id": envelope.task_id, "task": envelope.task_name, "error": error})
+        self.release.append(message)
+
+    def _release_all(self) -> None:
+        make_visible(self.sqs, self.dlq_url, self.release)
+        self.release = []
+
+
+def replay_dlq(
+    request: ReplayRequest,
+    *,
+    sqs,
+    topology: Topology,
+    prefix: str = "",
+    max_replays: int = 3,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+    time_left: Callable[[], float] = lambda: float("inf"),
+) -> ReplayReport:
+    """Replay (or, in a dry run, only report) the messages of `request.queue`'s DLQ."""
+    spec = topology.queue(request.queue)
+    source_url = sqs.get_queue_url(QueueName=spec.sqs_name(prefix))["QueueUrl"]
+    dlq_url = sqs.get_queue_url(QueueName=spec.dlq_sqs_name(prefix))["QueueUrl"]
+    report = ReplayReport(queue=request.queue, dlq=spec.dlq_sqs_name(prefix), dry_run=request.dry_run)
+    _Replay(
+        request,
+        sqs=sqs,
+        source_url=source_url,
+        dlq_url=dlq_url,
+        report=report,
+        max_replays=max_replays,
+        clock=clock,
+        sleep=sleep,
+        time_left=time_left,
+    ).run()
+    return report
