@@ -10,7 +10,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from lambdas import config
 from lambdas.config import METRICS_NAMESPACE, SERVICE
-from lambdas.dlq_alert.summary import format_alert, summarise_dlq
+from lambdas.dlq_alert.summary import format_alert, lambda_replay_hint, summarise_dlq
 from workers.topology import Topology
 
 # serverless.yml sets both variables; the defaults keep a local or test import working without them.
@@ -46,7 +46,9 @@ def handler(event, context):
     waiting = [s for s in summaries if s.visible or s.in_flight]
     result = {"summaries": [s.as_dict() for s in summaries], "published": False}
     if waiting:
-        subject, message = format_alert(waiting, service=os.environ.get("DEPLOYED_SERVICE", "celery-sqs"))
+        # DEPLOYED_SERVICE is "<service>-<stage>", the prefix of the function names (serverless.yml).
+        deployed = os.environ.get("DEPLOYED_SERVICE", "celery-sqs")
+        subject, message = format_alert(waiting, service=deployed, replay_hint=lambda_replay_hint(deployed))
         config.sns_client().publish(TopicArn=os.environ["ALERT_TOPIC_ARN"], Subject=subject, Message=message)
         result["published"] = True
     logger.info("dlq summary", extra=result)

@@ -97,7 +97,14 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def format_alert(summaries: list[DlqSummary], *, service: str) -> tuple[str, str]:
+def lambda_replay_hint(function_prefix: str) -> str:
+    return (
+        f"aws lambda invoke --function-name {function_prefix}-dlqReplay --cli-binary-format raw-in-base64-out "
+        "--payload '{\"queue\": \"<queue>\"}' report.json"
+    )
+
+
+def format_alert(summaries: list[DlqSummary], *, service: str, replay_hint: str) -> tuple[str, str]:
     """A subject (<= 100 characters, SNS's limit) and a plain-text body a person can act on."""
     waiting = [s for s in summaries if s.visible or s.in_flight]
     total = sum(s.visible + s.in_flight for s in summaries)
@@ -113,10 +120,5 @@ def format_alert(summaries: list[DlqSummary], *, service: str) -> tuple[str, str
                 lines.append(f"  {s.undecodable:>4} x not a Celery message")
             if s.sample_task_ids:
                 lines.append(f"  sample task ids: {', '.join(s.sample_task_ids)}")
-    lines += [
-        "",
-        "Replay (dry run first; set dry_run false to move):",
-        f"  aws lambda invoke --function-name {service}-dlqReplay "
-        '--cli-binary-format raw-in-base64-out --payload \'{"queue": "<queue>"}\' out.json',
-    ]
+    lines += ["", "Replay (a dry run unless told otherwise):", f"  {replay_hint}"]
     return subject, "\n".join(lines)

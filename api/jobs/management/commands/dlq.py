@@ -41,7 +41,8 @@ class Command(BaseCommand):
             summaries = [
                 summarise_dlq(sqs, topology, key, prefix=prefix) for key in options["queues"] or topology.queues
             ]
-            subject, message = format_alert(summaries, service="local")
+            hint = "python manage.py dlq replay --queue <queue>   (add --execute to move)"
+            subject, message = format_alert(summaries, service="local", replay_hint=hint)
             self.stdout.write(f"{subject}\n\n{message}")
             return
         payload = {
