@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 PY := .venv/bin/python
 
-.PHONY: bootstrap run test lint demo
+.PHONY: bootstrap run test lint demo package-lambdas
 
 bootstrap:
 	@bin/bootstrap
@@ -22,3 +22,7 @@ lint: bootstrap
 ## demo: with `make run` going, post jobs and watch one fail into the DLQ
 demo: bootstrap
 	$(PY) -m devstack.demo
+
+## package-lambdas: package the DLQ Lambdas offline (osls, serverless.yml) into .serverless/ and cfn-lint it
+package-lambdas: bootstrap
+	bin/package-lambdas
