@@ -21,18 +21,30 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", METRI
 def queues_named_by_alarm(event: dict, topology: Topology, prefix: str) -> list[str]:
     """The topology queues whose DLQ an alarm notification names; every queue if none is named."""
     by_dlq = {spec.dlq_sqs_name(prefix): key for key, spec in topology.queues.items()}
-    named = []
-    for record in event.get("Records") or []:
-        try:
-            alarm = json.loads(record["Sns"]["Message"])
-            dimensions = alarm["Trigger"]["Dimensions"]
-        except (KeyError, TypeError, ValueError):
-            continue
-        for dimension in dimensions:
-            key = by_dlq.get(dimension.get("value"))
-            if dimension.get("name") == "QueueName" and key and key not in named:
+    named: list[str] = []
+    records = event.get("Records")
+    for record in records if isinstance(records, list) else []:
+        for value in _alarm_queue_names(record):
+            key = by_dlq.get(value)
+            if key and key not in named:
                 named.append(key)
     return named or list(topology.queues)
+
+
+def _alarm_queue_names(record: object) -> list[str]:
+    """The QueueName dimensions of one SNS-delivered CloudWatch alarm; [] for anything malformed."""
+    try:
+        alarm = json.loads(record["Sns"]["Message"])  # type: ignore[index]
+        dimensions = alarm["Trigger"]["Dimensions"]
+    except (KeyError, TypeError, ValueError):
+        return []
+    if not isinstance(dimensions, list):
+        return []
+    return [
+        d["value"]
+        for d in dimensions
+        if isinstance(d, dict) and d.get("name") == "QueueName" and isinstance(d.get("value"), str)
+    ]
 
 
 @logger.inject_lambda_context

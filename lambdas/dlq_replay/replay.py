@@ -68,10 +68,16 @@ class RateLimiter:
         self.started: float | None = None
         self.count = 0
 
+    def wait_needed(self) -> float:
+        """Seconds until the next send is allowed."""
+        if self.started is None:
+            return 0.0
+        return max(0.0, self.started + self.count / self.rate - self.clock())
+
     def acquire(self, n: int) -> None:
         if self.started is None:
             self.started = self.clock()
-        wait = self.started + self.count / self.rate - self.clock()
+        wait = self.wait_needed()
         if wait > 0:
             self.sleep(wait)
         self.count += n
@@ -121,11 +127,12 @@ class _Replay:
         self.clock = clock
         self.release: list[dict] = []  # received, not moved: made visible again at the end
         self.seen: set[str] = set()
+        self.out_of_time = False
 
     def run(self) -> None:
         try:
             while self.report.received < self.request.max_messages:
-                if self.time_left() < STOP_WHEN_SECONDS_LEFT:
+                if self.out_of_time or self.time_left() < STOP_WHEN_SECONDS_LEFT:
                     self.report.stopped = "time budget nearly spent"
                     return
                 messages = self._receive(min(SQS_BATCH, self.request.max_messages - self.report.received))
@@ -184,6 +191,11 @@ class _Replay:
 
     def _move(self, batch: list[tuple[dict, CeleryEnvelope, str]]) -> None:
         """SendMessageBatch to the source queue; delete from the DLQ only what was sent."""
+        if self.limiter.wait_needed() > self.time_left() - STOP_WHEN_SECONDS_LEFT:
+            # Waiting for the rate limit would outlast the function: leave these for the next run.
+            self.release.extend(message for message, _, _ in batch)
+            self.out_of_time = True
+            return
         self.limiter.acquire(len(batch))
         entries = [{"Id": str(i), "MessageBody": body} for i, (_, _, body) in enumerate(batch)]
         try:

@@ -28,8 +28,9 @@ class ReplayRequest(BaseModel):
     queue: Annotated[StrictStr, Field(min_length=1, max_length=80)]
     max_messages: Annotated[StrictInt, Field(ge=1, le=MAX_MESSAGES_LIMIT)] = 100
     dry_run: StrictBool = True
-    task_names: Annotated[list[TaskName], Field(max_length=50)] | None = None
-    task_ids: Annotated[list[TaskId], Field(max_length=1000)] | None = None
+    # An empty list would match nothing: leave the filter out instead.
+    task_names: Annotated[list[TaskName], Field(min_length=1, max_length=50)] | None = None
+    task_ids: Annotated[list[TaskId], Field(min_length=1, max_length=1000)] | None = None
     min_age_seconds: Annotated[StrictInt, Field(ge=0)] | None = None
     max_age_seconds: Annotated[StrictInt, Field(ge=0)] | None = None
     reset_retries: StrictBool = False
