@@ -39,7 +39,14 @@ QUEUE_FIELDS = {
     "tasks": list,
 }
 RETRY_FIELDS = {"max_retries": int, "backoff_seconds": int, "backoff_max_seconds": int, "jitter": bool}
-TOP_FIELDS = {"version", "visibility_margin_seconds", "retry", "queues", "default_queue", "profiles"}
+TOP_FIELDS = {"version", "visibility_margin_seconds", "retry", "queues", "default_queue", "profiles", "worker_groups"}
+WORKER_GROUP_FIELDS = {
+    "queues": list,
+    "concurrency": int,
+    "min_tasks": int,
+    "max_tasks": int,
+    "backlog_per_task": int,
+}
 # A profile may change numbers only: names, DLQs and routes stay the same in every environment.
 PROFILE_QUEUE_FIELDS = {k for k, v in QUEUE_FIELDS.items() if v is int}
 
@@ -83,6 +90,18 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class WorkerGroup:
+    """One worker service on ECS: the queues it consumes and how it scales (visible messages per task)."""
+
+    name: str
+    queues: tuple[str, ...]
+    concurrency: int
+    min_tasks: int
+    max_tasks: int
+    backlog_per_task: int
+
+
+@dataclass(frozen=True)
 class Topology:
     """Every queue of the system, plus the rules that relate them."""
 
@@ -92,6 +111,7 @@ class Topology:
     queues: dict[str, QueueSpec]
     default_queue: str
     source: Path
+    worker_groups: dict[str, WorkerGroup]
 
     def queue(self, key: str) -> QueueSpec:
         try:
@@ -240,7 +260,40 @@ def parse_topology(raw: Any, source: Path, profile: str | None = None) -> Topolo
         queues=queues,
         default_queue=default_queue,
         source=source,
+        worker_groups=_parse_worker_groups(raw.get("worker_groups"), queues),
     )
+
+
+def _parse_worker_groups(raw: Any, queues: dict[str, QueueSpec]) -> dict[str, WorkerGroup]:
+    """Worker services; without the section, one group `all` consumes every queue."""
+    if raw is None:
+        return {"all": WorkerGroup("all", tuple(queues), concurrency=2, min_tasks=2, max_tasks=4, backlog_per_task=100)}
+    if not isinstance(raw, dict) or not raw:
+        raise TopologyError("worker_groups: expected a non-empty mapping")
+    groups = {}
+    owner: dict[str, str] = {}
+    for name, data in raw.items():
+        fields = _typed(f"worker_groups.{name}", data, WORKER_GROUP_FIELDS)
+        for key in fields["queues"]:
+            if key not in queues:
+                raise TopologyError(f"worker_groups.{name}: unknown queue {key!r}; one of {sorted(queues)}")
+            if key in owner:
+                raise TopologyError(f"queue {key!r} is in worker groups {owner[key]!r} and {name!r}: pick one")
+            owner[key] = name
+        if not fields["queues"]:
+            raise TopologyError(f"worker_groups.{name}.queues: empty")
+        if fields["concurrency"] < 1 or not 1 <= fields["min_tasks"] <= fields["max_tasks"]:
+            raise TopologyError(
+                f"worker_groups.{name}: need concurrency >= 1 and 1 <= min_tasks ({fields['min_tasks']}) "
+                f"<= max_tasks ({fields['max_tasks']})"
+            )
+        if fields["backlog_per_task"] < 1:
+            raise TopologyError(f"worker_groups.{name}.backlog_per_task must be positive")
+        groups[name] = WorkerGroup(name=name, **{**fields, "queues": tuple(fields["queues"])})
+    orphans = sorted(set(queues) - set(owner))
+    if orphans:
+        raise TopologyError(f"queue(s) {orphans} are in no worker group: nothing would consume them")
+    return groups
 
 
 def topology_path() -> Path:

@@ -394,3 +394,35 @@ def test_malformed_profile_overlay_is_a_topology_error(raw, where):
         raw["profiles"]["local"]["retry"] = 5
     # WHEN parsed with that profile THEN a TopologyError names the profile
     assert "profiles.local" in _refused(raw, "local")
+
+
+# --- worker groups -----------------------------------------------------------------------------------
+
+
+def test_worker_groups_cover_every_queue_once():
+    # GIVEN the real topology
+    topology = load_topology(DEFAULT_TOPOLOGY_PATH, profile="")
+    # WHEN its worker groups are read
+    owned = [key for group in topology.worker_groups.values() for key in group.queues]
+    # THEN every queue is consumed by exactly one group, with a positive backlog target
+    assert sorted(owned) == sorted(topology.queues)
+    assert all(group.backlog_per_task > 0 and group.min_tasks >= 1 for group in topology.worker_groups.values())
+
+
+@pytest.mark.parametrize(
+    ("groups", "expected"),
+    [
+        ({"a": {"queues": ["default", "high_priority", "low_priority", "default"]}}, "is in worker groups"),
+        ({"a": {"queues": ["default", "high_priority"]}}, "are in no worker group"),
+        ({"a": {"queues": ["default", "high_priority", "low_priority", "nope"]}}, "unknown queue 'nope'"),
+        ({"a": {"queues": ["default", "high_priority", "low_priority"], "min_tasks": 3, "max_tasks": 2}}, "min_tasks"),
+    ],
+)
+def test_bad_worker_groups_are_refused(groups, expected):
+    # GIVEN the real topology with a broken worker_groups section
+    raw = yaml.safe_load(DEFAULT_TOPOLOGY_PATH.read_text())
+    defaults = {"concurrency": 2, "min_tasks": 1, "max_tasks": 2, "backlog_per_task": 10}
+    raw["worker_groups"] = {name: {**defaults, **group} for name, group in groups.items()}
+    # WHEN it is parsed THEN it is refused with a message naming the problem
+    with pytest.raises(TopologyError, match=expected):
+        parse_topology(raw, DEFAULT_TOPOLOGY_PATH)
