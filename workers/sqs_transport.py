@@ -5,10 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from kombu.asynchronous.aws.sqs.message import AsyncMessage
+from kombu.log import get_logger
 from kombu.transport import SQS
 from kombu.utils.json import dumps
 
+from workers.health import poll_heartbeat
 from workers.publish_guards import check_encoded_size, sqs_delay_seconds
+
+logger = get_logger(__name__)
 
 # Transport option carrying {queue: {"visibility_timeout": s, "max_message_bytes": n}}, built from
 # the topology by workers/celery_config.py.
@@ -25,7 +29,9 @@ def _eta_delay(eta: str | None, now: datetime) -> float:
 
 
 class Channel(SQS.Channel):
-    """An SQS channel that refuses what SQS would mishandle, before SQS sees it."""
+    """An SQS channel that refuses what SQS would mishandle, survives a failed poll, and proves it polls."""
+
+    _poll_failing = False
 
     def _put(self, queue, message, **kwargs):
         if not message.get("redelivered"):  # a restore only changes visibility; nothing is sent
@@ -58,6 +64,28 @@ class Channel(SQS.Channel):
             encoded_bytes=len(body.encode("utf-8")),
             max_message_bytes=limits["max_message_bytes"],
         )
+
+
+    def _on_messages_ready(self, queue, qname, messages):
+        if not isinstance(messages, dict):
+            # kombu's async client answers a timeout, a 5xx or an unreachable endpoint with [] instead of
+            # a response; kombu 5.7.0 then calls [].get() and the AttributeError kills the worker. It is
+            # no messages: the loop polls again after polling_interval, and the heartbeat goes stale.
+            if not self._poll_failing:
+                logger.warning("SQS receive on %s failed (timeout, 5xx or no connection); retrying", qname)
+                self._poll_failing = True
+            return 0
+        if self._poll_failing:
+            logger.warning("SQS receive on %s works again", qname)
+            self._poll_failing = False
+        poll_heartbeat.beat()
+        return super()._on_messages_ready(queue, qname, messages)
+
+    def _schedule_queue(self, queue):
+        if queue in self._active_queues and not self.qos.can_consume() and not self._poll_failing:
+            # Every slot is busy, so no poll is due: the loop is alive, the worker is not stuck.
+            poll_heartbeat.beat()
+        return super()._schedule_queue(queue)
 
 
 class Transport(SQS.Transport):

@@ -1,0 +1,32 @@
+"""`python -m workers.healthcheck worker|beat`: exit 0 if the heartbeat is fresh, 1 if stale or missing.
+
+The ECS container health check of the worker and beat services (`celery inspect ping` needs remote
+control, which SQS cannot carry)."""
+
+from __future__ import annotations
+
+import sys
+
+from workers.health import heartbeat_age, heartbeat_path, max_age
+
+
+def check(kind: str) -> tuple[bool, str]:
+    age, limit = heartbeat_age(kind), max_age(kind)
+    if age is None:
+        return False, f"{kind} unhealthy: no heartbeat at {heartbeat_path(kind)}"
+    if age > limit:
+        return False, f"{kind} unhealthy: last heartbeat {age:.0f} s ago (max {limit} s)"
+    return True, f"{kind} healthy: last heartbeat {age:.0f} s ago (max {limit} s)"
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1 or argv[0] not in ("worker", "beat"):
+        print("usage: python -m workers.healthcheck worker|beat", file=sys.stderr)
+        return 2
+    ok, message = check(argv[0])
+    print(message, file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
