@@ -105,6 +105,8 @@ def build_celery_settings(
         "task_acks_on_failure": False,
         "task_acks_on_timeout": False,
         "worker_prefetch_multiplier": 1,
+        # Undecodable messages are rejected into the DLQ, not deleted (workers/consumer.py).
+        "worker_consumer": "workers.consumer:Consumer",
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],

@@ -30,6 +30,7 @@ REQUIRED_SETTINGS: dict[str, tuple[Any, str]] = {
     "accept_content": (["json"], "JSON only: never unpickle what arrives from a queue"),
     "broker_connection_retry_on_startup": (True, "a worker waits for the broker instead of dying"),
     "worker_enable_remote_control": (False, "SQS has no broadcast; pidbox queues do not exist"),
+    "worker_consumer": ("workers.consumer:Consumer", "an undecodable message must reach the DLQ, not be deleted"),
 }
 
 
