@@ -20,3 +20,36 @@ class PollHeartbeatFile(bootsteps.StartStopStep):
         poll_heartbeat.clear()
 
     shutdown = stop
+
+
+class VisibilityHeartbeatStep(bootsteps.StartStopStep):
+    """Runs the visibility heartbeat (workers/visibility.py) while the consumer runs."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, parent, **kwargs):
+        super().__init__(parent, **kwargs)
+        self.heartbeat = None
+
+    def start(self, parent) -> None:
+        import boto3
+        from celery.worker import state
+        from django.conf import settings
+
+        from workers.topology import get_topology
+        from workers.visibility import VisibilityHeartbeat
+
+        if self.heartbeat is None:
+            sqs = boto3.client("sqs", endpoint_url=settings.SQS_ENDPOINT_URL, region_name=settings.SQS_BROKER.region)
+            self.heartbeat = VisibilityHeartbeat(
+                sqs=sqs,
+                topology=get_topology(),
+                held=lambda: [*state.active_requests, *state.reserved_requests],
+            )
+        self.heartbeat.start()
+
+    def stop(self, parent) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+
+    shutdown = stop

@@ -34,9 +34,19 @@ class Channel(SQS.Channel):
     _poll_failing = False
 
     def _put(self, queue, message, **kwargs):
-        if not message.get("redelivered"):  # a restore only changes visibility; nothing is sent
-            self._apply_publish_guards(queue, message)
+        if message.get("redelivered"):
+            return self._hand_back(queue, message)
+        self._apply_publish_guards(queue, message)
         return super()._put(queue, message, **kwargs)
+
+    def _hand_back(self, queue, message) -> None:
+        """A message the worker restores (a lost pool child, a requeue, shutdown) is visible again at once:
+        kombu would hide it for wait_time_seconds (20 s) first."""
+        self.sqs(queue=self.canonical_queue_name(queue)).change_message_visibility(
+            QueueUrl=self._new_queue(queue),
+            ReceiptHandle=message["properties"]["delivery_tag"],
+            VisibilityTimeout=0,
+        )
 
     def _apply_publish_guards(self, queue: str, message: dict) -> None:
         limits = self.transport_options.get(QUEUE_LIMITS_OPTION, {}).get(queue)
@@ -64,7 +74,6 @@ class Channel(SQS.Channel):
             encoded_bytes=len(body.encode("utf-8")),
             max_message_bytes=limits["max_message_bytes"],
         )
-
 
     def _on_messages_ready(self, queue, qname, messages):
         if not isinstance(messages, dict):

@@ -38,6 +38,9 @@ QUEUE_FIELDS = {
     "oldest_message_age_alarm_seconds": int,
     "tasks": list,
 }
+# Optional per queue. With a heartbeat the worker extends a running task's visibility every N seconds,
+# so the visibility timeout bounds how soon a dead worker's task returns, not how long a task may run.
+OPTIONAL_QUEUE_FIELDS = {"visibility_heartbeat_seconds": 0}
 RETRY_FIELDS = {"max_retries": int, "backoff_seconds": int, "backoff_max_seconds": int, "jitter": bool}
 TOP_FIELDS = {"version", "visibility_margin_seconds", "retry", "queues", "default_queue", "profiles", "worker_groups"}
 WORKER_GROUP_FIELDS = {
@@ -48,7 +51,7 @@ WORKER_GROUP_FIELDS = {
     "backlog_per_task": int,
 }
 # A profile may change numbers only: names, DLQs and routes stay the same in every environment.
-PROFILE_QUEUE_FIELDS = {k for k, v in QUEUE_FIELDS.items() if v is int}
+PROFILE_QUEUE_FIELDS = {k for k, v in QUEUE_FIELDS.items() if v is int} | set(OPTIONAL_QUEUE_FIELDS)
 
 
 class TopologyError(ValueError):
@@ -71,6 +74,7 @@ class QueueSpec:
     max_message_bytes: int
     oldest_message_age_alarm_seconds: int
     tasks: tuple[str, ...]
+    visibility_heartbeat_seconds: int = 0
 
     def sqs_name(self, prefix: str = "") -> str:
         return f"{prefix}{self.name}"
@@ -152,8 +156,14 @@ def _check_range(where: str, value: int, low: int, high: int) -> None:
 
 
 def _parse_queue(key: str, raw: Any, margin: int) -> QueueSpec:
-    data = _typed(f"queues.{key}", raw, QUEUE_FIELDS)
     where = f"queues.{key}"
+    if not isinstance(raw, dict):
+        raise TopologyError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    optional = {field: raw.get(field, default) for field, default in OPTIONAL_QUEUE_FIELDS.items()}
+    data = _typed(where, {k: v for k, v in raw.items() if k not in OPTIONAL_QUEUE_FIELDS}, QUEUE_FIELDS)
+    heartbeat = optional["visibility_heartbeat_seconds"]
+    if not isinstance(heartbeat, int) or isinstance(heartbeat, bool) or heartbeat < 0:
+        raise TopologyError(f"{where}.visibility_heartbeat_seconds: expected a non-negative int, got {heartbeat!r}")
     _check_range(f"{where}.visibility_timeout", data["visibility_timeout"], 0, SQS_MAX_VISIBILITY_TIMEOUT)
     _check_range(f"{where}.max_receive_count", data["max_receive_count"], 1, SQS_MAX_RECEIVE_COUNT)
     _check_range(f"{where}.max_message_bytes", data["max_message_bytes"], SQS_MIN_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES)
@@ -170,17 +180,26 @@ def _parse_queue(key: str, raw: Any, margin: int) -> QueueSpec:
         raise TopologyError(
             f"{where}: need 0 < soft_time_limit ({data['soft_time_limit']}) < time_limit ({data['time_limit']})"
         )
-    if data["visibility_timeout"] <= data["time_limit"] + margin:
+    if heartbeat:
+        # Two heartbeats fit in one visibility timeout (one may be late) plus the margin.
+        if data["visibility_timeout"] < 2 * heartbeat + margin:
+            raise TopologyError(
+                f"{where}: visibility_timeout ({data['visibility_timeout']} s) must be at least twice "
+                f"visibility_heartbeat_seconds ({heartbeat} s) + visibility_margin_seconds ({margin} s) = "
+                f"{2 * heartbeat + margin} s, or a running task's message is delivered again"
+            )
+    elif data["visibility_timeout"] <= data["time_limit"] + margin:
         raise TopologyError(
             f"{where}: visibility_timeout ({data['visibility_timeout']} s) must be above time_limit "
             f"({data['time_limit']} s) + visibility_margin_seconds ({margin} s) = "
-            f"{data['time_limit'] + margin} s, or a running task's message is delivered again"
+            f"{data['time_limit'] + margin} s, or a running task's message is delivered again "
+            "(or set visibility_heartbeat_seconds)"
         )
     if data["oldest_message_age_alarm_seconds"] <= 0:
         raise TopologyError(f"{where}.oldest_message_age_alarm_seconds must be positive")
     if not all(isinstance(p, str) and p for p in data["tasks"]):
         raise TopologyError(f"{where}.tasks: expected a list of task-name patterns")
-    return QueueSpec(key=key, **{**data, "tasks": tuple(data["tasks"])})
+    return QueueSpec(key=key, **{**data, "tasks": tuple(data["tasks"])}, visibility_heartbeat_seconds=heartbeat)
 
 
 def apply_profile(raw: dict[str, Any], profile: str) -> dict[str, Any]:

@@ -60,6 +60,7 @@ def job_submit(*, kind: str, payload: object, queue: str | None = None, countdow
 def job_publish(*, job_id: int) -> PublishOutcome:
     """Send the Job's task to SQS; record a refusal or a broker failure on the Job instead of losing it."""
     job = Job.objects.get(pk=job_id)
+    spec = settings.QUEUE_TOPOLOGY.queue(job.queue)
     try:
         celery_app.send_task(
             JOB_KINDS[job.kind].task_name,
@@ -67,6 +68,10 @@ def job_publish(*, job_id: int) -> PublishOutcome:
             task_id=str(job.task_id),
             queue=job.queue,
             countdown=job.countdown or None,
+            # The limits of the queue it is sent to, which the client may have chosen over the task's
+            # routed one: the queue's visibility timeout (or heartbeat) is sized for these.
+            time_limit=spec.time_limit,
+            soft_time_limit=spec.soft_time_limit,
         )
     except PublishRefused as exc:
         logger.warning("job %s refused at publish: %s", job.pk, exc)
