@@ -26,3 +26,13 @@ demo: bootstrap
 ## package-lambdas: package the DLQ Lambdas offline (osls, serverless.yml) into .serverless/ and cfn-lint it
 package-lambdas: bootstrap
 	bin/package-lambdas
+
+.PHONY: synth lint-infra
+
+## synth: synthesize the CDK app (infra/) offline into cdk.out/ (INFRA_STAGE, default dev)
+synth: bootstrap
+	bin/synth
+
+## lint-infra: cfn-lint the synthesized template, hadolint the Dockerfile
+lint-infra: synth
+	bin/lint-infra

@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "api.newsletter",
 ]
 MIDDLEWARE = [
+    "api.health.HealthCheckMiddleware",  # first: the ALB health check's Host is the task's IP
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

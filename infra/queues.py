@@ -1,0 +1,59 @@
+"""Every queue of the topology (queues.yml) with its dead-letter queue and redrive policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Duration
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.naming import pascal_case
+from workers.topology import QueueSpec, Topology
+
+
+@dataclass(frozen=True)
+class QueuePair:
+    """A topology queue, its SQS queue and its DLQ."""
+
+    spec: QueueSpec
+    queue: sqs.Queue
+    dlq: sqs.Queue
+
+
+class TopologyQueues(Construct):
+    """One SQS queue and one DLQ per topology queue, named "<prefix><name>" and "<prefix><dlq>"."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, topology: Topology, prefix: str) -> None:
+        super().__init__(scope, construct_id)
+        self.pairs: dict[str, QueuePair] = {}
+        for key, spec in topology.queues.items():
+            # Always with a suffix: a construct named "Default" (the `default` queue) would be special
+            # to CDK (a construct's default child) and lose its name in the logical id.
+            cid = pascal_case(key)
+            dlq = sqs.Queue(
+                self,
+                f"{cid}Dlq",
+                queue_name=spec.dlq_sqs_name(prefix),
+                retention_period=Duration.seconds(spec.dlq_retention_seconds),
+                encryption=sqs.QueueEncryption.SQS_MANAGED,
+                enforce_ssl=True,
+            )
+            queue = sqs.Queue(
+                self,
+                f"{cid}Queue",
+                queue_name=spec.sqs_name(prefix),
+                visibility_timeout=Duration.seconds(spec.visibility_timeout),
+                retention_period=Duration.seconds(spec.retention_seconds),
+                max_message_size_bytes=spec.max_message_bytes,
+                # SSE-SQS: encrypted at rest with no KMS key, so no kms:* permission anywhere.
+                encryption=sqs.QueueEncryption.SQS_MANAGED,
+                enforce_ssl=True,
+                # A failed task is left unacked (task_acks_on_failure=False) and comes back every
+                # visibility timeout; this moves it to the DLQ on receive max_receive_count + 1.
+                dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=spec.max_receive_count, queue=dlq),
+            )
+            self.pairs[key] = QueuePair(spec=spec, queue=queue, dlq=dlq)
+
+    def of(self, keys: tuple[str, ...] | list[str]) -> list[QueuePair]:
+        return [self.pairs[key] for key in keys]

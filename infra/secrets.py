@@ -1,0 +1,53 @@
+"""The application's secrets in Secrets Manager: injected by ECS into the containers, never plain env."""
+
+from __future__ import annotations
+
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from infra.config import InfraConfig
+from infra.naming import resource_name
+
+
+class AppSecrets(Construct):
+    """DATABASE_URL and DJANGO_SECRET_KEY: existing secrets by name (context), else created here.
+
+    A created DATABASE_URL secret holds a random placeholder until an operator puts the PostgreSQL URL
+    in it (`aws secretsmanager put-secret-value`); until then the containers refuse to start. Prefer an
+    existing secret: `-c databaseUrlSecretName=<name>`.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: InfraConfig) -> None:
+        super().__init__(scope, construct_id)
+        self.database_url = self._secret(
+            "DatabaseUrl",
+            existing=config.database_url_secret_name,
+            name=resource_name(config.stage, "database-url"),
+            description="DATABASE_URL of the Django api, workers and beat (postgres://user:password@host:5432/db)",
+        )
+        self.django_secret_key = self._secret(
+            "DjangoSecretKey",
+            existing=config.django_secret_key_secret_name,
+            name=resource_name(config.stage, "django-secret-key"),
+            description="DJANGO_SECRET_KEY of the Django api, workers and beat",
+        )
+
+    def _secret(self, construct_id: str, *, existing: str | None, name: str, description: str):
+        if existing:
+            # The partial ARN "<name>-??????" in policies: exact up to Secrets Manager's random suffix.
+            return secretsmanager.Secret.from_secret_name_v2(self, construct_id, existing)
+        return secretsmanager.Secret(
+            self,
+            construct_id,
+            secret_name=name,
+            description=description,
+            generate_secret_string=secretsmanager.SecretStringGenerator(password_length=64, exclude_punctuation=True),
+        )
+
+    def container_secrets(self) -> dict[str, ecs.Secret]:
+        """For ContainerDefinition `secrets`: ECS reads them with the execution role at task start."""
+        return {
+            "DATABASE_URL": ecs.Secret.from_secrets_manager(self.database_url),
+            "DJANGO_SECRET_KEY": ecs.Secret.from_secrets_manager(self.django_secret_key),
+        }

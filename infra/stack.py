@@ -1,0 +1,124 @@
+"""The stack: queues from the topology, the ECS cluster and its services, alarms, dashboard, exports."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from infra.alarms import QueueAlarms
+from infra.config import InfraConfig
+from infra.dashboard import build_dashboard
+from infra.image import app_image
+from infra.naming import alarm_topic_export_name, pascal_case, queue_prefix, resource_name
+from infra.network import build_vpc
+from infra.queues import TopologyQueues
+from infra.secrets import AppSecrets
+from infra.services import ApiService, BeatService, WorkerService
+from infra.tasks import AppTaskSettings, common_environment
+from workers.topology import Topology
+
+
+class CelerySqsStack(Stack):
+    """Environment-agnostic (no account or region at synth), so `cdk synth` needs no AWS call."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: InfraConfig, topology: Topology, **kwargs
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        stage = config.stage
+        prefix = queue_prefix(stage)
+
+        queues = TopologyQueues(self, "Queues", topology=topology, prefix=prefix)
+        all_queues = list(queues.pairs.values())
+        alarms = QueueAlarms(
+            self, "Alarms", stage=stage, prefix=prefix, pairs=all_queues, alarm_email=config.alarm_email
+        )
+
+        vpc = build_vpc(self, config)
+        cluster = ecs.Cluster(
+            self,
+            "Cluster",
+            vpc=vpc,
+            cluster_name=resource_name(stage, "cluster"),
+            container_insights_v2=ecs.ContainerInsights.ENABLED,  # RunningTaskCount for worker scaling
+        )
+        # One security group for every task (api, workers, beat): the one to admit on the database. The
+        # ALB may reach the tasks on the api port; workers and beat listen on nothing.
+        task_security_group = ec2.SecurityGroup(
+            self, "TaskSecurityGroup", vpc=vpc, description="api, worker and beat tasks", allow_all_outbound=True
+        )
+        secrets = AppSecrets(self, "Secrets", config=config)
+        # One execution role (pull the image, write logs, read the two secrets); a task role per service.
+        execution_role = iam.Role(
+            self,
+            "TaskExecutionRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            description="ECS: pulls the app image, reads its secrets, writes its logs",
+        )
+        settings = AppTaskSettings(
+            image=ecs.ContainerImage.from_docker_image_asset(app_image(self)),
+            execution_role=execution_role,
+            environment=common_environment(prefix=prefix, pairs=queues.pairs, log_level=config.log_level),
+            secrets=secrets.container_secrets(),
+        )
+
+        api = ApiService(
+            self,
+            "Api",
+            cluster=cluster,
+            settings=settings,
+            security_group=task_security_group,
+            publish_to=all_queues,
+            max_tasks=config.api_max_tasks,
+            certificate_arn=config.certificate_arn,
+            allowed_hosts=config.allowed_hosts,
+        )
+        services: dict[str, ecs.FargateService] = {"api": api.service}
+        for name, group in topology.worker_groups.items():
+            worker = WorkerService(
+                self,
+                f"Worker{pascal_case(name)}",
+                cluster=cluster,
+                settings=settings,
+                security_group=task_security_group,
+                group=group,
+                own_queues=queues.of(group.queues),
+                publish_to=all_queues,
+                policy_name=resource_name(stage, f"worker-{name}-backlog-per-task"),
+            )
+            services[f"worker {name}"] = worker.service
+        beat = BeatService(
+            self,
+            "Beat",
+            cluster=cluster,
+            settings=settings,
+            security_group=task_security_group,
+            publish_to=all_queues,
+        )
+        services["beat"] = beat.service
+
+        build_dashboard(self, name=resource_name(stage, "queues"), pairs=all_queues, cluster=cluster, services=services)
+
+        CfnOutput(
+            self,
+            "DlqAlarmTopicArn",
+            value=alarms.topic.topic_arn,
+            description="SNS topic of the queue and DLQ alarms (serverless.yml's dlqAlert subscribes to it)",
+            export_name=alarm_topic_export_name(stage),
+        )
+        CfnOutput(
+            self,
+            "TaskSecurityGroupId",
+            value=task_security_group.security_group_id,
+            description="The security group of every api, worker and beat task: let it reach PostgreSQL",
+        )
+        CfnOutput(self, "ClusterName", value=cluster.cluster_name)
+        CfnOutput(
+            self,
+            "DatabaseUrlSecretName",
+            value=secrets.database_url.secret_name,
+            description="Put the PostgreSQL URL here (unless databaseUrlSecretName named an existing secret)",
+        )
