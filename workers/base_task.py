@@ -19,8 +19,23 @@ class BaseTask(Task):
     """
 
     abstract = True
+    #: Run this task's effects at most once per task id (workers/idempotency.py).
+    idempotent = False
     autoretry_for = (Exception,)
     max_retries = _retry.max_retries
     retry_backoff = _retry.backoff_seconds
     retry_backoff_max = _retry.backoff_max_seconds
     retry_jitter = _retry.jitter
+
+    def __call__(self, *args, **kwargs):
+        if not self.idempotent or self.request.called_directly:
+            return super().__call__(*args, **kwargs)
+        from workers.idempotency import busy_retry, lease_for, run_once
+
+        return run_once(
+            self.request.id,
+            self.name,
+            lease_for(self),
+            lambda: super(BaseTask, self).__call__(*args, **kwargs),
+            on_busy=busy_retry(self),
+        )

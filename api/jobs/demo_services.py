@@ -35,3 +35,12 @@ def demo_flaky(*, job_id: int, failures: int) -> dict:
     if attempts <= failures:
         raise DemoFailure(f"planned failure {attempts} of {failures}")
     return {"attempts": attempts}
+
+
+def demo_record_effect(*, task_id: str, key: str, seconds: float) -> dict:
+    """Work for `seconds`, then record one Effect row (the idempotent task records it once per task id)."""
+    from api.jobs.models import Effect
+
+    time.sleep(seconds)
+    Effect.objects.create(task_id=task_id, key=key)
+    return {"key": key}

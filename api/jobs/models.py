@@ -55,3 +55,11 @@ class Job(models.Model):
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
         }
+
+
+class Effect(models.Model):
+    """A side effect of the idempotent demo task: deliberately not unique, so a duplicate would show."""
+
+    task_id = models.CharField(max_length=64, db_index=True)
+    key = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)

@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "django_celery_results",
     "api.jobs",
     "api.newsletter",
+    "workers",
 ]
 MIDDLEWARE = [
     "api.health.HealthCheckMiddleware",  # first: the ALB health check's Host is the task's IP

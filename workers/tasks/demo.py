@@ -34,3 +34,11 @@ def flaky(*, job_id: int, failures: int) -> dict:
     from api.jobs.demo_services import demo_flaky
 
     return demo_flaky(job_id=job_id, failures=failures)
+
+
+@shared_task(bind=True, name="jobs.record_effect", idempotent=True)
+def record_effect(self, *, key: str, seconds: float = 0.0) -> dict:
+    """Idempotent by task id: however often SQS delivers it, one Effect row (used by the soak)."""
+    from api.jobs.demo_services import demo_record_effect
+
+    return demo_record_effect(task_id=self.request.id, key=key, seconds=seconds)

@@ -1,0 +1,23 @@
+"""TaskExecution: one row per idempotent task id, a lease while it runs, `done` once its effects commit."""
+
+from django.db import models
+
+
+class ExecutionState(models.TextChoices):
+    RUNNING = "running"  # claimed; lease_until bounds how long the claim holds if its worker dies
+    RELEASED = "released"  # the run failed; the next delivery may claim it at once
+    DONE = "done"  # committed together with the task's database effects
+
+
+class TaskExecution(models.Model):
+    task_id = models.CharField(max_length=64, primary_key=True)
+    task_name = models.CharField(max_length=200)
+    state = models.CharField(max_length=10, choices=ExecutionState.choices)
+    owner = models.CharField(max_length=200)  # hostname:pid of the claiming process
+    lease_until = models.DateTimeField()
+    runs = models.PositiveIntegerField(default=1)  # claims granted (1 unless a run failed or died)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.task_name}[{self.task_id}] {self.state}"
