@@ -121,6 +121,8 @@ def build_celery_settings(
         "worker_soft_shutdown_timeout": float(SOFT_SHUTDOWN_SECONDS),
         # Celery sleeps the whole soft-shutdown window once it starts one; an idle worker need not.
         "worker_enable_soft_shutdown_on_idle": False,
+        # One beat at a time, by a lease in the database (workers/beat.py).
+        "beat_scheduler": "workers.beat:LockedDatabaseScheduler",
         "timezone": "UTC",
         "enable_utc": True,
         "worker_hijack_root_logger": False,

@@ -21,3 +21,11 @@ class TaskExecution(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_name}[{self.task_id}] {self.state}"
+
+
+class BeatLease(models.Model):
+    """Who may schedule: the one beat holding an unexpired lease (workers/beat.py)."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    owner = models.CharField(max_length=200)
+    expires_at = models.DateTimeField()
