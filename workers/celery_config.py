@@ -82,7 +82,11 @@ def task_routes(topology: Topology) -> dict[str, dict[str, str]]:
 
 
 def build_celery_settings(
-    topology: Topology, broker: BrokerEnv, *, result_backend: str | None = None
+    topology: Topology,
+    broker: BrokerEnv,
+    *,
+    result_backend: str | None = None,
+    soft_shutdown_seconds: float = SOFT_SHUTDOWN_SECONDS,
 ) -> dict[str, Any]:
     """Every Celery setting the design depends on, lower-case and without the CELERY_ namespace."""
     settings: dict[str, Any] = {
@@ -118,7 +122,7 @@ def build_celery_settings(
         "task_send_sent_event": False,
         # ECS: SIGTERM is remapped to SIGQUIT (REMAP_SIGTERM) to start a soft shutdown that ends well
         # inside the 120 s stopTimeout, then restores unacknowledged messages.
-        "worker_soft_shutdown_timeout": float(SOFT_SHUTDOWN_SECONDS),
+        "worker_soft_shutdown_timeout": float(soft_shutdown_seconds),
         # Celery sleeps the whole soft-shutdown window once it starts one; an idle worker need not.
         "worker_enable_soft_shutdown_on_idle": False,
         # One beat at a time, by a lease in the database (workers/beat.py).

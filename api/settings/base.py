@@ -6,8 +6,8 @@ from pathlib import Path
 
 import dj_database_url
 
-from workers.celery_config import BrokerEnv, as_django_settings, build_celery_settings
-from workers.env import env_bool, env_list, env_str
+from workers.celery_config import SOFT_SHUTDOWN_SECONDS, BrokerEnv, as_django_settings, build_celery_settings
+from workers.env import env_bool, env_int, env_list, env_str
 from workers.topology import get_topology
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -94,7 +94,18 @@ SQS_BROKER = BrokerEnv(
 )
 # Off by default (fire-and-forget, the Job row carries the state); "django-db" stores results.
 RESULT_BACKEND = env_str("RESULT_BACKEND", None)
-globals().update(as_django_settings(build_celery_settings(QUEUE_TOPOLOGY, SQS_BROKER, result_backend=RESULT_BACKEND)))
+# Seconds running tasks get after SIGTERM before the rest is handed back; checked below the ECS stopTimeout.
+WORKER_SOFT_SHUTDOWN_SECONDS = env_int("WORKER_SOFT_SHUTDOWN_SECONDS", SOFT_SHUTDOWN_SECONDS)
+globals().update(
+    as_django_settings(
+        build_celery_settings(
+            QUEUE_TOPOLOGY,
+            SQS_BROKER,
+            result_backend=RESULT_BACKEND,
+            soft_shutdown_seconds=WORKER_SOFT_SHUTDOWN_SECONDS,
+        )
+    )
+)
 DJANGO_CELERY_BEAT_TZ_AWARE = True
 # The `fail` demo kind raises until this is true: "deploying the fix" before a DLQ replay.
 DEMO_FAILURES_FIXED = env_bool("DEMO_FAILURES_FIXED", False)

@@ -1,0 +1,60 @@
+"""SIGTERM as ECS sends it (then SIGKILL after the grace): no task lost, none run twice for nothing."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+from django.conf import settings
+
+from api.jobs.models import Job
+from devstack import processes
+from tests.integration.conftest import post_job, wait_for_job
+
+pytestmark = pytest.mark.integration
+
+GRACE = 8  # the scaled stopTimeout: SIGTERM, then SIGKILL this long after
+SOFT = 5  # worker_soft_shutdown_timeout, scaled the same way (production: 90 of 120)
+QUEUE = "high_priority"  # heartbeat queue: tasks may outlast the visibility timeout
+
+
+def _post_sleep(client, seconds: float) -> int:
+    response = post_job(client, kind="sleep", payload={"seconds": seconds}, queue=QUEUE)
+    assert response.status_code == 202, response.content
+    return response.json()["job_id"]
+
+
+def test_sigterm_finishes_short_tasks_and_hands_back_the_rest(client, start_worker, queues):
+    # GIVEN a worker (two pool processes) running a short and a long task, and a second worker
+    leaving = start_worker(concurrency=2, env={"WORKER_SOFT_SHUTDOWN_SECONDS": str(SOFT)})
+    short_id = _post_sleep(client, 2)
+    long_id = _post_sleep(client, 20)
+    processes.wait_for(
+        lambda: Job.objects.filter(pk__in=[short_id, long_id], state="running").count() == 2,
+        timeout=30, interval=0.2, what="both tasks running on the first worker",
+    )
+    staying = start_worker(concurrency=2)
+
+    # WHEN the first worker gets SIGTERM, then SIGKILL after the grace period, as ECS does
+    leaving.proc.send_signal(signal.SIGTERM)
+    termed_at, termed_wall = time.monotonic(), time.time()
+    try:
+        leaving.proc.wait(timeout=GRACE)
+    except Exception:
+        processes.signal_group(leaving.proc, signal.SIGKILL)
+    print(f"first worker gone {time.monotonic() - termed_at:.1f} s after SIGTERM (exit {leaving.proc.poll()})")
+
+    # THEN the short task finished once, on the first worker
+    short = wait_for_job(short_id, {"succeeded"}, timeout=30)
+    assert short.attempts == 1
+    # AND the long one, cancelled when the soft window closed, is handed back at once (visibility 0, not
+    # kombu's 20 s) and the other worker runs it to the end. At once, or one visibility timeout later: the
+    # leaving worker's own long poll, still open, may take the handed-back message as the process exits.
+    long = wait_for_job(long_id, {"succeeded"}, timeout=90)
+    restarted_after = long.started_at.timestamp() - termed_wall
+    print(f"long task restarted {restarted_after:.1f} s after SIGTERM (soft window {SOFT} s)")
+    assert long.attempts == 2
+    assert restarted_after < SOFT + 2 * settings.QUEUE_TOPOLOGY.queue(QUEUE).visibility_timeout + 2
+    assert staying.alive()
+    assert queues.total(QUEUE) == 0
