@@ -36,3 +36,9 @@ synth: bootstrap
 ## lint-infra: cfn-lint the synthesized template, hadolint the Dockerfile
 lint-infra: synth
 	bin/lint-infra
+
+.PHONY: soak
+
+## soak: SOAK_TASKS (2000) idempotent tasks, two workers SIGKILLed at random; fails on any lost or duplicate effect
+soak: bootstrap
+	$(PY) -m devstack.soak
