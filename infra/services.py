@@ -165,8 +165,9 @@ class WorkerService(Construct):
 
 
 class BeatService(Construct):
-    """`celery beat`: exactly one task. django-celery-beat has no lock, so a deployment stops the old
-    task before it starts the new one (minimum 0 %, maximum 100 %) and nothing scales it."""
+    """`celery beat`: exactly one task. A deployment stops the old task before it starts the new one
+    (minimum 0 %, maximum 100 %) and nothing scales it; should two ever overlap, the lease in
+    workers/beat.py keeps the second on standby."""
 
     def __init__(
         self,
