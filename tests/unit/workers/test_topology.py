@@ -55,7 +55,11 @@ def test_real_queues_yml_loads_with_three_queues():
     assert topology.queues["low_priority"].dlq == "low-priority-dlq"
     for spec in topology.queues.values():
         assert spec.dlq_retention_seconds == 1_209_600
-        assert spec.visibility_timeout > spec.time_limit + topology.visibility_margin_seconds
+        margin = topology.visibility_margin_seconds
+        if spec.visibility_heartbeat_seconds:
+            assert spec.visibility_timeout >= 2 * spec.visibility_heartbeat_seconds + margin
+        else:
+            assert spec.visibility_timeout > spec.time_limit + margin
     assert topology.retry.backoff_max_seconds <= 900
     assert topology.source == DEFAULT_TOPOLOGY_PATH
 
@@ -105,7 +109,8 @@ def test_parse_does_not_mutate_its_input(raw):
 
 
 def test_visibility_timeout_not_above_time_limit_plus_margin(raw):
-    # GIVEN default's visibility timeout equal to time_limit + margin (300 + 30)
+    # GIVEN default without a heartbeat, its visibility timeout equal to time_limit + margin (300 + 30)
+    raw["queues"]["default"].pop("visibility_heartbeat_seconds", None)
     raw["queues"]["default"]["visibility_timeout"] = 330
     # WHEN parsed
     message = _refused(raw)
@@ -116,7 +121,8 @@ def test_visibility_timeout_not_above_time_limit_plus_margin(raw):
 
 
 def test_visibility_timeout_one_above_the_sum_is_accepted(raw):
-    # GIVEN default's visibility timeout one second above time_limit + margin
+    # GIVEN default without a heartbeat, its visibility timeout one second above time_limit + margin
+    raw["queues"]["default"].pop("visibility_heartbeat_seconds", None)
     raw["queues"]["default"]["visibility_timeout"] = 331
     # WHEN parsed THEN it is accepted
     assert parse_topology(raw, SOURCE).queues["default"].visibility_timeout == 331
@@ -282,12 +288,12 @@ def test_profile_unknown_top_key(raw):
 
 
 def test_profile_numbers_are_validated_too(raw):
-    # GIVEN a profile that breaks the visibility rule (14 + 5 >= 19)
-    raw["profiles"]["local"]["queues"]["default"]["visibility_timeout"] = 19
+    # GIVEN a profile that breaks the heartbeat rule (2 * 5 + 5 = 15 > 14)
+    raw["profiles"]["local"]["queues"]["default"]["visibility_timeout"] = 14
     # WHEN parsed with it THEN the merged queue is refused
     message = _refused(raw, "local")
     assert "queues.default" in message
-    assert "19" in message
+    assert "14 s" in message and "15 s" in message
 
 
 def test_unknown_profile(raw):
@@ -425,4 +431,22 @@ def test_bad_worker_groups_are_refused(groups, expected):
     raw["worker_groups"] = {name: {**defaults, **group} for name, group in groups.items()}
     # WHEN it is parsed THEN it is refused with a message naming the problem
     with pytest.raises(TopologyError, match=expected):
+        parse_topology(raw, DEFAULT_TOPOLOGY_PATH)
+
+
+def test_heartbeat_queue_needs_two_heartbeats_and_the_margin_inside_its_visibility_timeout():
+    # GIVEN the real topology, default queue heartbeating every 40 s in a 90 s visibility timeout
+    raw = yaml.safe_load(DEFAULT_TOPOLOGY_PATH.read_text())
+    raw["queues"]["default"]["visibility_heartbeat_seconds"] = 40
+    # WHEN parsed THEN refused, naming the queue and the numbers (2 * 40 + 30 = 110 > 90)
+    with pytest.raises(TopologyError, match=r"queues\.default: visibility_timeout \(90 s\).*= 110 s"):
+        parse_topology(raw, DEFAULT_TOPOLOGY_PATH)
+
+
+def test_without_heartbeat_the_visibility_timeout_must_cover_the_hard_limit():
+    # GIVEN the default queue with its heartbeat turned off (visibility 90 s, hard limit 300 s)
+    raw = yaml.safe_load(DEFAULT_TOPOLOGY_PATH.read_text())
+    raw["queues"]["default"]["visibility_heartbeat_seconds"] = 0
+    # WHEN parsed THEN refused, pointing at the heartbeat as the way out
+    with pytest.raises(TopologyError, match="or set visibility_heartbeat_seconds"):
         parse_topology(raw, DEFAULT_TOPOLOGY_PATH)
