@@ -88,7 +88,7 @@ def main() -> int:
         commands = {"api": [str(bin_dir / "start-api")], "worker": [str(bin_dir / "start-worker")],
                     "beat": [str(bin_dir / "start-beat")]}
         env = {
-            "PATH": f"{os.path.dirname(python)}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PATH": processes.venv_path(),
             "API_BIND": f"127.0.0.1:{api_port}",
             "API_WORKERS": "2",
         }

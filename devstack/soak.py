@@ -29,11 +29,6 @@ CONCURRENCY = 2
 SHALLOW = 100  # messages in the queue before the next slice is published
 
 
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
-
 def main() -> int:
     tasks = env_int("SOAK_TASKS", 2000)
     kill_every = float(os.environ.get("SOAK_KILL_EVERY", "4"))
@@ -51,7 +46,7 @@ def main() -> int:
         "DATABASE_URL": "",
         "WORKER_HEARTBEAT_FILE": str(workdir / "worker-heartbeat"),
         "PYTHONUNBUFFERED": "1",
-        "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PATH": processes.venv_path(),
     }
     os.environ.update(env)
 
@@ -110,7 +105,7 @@ def main() -> int:
                     workers[n] = start_worker(n)
             if now >= next_kill:
                 victim = rng.choice(workers)
-                children = _children(victim.pid)
+                children = processes.children(victim.pid)
                 if children and rng.random() < 0.6:
                     os.kill(rng.choice(children), signal.SIGKILL)  # a pool child mid-task
                 else:

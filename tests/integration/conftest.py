@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,8 +142,7 @@ def start_worker(transactional_db, queues, start_process):
 
     def start(*, env: dict[str, str] | None = None, concurrency: int = 2) -> Proc:
         # The same command the image runs on ECS, with the venv first on PATH.
-        path = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"
-        worker_env = {"PATH": path, "WORKER_CONCURRENCY": str(concurrency), **(env or {})}
+        worker_env = {"PATH": processes.venv_path(), "WORKER_CONCURRENCY": str(concurrency), **(env or {})}
         return start_process("worker", [str(REPO_ROOT / "bin" / "start-worker")], env=worker_env, ready=" ready.")
 
     return start

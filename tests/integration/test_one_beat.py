@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ SENT = "Sending due task"
 
 def _beat(start_process, tmp_path, name: str):
     env = {
-        "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PATH": processes.venv_path(),
         "BEAT_LEASE_SECONDS": str(LEASE),
         "BEAT_HEARTBEAT_FILE": str(tmp_path / f"{name}.heartbeat"),
     }

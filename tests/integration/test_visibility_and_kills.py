@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 
 import pytest
@@ -29,11 +28,6 @@ def _post_sleep(client, seconds: float) -> int:
     response = post_job(client, kind="sleep", payload={"seconds": seconds}, queue=QUEUE)
     assert response.status_code == 202, response.content
     return response.json()["job_id"]
-
-
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
 
 
 def test_task_running_three_visibility_timeouts_runs_exactly_once(client, start_worker, queues):
@@ -86,7 +80,7 @@ def test_sigkill_of_a_pool_child_reruns_the_task_once(client, start_worker, queu
     worker = start_worker(concurrency=1)
     job_id = _post_sleep(client, spec.visibility_timeout)
     wait_for_job(job_id, {"running"})
-    [child] = _children(worker.proc.pid)
+    [child] = processes.children(worker.proc.pid)
 
     # WHEN the child is SIGKILLed mid-task
     os.kill(child, signal.SIGKILL)
