@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -27,6 +28,13 @@ class CeleryEnvelope:
     @property
     def task_id(self) -> str | None:
         return self.headers.get("id")
+
+
+def header_time(value: str) -> datetime:
+    """A Celery `eta`/`expires` header as an aware datetime. Celery writes aware ISO times; a naive one is
+    UTC by its convention. Raises ValueError (or TypeError) for anything else."""
+    when = datetime.fromisoformat(value)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _b64json(data: str | bytes, layer: str) -> Any:

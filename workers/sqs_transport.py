@@ -9,6 +9,7 @@ from kombu.log import get_logger
 from kombu.transport import SQS
 from kombu.utils.json import dumps
 
+from workers.envelope import header_time
 from workers.health import poll_heartbeat
 from workers.publish_guards import check_encoded_size, sqs_delay_seconds
 
@@ -22,10 +23,7 @@ QUEUE_LIMITS_OPTION = "queue_limits"
 def _eta_delay(eta: str | None, now: datetime) -> float:
     if not eta:
         return 0.0
-    when = datetime.fromisoformat(eta)
-    if when.tzinfo is None:  # Celery writes aware ETAs; a naive one is UTC by Celery's convention.
-        when = when.replace(tzinfo=UTC)
-    return (when - now).total_seconds()
+    return (header_time(eta) - now).total_seconds()
 
 
 class Channel(SQS.Channel):

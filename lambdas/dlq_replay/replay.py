@@ -13,8 +13,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.dlq_replay.request import ReplayRequest
-from lambdas.sqs_batches import SQS_BATCH, make_visible
-from workers.envelope import CeleryEnvelope, EnvelopeError, decode_sqs_body, encode_sqs_body
+from lambdas.sqs_batches import SQS_BATCH, make_visible, receive_fresh
+from workers.envelope import CeleryEnvelope, EnvelopeError, decode_sqs_body, encode_sqs_body, header_time
 from workers.topology import Topology
 
 REPLAY_COUNT_HEADER = "x-dlq-replays"  # how often this message was replayed; Celery ignores it
@@ -107,10 +107,10 @@ def transformed_body(envelope: CeleryEnvelope, *, reset_retries: bool, now: date
     expires = headers.get("expires")
     if expires:
         try:
-            when = datetime.fromisoformat(expires)
+            when = header_time(expires)
         except (TypeError, ValueError):
             when = None
-        if when is not None and (when if when.tzinfo else when.replace(tzinfo=UTC)) <= now:
+        if when is not None and when <= now:
             headers["expires"] = None  # else the worker would revoke it on arrival
     headers[REPLAY_COUNT_HEADER] = replay_count(envelope) + 1
     return encode_sqs_body(raw)
@@ -145,16 +145,7 @@ class _Replay:
             self._release_all()
 
     def _receive(self, count: int) -> list[dict]:
-        response = self.sqs.receive_message(
-            QueueUrl=self.dlq_url,
-            MaxNumberOfMessages=count,
-            VisibilityTimeout=HOLD_SECONDS,
-            WaitTimeSeconds=1,
-            MessageSystemAttributeNames=["SentTimestamp"],
-        )
-        fresh = [m for m in response.get("Messages", []) if m["MessageId"] not in self.seen]
-        self.seen.update(m["MessageId"] for m in fresh)
-        return fresh
+        return receive_fresh(self.sqs, self.dlq_url, count=count, hold_seconds=HOLD_SECONDS, seen=self.seen)
 
     def _handle(self, messages: list[dict]) -> None:
         now = datetime.fromtimestamp(self.clock(), UTC)
