@@ -15,6 +15,21 @@ def chunks(items: list, size: int = SQS_BATCH) -> Iterator[list]:
         yield items[start : start + size]
 
 
+def receive_fresh(sqs, url: str, *, count: int, hold_seconds: int, seen: set[str]) -> list[dict]:
+    """One ReceiveMessage (1 s long poll, so every server is asked) holding what it gets for `hold_seconds`,
+    less the messages already in `seen`, which it adds them to."""
+    response = sqs.receive_message(
+        QueueUrl=url,
+        MaxNumberOfMessages=count,
+        VisibilityTimeout=hold_seconds,
+        WaitTimeSeconds=1,
+        MessageSystemAttributeNames=["SentTimestamp"],
+    )
+    fresh = [m for m in response.get("Messages", []) if m["MessageId"] not in seen]
+    seen.update(m["MessageId"] for m in fresh)
+    return fresh
+
+
 def make_visible(sqs, url: str, messages: list[dict]) -> None:
     """Put received messages back at once (visibility 0). A failure only delays them: they come back
     when the visibility timeout they were received with runs out."""

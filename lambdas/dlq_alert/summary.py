@@ -6,7 +6,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from lambdas.sqs_batches import SQS_BATCH, make_visible
+from lambdas.sqs_batches import SQS_BATCH, make_visible, receive_fresh
 from workers.envelope import EnvelopeError, decode_sqs_body
 from workers.topology import Topology
 
@@ -35,17 +35,10 @@ def peek(sqs, url: str, *, limit: int) -> list[dict]:
     seen: set[str] = set()
     try:
         while len(held) < limit:
-            response = sqs.receive_message(
-                QueueUrl=url,
-                MaxNumberOfMessages=min(SQS_BATCH, limit - len(held)),
-                VisibilityTimeout=PEEK_HOLD_SECONDS,
-                WaitTimeSeconds=1,
-                MessageSystemAttributeNames=["SentTimestamp"],
-            )
-            fresh = [m for m in response.get("Messages", []) if m["MessageId"] not in seen]
+            count = min(SQS_BATCH, limit - len(held))
+            fresh = receive_fresh(sqs, url, count=count, hold_seconds=PEEK_HOLD_SECONDS, seen=seen)
             if not fresh:
                 break
-            seen.update(m["MessageId"] for m in fresh)
             held.extend(fresh)
     finally:
         make_visible(sqs, url, held)
