@@ -9,8 +9,8 @@ import time
 import urllib.error
 import urllib.request
 
+from devstack.local_env import apply_local_defaults, sqs_endpoint
 from devstack.queues import sqs_client
-from devstack.run import LOCAL_ENV
 from workers.env import env_int
 from workers.envelope import EnvelopeError, decode_sqs_body
 from workers.topology import load_topology
@@ -46,9 +46,9 @@ def _peek_dlq(endpoint: str, dlq_url: str) -> list[dict]:
 
 
 def main() -> int:
-    os.environ.update({k: v for k, v in LOCAL_ENV.items() if k.startswith("AWS_")})
+    apply_local_defaults()
     api = f"http://127.0.0.1:{env_int('LOCAL_API_PORT', 8000)}"
-    endpoint = f"http://127.0.0.1:{env_int('LOCAL_SQS_PORT', 9324)}"
+    endpoint = sqs_endpoint()
     try:
         _call(f"{api}/healthz")
     except OSError:
@@ -73,11 +73,13 @@ def main() -> int:
             break
         time.sleep(1)
     for job in states.values():
-        print(f"  job {job['id']:>4} {job['kind']:<20} {job['state']:<10} attempts={job['attempts']} "
-              f"result={json.dumps(job['result'])} {job['error'][:60]}")
+        print(
+            f"  job {job['id']:>4} {job['kind']:<20} {job['state']:<10} attempts={job['attempts']} "
+            f"result={json.dumps(job['result'])} {job['error'][:60]}"
+        )
 
     fail_job = states[posted[-1]["job_id"]]
-    topology = load_topology(profile=LOCAL_ENV["QUEUE_TOPOLOGY_PROFILE"])
+    topology = load_topology(profile=os.environ["QUEUE_TOPOLOGY_PROFILE"])
     default = topology.queue("default")
     dlq_url = sqs_client(endpoint).get_queue_url(QueueName=default.dlq)["QueueUrl"]
     print(
@@ -93,8 +95,10 @@ def main() -> int:
             except EnvelopeError:
                 continue
             if envelope.task_id == fail_job["task_id"]:
-                print(f"in {default.dlq}: task {envelope.task_name} id {envelope.task_id} "
-                      f"retries={envelope.headers.get('retries')}")
+                print(
+                    f"in {default.dlq}: task {envelope.task_name} id {envelope.task_id} "
+                    f"retries={envelope.headers.get('retries')}"
+                )
                 print("demo: done")
                 return 0
         print(f"  ... not in {default.dlq} yet", flush=True)

@@ -10,21 +10,12 @@ import threading
 import time
 import urllib.request
 
-from devstack import processes
+from devstack import local_env, processes
 from devstack.moto_server import start_moto_server, wait_until_up
 from devstack.queues import create_queues
 from workers.env import env_int
 from workers.topology import load_topology
 
-# Dummy credentials for the emulator only (it accepts any); real AWS uses boto3's default chain.
-LOCAL_ENV = {
-    "DJANGO_SETTINGS_MODULE": "api.settings.local",
-    "QUEUE_TOPOLOGY_PROFILE": os.environ.get("QUEUE_TOPOLOGY_PROFILE", "local"),
-    "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
-    "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
-    "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-    "PYTHONUNBUFFERED": "1",
-}
 WORKER_READY = " ready."
 
 
@@ -52,11 +43,12 @@ def _interrupt(*_args) -> None:
 
 def main() -> int:
     started = time.monotonic()
-    sqs_port = env_int("LOCAL_SQS_PORT", 9324)
+    sqs_port = local_env.sqs_port()
     api_port = env_int("LOCAL_API_PORT", 8000)
     endpoint = f"http://127.0.0.1:{sqs_port}"
     api_url = f"http://127.0.0.1:{api_port}"
-    os.environ.update(LOCAL_ENV, SQS_ENDPOINT_URL=endpoint)
+    local_env.apply_local_defaults()
+    os.environ.update(DJANGO_SETTINGS_MODULE="api.settings.local", PYTHONUNBUFFERED="1", SQS_ENDPOINT_URL=endpoint)
     python = sys.executable
     children: list[tuple[str, subprocess.Popen]] = []
 
@@ -85,8 +77,11 @@ def main() -> int:
 
         # The same start scripts the image runs (bin/start-*), with the venv first on PATH.
         bin_dir = processes.REPO_ROOT / "bin"
-        commands = {"api": [str(bin_dir / "start-api")], "worker": [str(bin_dir / "start-worker")],
-                    "beat": [str(bin_dir / "start-beat")]}
+        commands = {
+            "api": [str(bin_dir / "start-api")],
+            "worker": [str(bin_dir / "start-worker")],
+            "beat": [str(bin_dir / "start-beat")],
+        }
         env = {
             "PATH": processes.venv_path(),
             "API_BIND": f"127.0.0.1:{api_port}",

@@ -1,0 +1,34 @@
+"""What "local" means, in one place: the emulator's endpoint, dummy credentials it accepts, the local profile.
+
+Used by the local settings (any manage.py command in a developer's shell), `make run` and `make demo`.
+Real AWS uses boto3's default credential chain; none of this applies there.
+"""
+
+from __future__ import annotations
+
+import os
+
+from workers.env import env_int
+
+DEFAULT_SQS_PORT = 9324
+EMULATOR_DEFAULTS = {
+    "QUEUE_TOPOLOGY_PROFILE": "local",
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def sqs_port() -> int:
+    return env_int("LOCAL_SQS_PORT", DEFAULT_SQS_PORT)
+
+
+def sqs_endpoint() -> str:
+    return f"http://127.0.0.1:{sqs_port()}"
+
+
+def apply_local_defaults() -> None:
+    """Fill in what the environment does not set already."""
+    os.environ.setdefault("SQS_ENDPOINT_URL", sqs_endpoint())
+    for key, value in EMULATOR_DEFAULTS.items():
+        os.environ.setdefault(key, value)
