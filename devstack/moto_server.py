@@ -1,4 +1,4 @@
-"""Run moto's server (an SQS-speaking HTTP endpoint) on 127.0.0.1 as a child process."""
+"""Run the SQS emulator (moto's server plus AWS/SQS metrics, devstack/sqs_emulator.py) on 127.0.0.1 as a child."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from devstack import processes
 
 
 def start_moto_server(port: int, *, stdout: IO | int | None = subprocess.DEVNULL) -> subprocess.Popen:
-    return processes.start([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=stdout)
+    return processes.start([sys.executable, "-m", "devstack.sqs_emulator", "-p", str(port)], stdout=stdout)
 
 
 def is_up(endpoint_url: str) -> bool:

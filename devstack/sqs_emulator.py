@@ -1,0 +1,149 @@
+"""The local SQS emulator: moto's server on 127.0.0.1 that also publishes the AWS/SQS CloudWatch metrics AWS would.
+
+moto publishes no SQS metrics, so without this the dashboard and `manage.py queues` would have no age of the
+oldest message and no throughput locally. A thread reads moto's in-process SQS backend every
+LOCAL_SQS_METRICS_SECONDS (default 60, AWS's own period) and writes, per queue and with dimension QueueName,
+into moto's CloudWatch backend: ApproximateAgeOfOldestMessage, NumberOfMessagesSent, NumberOfMessagesDeleted
+and the three ApproximateNumberOfMessages* gauges. GetMetricData at the same endpoint then answers as AWS does.
+
+    python -m devstack.sqs_emulator -p 9324
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from moto.cloudwatch.models import cloudwatch_backends
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from moto.sqs.models import Queue, SQSBackend, sqs_backends
+from werkzeug.serving import run_simple
+
+from workers.env import env_int
+
+NAMESPACE = "AWS/SQS"
+PERIOD_ENV_VAR = "LOCAL_SQS_METRICS_SECONDS"
+# AWS: a message received this often without being deleted no longer counts toward the oldest message's age.
+AGE_IGNORES_RECEIVES = 3
+_DELETED, _SENT = "_emulator_deleted", "_emulator_sent"  # counters kept on moto's Queue objects
+
+logger = logging.getLogger("devstack.sqs_emulator")
+_lock = threading.Lock()
+
+
+def _bump(queue: Queue, counter: str) -> None:
+    setattr(queue, counter, getattr(queue, counter, 0) + 1)
+
+
+def _take(queue: Queue, counter: str) -> int:
+    with _lock:
+        value = getattr(queue, counter, 0)
+        setattr(queue, counter, 0)
+        return value
+
+
+def install_counters() -> None:
+    """Count messages deleted and sent per queue (moto keeps no such count); idempotent."""
+    if getattr(Queue.delete_message, "_emulator", False):
+        return
+    delete_message, send_message = Queue.delete_message, SQSBackend.send_message
+
+    def counted_delete(self: Queue, receipt_handle: str) -> None:
+        with _lock:
+            # moto accepts a second delete of the same handle silently: count each message once.
+            first = receipt_handle not in self.deleted_messages
+            delete_message(self, receipt_handle)
+            if first:
+                _bump(self, _DELETED)
+
+    def counted_send(self: SQSBackend, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+        # Redrive to a DLQ bypasses this, as on AWS (NumberOfMessagesSent omits redriven messages).
+        message = send_message(self, queue_name, *args, **kwargs)
+        with _lock:
+            _bump(self.get_queue(queue_name), _SENT)
+        return message
+
+    counted_delete._emulator = counted_send._emulator = True  # type: ignore[attr-defined]
+    Queue.delete_message = counted_delete  # type: ignore[method-assign]
+    SQSBackend.send_message = counted_send  # type: ignore[method-assign]
+
+
+def oldest_age_seconds(queue: Queue, now_ms: float) -> float:
+    """Age of the oldest message that is not delayed and was received fewer than 3 times (0 when none)."""
+    sent = [
+        m.sent_timestamp
+        for m in list(queue._messages)
+        if m.sent_timestamp and not m.delayed and m.approximate_receive_count < AGE_IGNORES_RECEIVES
+    ]
+    return max(0.0, (now_ms - min(sent)) / 1000) if sent else 0.0
+
+
+def queue_metrics(queue: Queue, now_ms: float) -> list[dict[str, Any]]:
+    """One period's AWS/SQS datapoints of a queue, as PutMetricData's MetricData."""
+    values = {
+        "ApproximateAgeOfOldestMessage": (oldest_age_seconds(queue, now_ms), "Seconds"),
+        "NumberOfMessagesDeleted": (_take(queue, _DELETED), "Count"),
+        "NumberOfMessagesSent": (_take(queue, _SENT), "Count"),
+        "ApproximateNumberOfMessagesVisible": (queue.approximate_number_of_messages, "Count"),
+        "ApproximateNumberOfMessagesNotVisible": (queue.approximate_number_of_messages_not_visible, "Count"),
+        "ApproximateNumberOfMessagesDelayed": (queue.approximate_number_of_messages_delayed, "Count"),
+    }
+    dimensions = [{"Name": "QueueName", "Value": queue.name}]
+    return [
+        {"MetricName": name, "Value": float(value), "Unit": unit, "Dimensions": dimensions}
+        for name, (value, unit) in values.items()
+    ]
+
+
+def publish_metrics() -> int:
+    """Write one period's datapoints of every queue of every account and region; how many queues."""
+    now_ms = time.time() * 1000
+    published = 0
+    for account_id, regions in list(sqs_backends.items()):
+        for region, backend in list(regions.items()):
+            queues = list(backend.queues.values())
+            if queues:
+                data = [datum for queue in queues for datum in queue_metrics(queue, now_ms)]
+                cloudwatch_backends[account_id][region].put_metric_data(NAMESPACE, data)
+                published += len(queues)
+    return published
+
+
+def publish_every(period: float, stop: threading.Event) -> None:
+    while not stop.wait(period):
+        try:
+            publish_metrics()
+        except Exception:  # one bad period (a queue deleted mid-read) must not end the metrics
+            logger.exception("publishing the AWS/SQS metrics failed; trying again next period")
+
+
+def _exit(*_args: Any) -> None:
+    sys.exit(0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-H", "--host", default="127.0.0.1", choices=["127.0.0.1"], help="local only")
+    parser.add_argument("-p", "--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MOTO_PORT", str(args.port))  # as `python -m moto.server` does
+    signal.signal(signal.SIGTERM, _exit)
+    signal.signal(signal.SIGINT, _exit)
+
+    install_counters()
+    period = env_int(PERIOD_ENV_VAR, 60)
+    threading.Thread(target=publish_every, args=(period, threading.Event()), name="metrics", daemon=True).start()
+    app = DomainDispatcherApplication(create_backend_app)
+    app.debug = True  # type: ignore[attr-defined]
+    print(f"SQS emulator on http://{args.host}:{args.port}, AWS/SQS metrics every {period} s", flush=True)
+    run_simple(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
+
+
+if __name__ == "__main__":
+    main()
