@@ -30,5 +30,7 @@ def sqs_endpoint() -> str:
 def apply_local_defaults() -> None:
     """Fill in what the environment does not set already."""
     os.environ.setdefault("SQS_ENDPOINT_URL", sqs_endpoint())
+    # The emulator serves the AWS/SQS CloudWatch metrics at the same endpoint (devstack/sqs_emulator.py).
+    os.environ.setdefault("CLOUDWATCH_ENDPOINT_URL", os.environ["SQS_ENDPOINT_URL"])
     for key, value in EMULATOR_DEFAULTS.items():
         os.environ.setdefault(key, value)

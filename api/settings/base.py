@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "django_celery_results",
     "api.jobs",
     "api.newsletter",
+    "api.ops",
     "workers",
 ]
 MIDDLEWARE = [
@@ -96,6 +97,9 @@ SQS_BROKER = BrokerEnv(
 RESULT_BACKEND = env_str("RESULT_BACKEND", None)
 # Seconds running tasks get after SIGTERM before the rest is handed back; checked below the ECS stopTimeout.
 WORKER_SOFT_SHUTDOWN_SECONDS = env_int("WORKER_SOFT_SHUTDOWN_SECONDS", SOFT_SHUTDOWN_SECONDS)
+# On: a worker fetches as soon as a task ends. Off: kombu's own pace (re-check every polling_interval);
+# kept switchable so bench/throughput.py can show the difference side by side.
+WORKER_FETCH_WHEN_SLOT_FREES = env_bool("WORKER_FETCH_WHEN_SLOT_FREES", True)
 globals().update(
     as_django_settings(
         build_celery_settings(
@@ -103,12 +107,23 @@ globals().update(
             SQS_BROKER,
             result_backend=RESULT_BACKEND,
             soft_shutdown_seconds=WORKER_SOFT_SHUTDOWN_SECONDS,
+            fetch_when_slot_frees=WORKER_FETCH_WHEN_SLOT_FREES,
         )
     )
 )
 DJANGO_CELERY_BEAT_TZ_AWARE = True
 # The `fail` demo kind raises until this is true: "deploying the fix" before a DLQ replay.
 DEMO_FAILURES_FIXED = env_bool("DEMO_FAILURES_FIXED", False)
+# A message replayed this often stays in its DLQ (the replay Lambda reads the same variable).
+DLQ_MAX_REPLAYS = env_int("DLQ_MAX_REPLAYS", 3)
+
+# --- Operations: the queues page and `manage.py queues` (api/ops) ------------------------------------
+# Age of the oldest message and throughput are CloudWatch AWS/SQS metrics: on AWS its default endpoint;
+# locally the SQS emulator (devstack/sqs_emulator.py) publishes and serves them at the SQS endpoint.
+CLOUDWATCH_ENDPOINT_URL = env_str("CLOUDWATCH_ENDPOINT_URL", None)
+OPS_REFRESH_SECONDS = env_int("OPS_REFRESH_SECONDS", 5)  # how often the page fetches new numbers
+OPS_THROUGHPUT_MINUTES = env_int("OPS_THROUGHPUT_MINUTES", 15)  # the throughput chart's window
+OPS_LATEST_JOBS = env_int("OPS_LATEST_JOBS", 15)
 
 
 # --- Logging ---------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ def _free_port() -> int:
 # Set in the environment so worker subprocesses started by the tests inherit the same values.
 os.environ.setdefault("QUEUE_TOPOLOGY", str(_ROOT / "tests" / "fixtures" / "queues.test.yml"))
 os.environ.setdefault("SQS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+os.environ.setdefault("CLOUDWATCH_ENDPOINT_URL", os.environ["SQS_ENDPOINT_URL"])  # the emulator serves both
+os.environ.setdefault("LOCAL_SQS_METRICS_SECONDS", "2")  # the emulator's metric period: seconds, not a minute
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")

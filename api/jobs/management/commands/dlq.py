@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 
-import boto3
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from api.ops.aws import sqs_client
+from api.ops.services import dlq_replay_run
 from lambdas.dlq_alert.summary import format_alert, summarise_dlq
-from lambdas.dlq_replay.replay import replay_dlq
-from lambdas.dlq_replay.request import ReplayRequestError, parse_replay_request
-from workers.env import env_int
+from lambdas.dlq_replay.request import ReplayRequestError
 
 
 class Command(BaseCommand):
@@ -35,9 +34,8 @@ class Command(BaseCommand):
         summary.add_argument("--queue", action="append", dest="queues", help="default: every topology queue")
 
     def handle(self, *args, action: str, **options):
-        sqs = boto3.client("sqs", endpoint_url=settings.SQS_ENDPOINT_URL)
-        topology, prefix = settings.QUEUE_TOPOLOGY, settings.SQS_BROKER.queue_prefix
         if action == "summary":
+            sqs, topology, prefix = sqs_client(), settings.QUEUE_TOPOLOGY, settings.SQS_BROKER.queue_prefix
             summaries = [
                 summarise_dlq(sqs, topology, key, prefix=prefix) for key in options["queues"] or topology.queues
             ]
@@ -56,10 +54,7 @@ class Command(BaseCommand):
             rate_per_second=options["rate_per_second"],
         )
         try:
-            request = parse_replay_request(payload, topology)
+            report = dlq_replay_run(payload=payload)
         except ReplayRequestError as exc:
             raise CommandError(str(exc)) from None
-        report = replay_dlq(
-            request, sqs=sqs, topology=topology, prefix=prefix, max_replays=env_int("DLQ_MAX_REPLAYS", 3)
-        )
         self.stdout.write(json.dumps(report.as_dict(), indent=2))

@@ -1,0 +1,8 @@
+"""The operations app: the queues page, its JSON, the DLQ replay from the page, and `manage.py queues`."""
+
+from django.apps import AppConfig
+
+
+class OpsConfig(AppConfig):
+    name = "api.ops"
+    label = "ops"

@@ -1,0 +1,107 @@
+"""manage.py queues [--watch [SECONDS]] [--count N] [--json]: the queues page's numbers as a table or JSON."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+from api.ops.queue_stats import SOURCES, QueuesSnapshot
+from api.ops.services import queues_snapshot
+
+COLUMNS = ("queue", "visible", "in flight", "delayed", "oldest age", "deleted/min", "dlq depth", "error")
+CLEAR_SCREEN = "\x1b[H\x1b[2J"
+
+
+def _na(value) -> str:
+    return "n/a" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def format_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {s % 3600 // 60} min"
+
+
+def format_table(snapshot: QueuesSnapshot) -> str:
+    rows = [
+        (
+            q.key,
+            _na((q.counts or {}).get("visible")),
+            _na((q.counts or {}).get("in_flight")),
+            _na((q.counts or {}).get("delayed")),
+            format_age(q.oldest_age_seconds),
+            _na(q.deleted_last_minute),
+            _na(q.dlq_depth),
+            q.error or "",
+        )
+        for q in snapshot.queues
+    ]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(COLUMNS, *rows, strict=True)]
+    text_columns = (0, len(COLUMNS) - 1)  # queue and error left-aligned, numbers right-aligned
+    lines = [
+        "  ".join(
+            cell.ljust(width) if i in text_columns else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in [COLUMNS, *rows]
+    ]
+    notes = [
+        f"at {snapshot.at:%Y-%m-%d %H:%M:%S} UTC; SQS {snapshot.endpoints.get('sqs', '?')}, "
+        f"CloudWatch {snapshot.endpoints.get('cloudwatch', '?')}",
+        f"counts: {SOURCES['counts']}",
+        f"oldest age: {SOURCES['oldest_age']}",
+        f"deleted/min: {SOURCES['throughput']}, latest datapoint",
+    ]
+    if snapshot.metrics_error:
+        notes.append(f"CloudWatch failed: {snapshot.metrics_error}")
+    return "\n".join(lines + [""] + notes)
+
+
+class Command(BaseCommand):
+    help = "The numbers of every topology queue (the /ops/queues page's) as a table, or JSON for scripts."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--watch",
+            nargs="?",
+            type=float,
+            const=5.0,
+            metavar="SECONDS",
+            help="refresh every SECONDS (default 5) until Ctrl-C or --count",
+        )
+        parser.add_argument("--count", type=int, help="with --watch: stop after this many refreshes")
+        parser.add_argument(
+            "--json", action="store_true", dest="as_json", help="one JSON object per refresh (JSON lines)"
+        )
+
+    def handle(self, *args, watch: float | None, count: int | None, as_json: bool, **options):
+        if watch is not None and watch <= 0:
+            raise CommandError("--watch takes a number of seconds above 0")
+        if count is not None and count < 1:
+            raise CommandError("--count takes a number above 0")
+        if count is not None and watch is None:
+            raise CommandError("--count goes with --watch")
+        clear = watch is not None and not as_json and self.stdout.isatty()
+        shown = 0
+        try:
+            while True:
+                self._show(queues_snapshot(), as_json=as_json, clear=clear)
+                shown += 1
+                if watch is None or (count is not None and shown >= count):
+                    return
+                time.sleep(watch)
+        except KeyboardInterrupt:
+            return
+
+    def _show(self, snapshot: QueuesSnapshot, *, as_json: bool, clear: bool) -> None:
+        if as_json:
+            self.stdout.write(json.dumps(snapshot.as_dict()))
+            return
+        self.stdout.write((CLEAR_SCREEN if clear else "") + format_table(snapshot) + "\n")

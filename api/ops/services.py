@@ -1,0 +1,60 @@
+"""Ops services: the queues' numbers and a DLQ replay, both wired from the settings (the emulator or AWS)."""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+
+from api.jobs.models import Job
+from api.ops import aws
+from api.ops.queue_stats import QueuesSnapshot, queue_stats
+from lambdas.dlq_replay.replay import STOP_WHEN_SECONDS_LEFT, ReplayReport, replay_dlq
+from lambdas.dlq_replay.request import parse_replay_request
+
+
+def _endpoint(url: str | None, service: str) -> str:
+    return url or f"AWS {service} ({settings.SQS_BROKER.region})"
+
+
+def queues_snapshot() -> QueuesSnapshot:
+    return queue_stats(
+        sqs=aws.sqs_client(),
+        cloudwatch=aws.cloudwatch_client(),
+        topology=settings.QUEUE_TOPOLOGY,
+        prefix=settings.SQS_BROKER.queue_prefix,
+        window_minutes=settings.OPS_THROUGHPUT_MINUTES,
+        endpoints={
+            "sqs": _endpoint(settings.SQS_ENDPOINT_URL, "SQS"),
+            "cloudwatch": _endpoint(settings.CLOUDWATCH_ENDPOINT_URL, "CloudWatch"),
+        },
+    )
+
+
+def jobs_latest(*, limit: int) -> list[dict]:
+    fields = ("id", "kind", "queue", "state", "attempts", "created_at", "updated_at", "error")
+    return [
+        {
+            **row,
+            "created_at": row["created_at"].isoformat(),
+            "updated_at": row["updated_at"].isoformat(),
+            "error": row["error"][:200],
+        }
+        for row in Job.objects.order_by("-id").values(*fields)[:limit]
+    ]
+
+
+def dlq_replay_run(*, payload: dict, max_seconds: float | None = None) -> ReplayReport:
+    """The replay Lambda's own validation and replay code on a payload; raises ReplayRequestError (nothing
+    received) for a bad one. After max_seconds it stops as the Lambda does near its timeout (report.stopped)."""
+    request = parse_replay_request(payload, settings.QUEUE_TOPOLOGY)
+    # replay_dlq stops when fewer than STOP_WHEN_SECONDS_LEFT remain: that margin is on top of max_seconds.
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds + STOP_WHEN_SECONDS_LEFT
+    return replay_dlq(
+        request,
+        sqs=aws.sqs_client(),
+        topology=settings.QUEUE_TOPOLOGY,
+        prefix=settings.SQS_BROKER.queue_prefix,
+        max_replays=settings.DLQ_MAX_REPLAYS,
+        time_left=(lambda: float("inf")) if deadline is None else (lambda: deadline - time.monotonic()),
+    )
