@@ -1,0 +1,103 @@
+"""manage.py queues: the page's numbers as a table, JSON lines for scripts, --watch bounded by --count."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import pytest
+from django.core.management import CommandError, call_command
+
+
+def _run(*args: str) -> str:
+    out = io.StringIO()
+    call_command("queues", *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def one_failure(ops_world):
+    """Two messages in the default DLQ, one waiting in the default queue; no CloudWatch datapoint yet."""
+    ops_world.sqs.dead_letter_many("jobs.fail", 2)
+    ops_world.sqs.publish("jobs.echo")
+    return ops_world
+
+
+def test_table_has_a_row_per_queue_with_the_numbers_and_their_sources(one_failure):
+    # WHEN the command runs
+    out = _run()
+
+    # THEN a header and one row per topology queue; n/a where CloudWatch has no datapoint yet
+    lines = out.splitlines()
+    header = ["queue", "visible", "in flight", "delayed", "oldest age", "deleted/min", "dlq depth", "error"]
+    assert re.split(r"\s{2,}", lines[0]) == header
+    rows = {line.split()[0]: line.split() for line in lines[1:4]}
+    assert set(rows) == set(one_failure.sqs.topology.queues)
+    assert rows["default"] == ["default", "1", "0", "0", "n/a", "n/a", "2"]
+    assert rows["low_priority"] == ["low_priority", "0", "0", "0", "n/a", "n/a", "0"]
+    # AND it says where the numbers came from
+    assert "counts: SQS GetQueueAttributes" in out
+    assert "oldest age: CloudWatch AWS/SQS ApproximateAgeOfOldestMessage" in out
+
+
+def test_table_shows_cloudwatch_numbers_once_published(one_failure):
+    # GIVEN one period of AWS/SQS metrics
+    one_failure.publish_metrics()
+
+    # WHEN the command runs
+    rows = {line.split()[0]: line.split() for line in _run().splitlines()[1:4]}
+
+    # THEN the age is a number, and deleted/min counts the 2 messages the fixture received and deleted
+    # from the default queue to put them into its DLQ
+    *age, deleted = rows["default"][4:-1]
+    assert deleted == "2" and "n/a" not in age
+
+
+def test_json_is_the_snapshot_the_page_shows(one_failure):
+    # WHEN the command runs with --json
+    data = json.loads(_run("--json"))
+
+    # THEN it is the same snapshot as the page's JSON
+    default = {q["key"]: q for q in data["queues"]}["default"]
+    assert (default["visible"], default["in_flight"], default["delayed"], default["dlq_depth"]) == (1, 0, 0, 2)
+    assert default["oldest_age_seconds"] is None
+    assert set(data["sources"]) == {"counts", "oldest_age", "throughput"}
+
+
+def test_watch_refreshes_until_the_count(one_failure, monkeypatch):
+    # GIVEN a watch that must not really sleep
+    sleeps = []
+    monkeypatch.setattr("api.ops.management.commands.queues.time.sleep", sleeps.append)
+
+    # WHEN the command watches every 2 s for 3 refreshes, as JSON lines
+    lines = _run("--watch", "2", "--count", "3", "--json").splitlines()
+
+    # THEN three snapshots, two waits of 2 s between them
+    assert [len(json.loads(line)["queues"]) for line in lines] == [3, 3, 3]
+    assert sleeps == [2.0, 2.0]
+
+
+def test_watch_stops_quietly_on_ctrl_c(one_failure, monkeypatch):
+    # GIVEN Ctrl-C pressed during the first wait
+    def interrupt(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("api.ops.management.commands.queues.time.sleep", interrupt)
+
+    # WHEN the command watches THEN it shows one table and ends without a traceback
+    assert _run("--watch").count("low_priority") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(["--count", "2"], "--count goes with --watch", id="count-without-watch"),
+        pytest.param(["--watch", "0"], "above 0", id="watch-zero"),
+        pytest.param(["--watch", "1", "--count", "0"], "above 0", id="count-zero"),
+    ],
+)
+def test_bad_options_are_refused_before_anything_is_read(db, args, message):
+    # WHEN the command gets options that make no sense THEN it refuses them with a reason
+    with pytest.raises(CommandError, match=message):
+        _run(*args)

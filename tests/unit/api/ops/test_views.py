@@ -1,0 +1,179 @@
+"""The queues page, its JSON and the DLQ replay endpoint: staff only, CSRF on POST, the replay Lambda's code."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.test import Client
+
+from api.jobs.models import Job
+
+PAGE, DATA = "/ops/queues", "/ops/queues.json"
+
+
+def _replay_url(queue: str) -> str:
+    return f"/ops/queues/{queue}/replay"
+
+
+def _csrf_token(client: Client) -> str:
+    """What the page gives the browser: the token the page embeds, backed by its cookie."""
+    assert client.get(PAGE).status_code == 200
+    return client.cookies["csrftoken"].value
+
+
+def _post_replay(client: Client, queue: str, body, token: str | None):
+    headers = {"HTTP_X_CSRFTOKEN": token} if token else {}
+    data = body if isinstance(body, str) else json.dumps(body)
+    return client.post(_replay_url(queue), data=data, content_type="application/json", **headers)
+
+
+# --- who may look ----------------------------------------------------------------------------------
+
+
+def test_anonymous_visitors_are_sent_to_the_admin_login(client, db):
+    # WHEN someone not logged in opens the page
+    response = client.get(PAGE)
+    # THEN they are redirected to the admin login, coming back to the page after
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/login/?next=/ops/queues"
+
+
+def test_a_user_who_is_not_staff_gets_no_page_no_numbers_and_no_replay(client, django_user_model, ops_world):
+    # GIVEN a logged-in user without staff status, and a message in the default DLQ
+    client.force_login(django_user_model.objects.create_user("visitor", password="pw"))
+    ops_world.sqs.dead_letter("jobs.fail")
+
+    # WHEN they open the page, its JSON, and post a replay
+    page, data = client.get(PAGE), client.get(DATA)
+    replay = _post_replay(client, "default", {"dry_run": False}, token=None)
+
+    # THEN the page sends them to the login, the JSON and the replay are 403 with a reason
+    assert page.status_code == 302 and page["Location"].startswith("/admin/login/")
+    assert data.status_code == 403 and "staff only" in data.json()["error"]
+    assert replay.status_code == 403
+    # AND nothing moved
+    assert ops_world.sqs.dlq_counts() == (1, 0)
+
+
+def test_staff_see_the_page_with_its_data_url_and_a_csrf_token(staff_client):
+    # WHEN a staff user opens the page
+    response = staff_client.get(PAGE)
+
+    # THEN it is served by Django with everything inline: no CDN, no other host
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert '"/ops/queues.json"' in html and '<meta name="csrf-token"' in html
+    assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+    assert "https://" not in html
+    assert "csrftoken" in response.cookies
+
+
+# --- the numbers -----------------------------------------------------------------------------------
+
+
+def test_json_has_every_queue_with_sources_and_the_latest_jobs(staff_client, ops_world):
+    # GIVEN a message in the default DLQ, one period of metrics, and two jobs
+    ops_world.sqs.dead_letter("jobs.fail")
+    ops_world.publish_metrics()
+    first = Job.objects.create(kind="echo", queue="default", state="succeeded")
+    second = Job.objects.create(kind="fail", queue="default", state="failed", error="boom")
+
+    # WHEN the page's JSON is fetched
+    response = staff_client.get(DATA)
+
+    # THEN every topology queue is there with its numbers
+    assert response.status_code == 200
+    body = response.json()
+    queues = {q["key"]: q for q in body["snapshot"]["queues"]}
+    assert set(queues) == set(ops_world.sqs.topology.queues)
+    assert queues["default"]["dlq_depth"] == 1
+    assert queues["default"]["visible"] == 0
+    assert queues["default"]["oldest_age_seconds"] is not None
+    assert body["snapshot"]["sources"]["counts"].startswith("SQS GetQueueAttributes")
+    # AND the latest jobs first, with their state
+    assert [(j["id"], j["state"]) for j in body["jobs"][:2]] == [(second.pk, "failed"), (first.pk, "succeeded")]
+    assert body["jobs"][0]["error"] == "boom"
+
+
+# --- the replay ------------------------------------------------------------------------------------
+
+
+def test_a_replay_post_without_the_csrf_token_is_refused_and_moves_nothing(staff_client, ops_world):
+    # GIVEN a message in the default DLQ
+    ops_world.sqs.dead_letter("jobs.fail")
+
+    # WHEN a staff session posts a replay without the CSRF token (a forged cross-site request)
+    response = _post_replay(staff_client, "default", {"dry_run": False}, token=None)
+
+    # THEN Django refuses it and the message stays in the DLQ
+    assert response.status_code == 403
+    assert ops_world.sqs.dlq_counts() == (1, 0)
+    assert ops_world.sqs.source_counts() == (0, 0)
+
+
+def test_preview_reports_by_task_and_moves_nothing_then_confirm_moves_it(staff_client, ops_world):
+    # GIVEN two failed jobs.fail messages and one jobs.echo message in the default DLQ
+    ops_world.sqs.dead_letter_many("jobs.fail", 2)
+    ops_world.sqs.dead_letter("jobs.echo")
+    token = _csrf_token(staff_client)
+
+    # WHEN the operator previews the replay (the page posts a dry run)
+    preview = _post_replay(staff_client, "default", {"dry_run": True}, token)
+
+    # THEN it is the replay Lambda's report: what would move, by task name; nothing moved
+    assert preview.status_code == 200
+    report = preview.json()
+    assert report["dry_run"] is True and report["matched"] == 3 and report["moved"] == 0
+    assert report["by_task"] == {"jobs.fail": 2, "jobs.echo": 1}
+    assert ops_world.sqs.dlq_counts() == (3, 0)
+
+    # WHEN the operator confirms for jobs.fail only, resetting retries
+    confirm = _post_replay(
+        staff_client,
+        "default",
+        {"dry_run": False, "task_names": ["jobs.fail"], "reset_retries": True, "max_messages": 3},
+        token,
+    )
+
+    # THEN those two moved back to the default queue with their retries reset; jobs.echo stays
+    assert confirm.status_code == 200
+    done = confirm.json()
+    assert done["moved"] == 2 and done["skipped"] == 1 and done["failed"] == [] and done["not_deleted"] == []
+    assert ops_world.sqs.dlq_counts() == (1, 0)
+    assert [h["retries"] for h in ops_world.sqs.headers_in(ops_world.sqs.urls["default"])] == [0, 0]
+
+
+BAD_REQUESTS = [
+    pytest.param("default", "{not json", 400, "not valid JSON", id="body-not-json"),
+    pytest.param("default", "[1]", 400, "must be a JSON object", id="body-a-list"),
+    pytest.param("default", {"dry_run": False, "max_messages": 0}, 400, "max_messages", id="max-messages-0"),
+    pytest.param("default", {"dry_run": False, "everything": True}, 400, "everything", id="unknown-field"),
+    pytest.param("default", {"dry_run": "no"}, 400, "dry_run", id="dry-run-not-a-bool"),
+    pytest.param("default", {"queue": "low_priority"}, 400, "given by the URL", id="queue-in-the-body"),
+    pytest.param("nope", {"dry_run": False}, 404, "unknown queue 'nope'", id="unknown-queue"),
+]
+
+
+@pytest.mark.parametrize(("queue", "body", "status", "message"), BAD_REQUESTS)
+def test_a_bad_replay_request_is_a_clear_error_and_nothing_is_received(
+    staff_client, ops_world, queue, body, status, message
+):
+    # GIVEN a message in the default DLQ
+    ops_world.sqs.dead_letter("jobs.fail")
+    token = _csrf_token(staff_client)
+
+    # WHEN a bad replay request is posted
+    response = _post_replay(staff_client, queue, body, token)
+
+    # THEN the answer says what is wrong
+    assert response.status_code == status
+    assert message in response.json()["error"]
+    # AND the message was not even received: still visible, never in flight
+    assert ops_world.sqs.dlq_counts() == (1, 0)
+    assert ops_world.sqs.source_counts() == (0, 0)
+
+
+def test_replay_is_post_only(staff_client, db):
+    # WHEN the replay URL is fetched with GET THEN it is refused
+    assert staff_client.get(_replay_url("default")).status_code == 405
