@@ -8,7 +8,7 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
-from workers.sqs_transport import QUEUE_LIMITS_OPTION
+from workers.sqs_transport import FETCH_WHEN_SLOT_FREES_OPTION, QUEUE_LIMITS_OPTION
 from workers.topology import Topology
 
 TRANSPORT = "workers.sqs_transport:Transport"
@@ -56,12 +56,15 @@ def broker_url(broker: BrokerEnv) -> str:
     return f"sqs://{hostport}"
 
 
-def transport_options(topology: Topology, broker: BrokerEnv) -> dict[str, Any]:
+def transport_options(topology: Topology, broker: BrokerEnv, *, fetch_when_slot_frees: bool = True) -> dict[str, Any]:
     return {
         "region": broker.region,
         "is_secure": not (broker.endpoint_url or "https").startswith("http:"),
         "wait_time_seconds": WAIT_TIME_SECONDS,
+        # After an empty poll, and the fallback while every prefetch slot is busy (see the next option).
         "polling_interval": 1,
+        # Fetch as soon as a task ends instead of up to polling_interval later (workers/sqs_transport.py).
+        FETCH_WHEN_SLOT_FREES_OPTION: fetch_when_slot_frees,
         # No credentials here: boto3's default chain (env, ECS task role) supplies them.
         "predefined_queues": {key: {"url": queue_url(topology, key, broker)} for key in topology.queues},
         QUEUE_LIMITS_OPTION: {
@@ -87,12 +90,13 @@ def build_celery_settings(
     *,
     result_backend: str | None = None,
     soft_shutdown_seconds: float = SOFT_SHUTDOWN_SECONDS,
+    fetch_when_slot_frees: bool = True,
 ) -> dict[str, Any]:
     """Every Celery setting the design depends on, lower-case and without the CELERY_ namespace."""
     settings: dict[str, Any] = {
         "broker_url": broker_url(broker),
         "broker_transport": TRANSPORT,
-        "broker_transport_options": transport_options(topology, broker),
+        "broker_transport_options": transport_options(topology, broker, fetch_when_slot_frees=fetch_when_slot_frees),
         "broker_connection_retry_on_startup": True,
         # A dead endpoint at publish time must surface in about a second, not hang the request.
         "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},

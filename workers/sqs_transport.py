@@ -18,6 +18,8 @@ logger = get_logger(__name__)
 # Transport option carrying {queue: {"visibility_timeout": s, "max_message_bytes": n}}, built from
 # the topology by workers/celery_config.py.
 QUEUE_LIMITS_OPTION = "queue_limits"
+# Transport option: fetch again as soon as a prefetch slot frees (default), not after polling_interval.
+FETCH_WHEN_SLOT_FREES_OPTION = "fetch_when_slot_frees"
 
 
 def _eta_delay(eta: str | None, now: datetime) -> float:
@@ -26,10 +28,32 @@ def _eta_delay(eta: str | None, now: datetime) -> float:
     return (header_time(eta) - now).total_seconds()
 
 
-class Channel(SQS.Channel):
-    """An SQS channel that refuses what SQS would mishandle, survives a failed poll, and proves it polls."""
+class QoS(SQS.QoS):
+    """kombu's SQS QoS that tells its channel when a prefetch slot frees (an ack or a reject)."""
 
+    def ack(self, delivery_tag):
+        super().ack(delivery_tag)
+        self.channel.slot_freed()
+
+    def reject(self, delivery_tag, requeue=False):
+        super().reject(delivery_tag, requeue=requeue)
+        self.channel.slot_freed()
+
+
+class Channel(SQS.Channel):
+    """An SQS channel that refuses what SQS would mishandle, survives a failed poll, proves it polls, and
+    fetches again as soon as a task ends."""
+
+    QoS = QoS
     _poll_failing = False
+
+    def __init__(self, *args, **kwargs):
+        # Queues whose poll loop waits for a free prefetch slot. kombu re-checks every polling_interval
+        # (1 s): with short tasks a worker then idles most of each second (prefetch / (interval + round
+        # trip) tasks/s). A freed slot resumes the loop at once; the timer stays as the fallback.
+        self._waiting_for_slot: dict[str, None] = {}  # an ordered set: the longest waiting first
+        self._slot_timer_set: set[str] = set()  # at most one fallback timer per queue
+        super().__init__(*args, **kwargs)
 
     def _put(self, queue, message, **kwargs):
         if message.get("redelivered"):
@@ -89,10 +113,40 @@ class Channel(SQS.Channel):
         return super()._on_messages_ready(queue, qname, messages)
 
     def _schedule_queue(self, queue):
-        if queue in self._active_queues and not self.qos.can_consume() and not self._poll_failing:
-            # Every slot is busy, so no poll is due: the loop is alive, the worker is not stuck.
-            poll_heartbeat.beat()
+        if queue in self._active_queues and not self.qos.can_consume():
+            if not self._poll_failing:
+                # Every slot is busy, so no poll is due: the loop is alive, the worker is not stuck.
+                poll_heartbeat.beat()
+            if self.hub is not None and self.transport_options.get(FETCH_WHEN_SLOT_FREES_OPTION, True):
+                # Park the loop: slot_freed() resumes it, or the timer after polling_interval. Exactly one
+                # of them runs it (_resume drops the queue from the set first), so a queue never has two
+                # loops, each of which would keep a receive outstanding.
+                self._waiting_for_slot[queue] = None
+                if queue not in self._slot_timer_set:
+                    self._slot_timer_set.add(queue)
+                    self.hub.call_later(self.connection.polling_interval or 1, self._on_slot_timer, queue)
+                return None
         return super()._schedule_queue(queue)
+
+    def _on_slot_timer(self, queue) -> None:
+        self._slot_timer_set.discard(queue)
+        self._resume(queue)
+
+    def _resume(self, queue) -> None:
+        if queue in self._waiting_for_slot:
+            del self._waiting_for_slot[queue]
+            self._schedule_queue(queue)
+
+    def slot_freed(self) -> None:
+        """A task's message was acked or rejected: resume, on the event loop, as many waiting loops as there
+        are free slots, longest waiting first (each resumed loop receives for every free slot; resuming more
+        would fetch messages no slot can take, and a queue parked again goes to the back)."""
+        if not self._waiting_for_slot or self.hub is None:
+            return
+        free = self.qos.can_consume_max_estimate()
+        waiting = list(self._waiting_for_slot)
+        for queue in waiting if free is None else waiting[: max(free, 0)]:
+            self.hub.call_soon(self._resume, queue)
 
 
 class Transport(SQS.Transport):

@@ -7,6 +7,11 @@ from celery import shared_task
 from workers.tasks.job_task import JobTask
 
 
+@shared_task(name="jobs.noop")
+def noop() -> None:
+    """Does nothing: what one task costs the broker and the worker (bench/)."""
+
+
 @shared_task(base=JobTask, name="jobs.echo")
 def echo(*, job_id: int, message: str) -> dict:
     from api.jobs.demo_services import demo_echo
