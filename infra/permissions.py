@@ -1,4 +1,5 @@
-"""Least-privilege SQS permissions of the task roles, statement by statement (no wildcards)."""
+"""Least-privilege permissions of the task roles, statement by statement (no wildcard actions; a wildcard
+resource only where the action has no resource-level permissions)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,15 @@ CONSUME_ACTIONS = (
 )
 
 
+# The queues page (api/ops) replays DLQs with the replay Lambda's code, so it needs that Lambda's permissions
+# on the DLQs (serverless.yml, DlqReplayRole): hold, delete what was sent, make the rest visible again.
+REPLAY_DLQ_ACTIONS = CONSUME_ACTIONS
+# The page's age of the oldest message and throughput: CloudWatch AWS/SQS metrics, all queues in one call.
+METRICS_ACTIONS = ("cloudwatch:GetMetricData",)
+
+
 def allow_publish(role: iam.IRole, pairs: list[QueuePair]) -> None:
-    """Send to the task queues (never a DLQ: only the DLQ Lambdas of serverless.yml touch those)."""
+    """Send to the task queues, never to a DLQ (SQS's redrive fills those; only replays read them)."""
     role.add_to_principal_policy(
         iam.PolicyStatement(
             sid="PublishTasks",
@@ -40,4 +48,22 @@ def allow_consume(role: iam.IRole, pairs: list[QueuePair]) -> None:
             actions=list(CONSUME_ACTIONS),
             resources=[pair.queue.queue_arn for pair in pairs],
         )
+    )
+
+
+def allow_dlq_replay(role: iam.IRole, pairs: list[QueuePair]) -> None:
+    """Receive from, delete from and release messages of the DLQs (sending back is allow_publish's)."""
+    role.add_to_principal_policy(
+        iam.PolicyStatement(
+            sid="ReplayDlqs",
+            actions=list(REPLAY_DLQ_ACTIONS),
+            resources=[pair.dlq.queue_arn for pair in pairs],
+        )
+    )
+
+
+def allow_read_queue_metrics(role: iam.IRole) -> None:
+    """Read CloudWatch metrics: GetMetricData has no resource-level permissions, so its resource is "*"."""
+    role.add_to_principal_policy(
+        iam.PolicyStatement(sid="ReadQueueMetrics", actions=list(METRICS_ACTIONS), resources=["*"])
     )

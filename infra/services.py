@@ -13,7 +13,7 @@ from constructs import Construct
 
 from infra.config import ConfigError
 from infra.dependencies import drop_redundant_dependency
-from infra.permissions import allow_consume, allow_publish
+from infra.permissions import allow_consume, allow_dlq_replay, allow_publish, allow_read_queue_metrics
 from infra.queues import QueuePair
 from infra.scaling import backlog_per_task_policy
 from infra.tasks import WORKER_STOP_TIMEOUT, AppTaskSettings, TaskSpec, app_task, healthcheck, worker_task_size
@@ -31,7 +31,8 @@ def _rollback() -> ecs.DeploymentCircuitBreaker:
 
 
 class ApiService(Construct):
-    """gunicorn serving Django behind a public ALB; scales on CPU; publishes tasks, consumes nothing."""
+    """gunicorn serving Django behind a public ALB; scales on CPU; publishes tasks, consumes nothing; its
+    queues page (staff only) reads the queues' metrics and replays DLQs."""
 
     def __init__(
         self,
@@ -61,6 +62,8 @@ class ApiService(Construct):
             ),
         )
         allow_publish(self.task.role, publish_to)
+        allow_dlq_replay(self.task.role, publish_to)
+        allow_read_queue_metrics(self.task.role)
         https = certificate_arn is not None
         self.alb_service = ecs_patterns.ApplicationLoadBalancedFargateService(
             self,

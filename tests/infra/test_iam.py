@@ -1,14 +1,13 @@
 """Least privilege: each task role gets exactly the SQS actions its process needs on exactly its queues;
-only the execution role reads the secrets; no wildcard anywhere on SQS, Secrets Manager or SSM."""
+only the execution role reads the secrets; no wildcard anywhere on SQS, Secrets Manager or SSM; a wildcard
+resource only for CloudWatch GetMetricData (it has no resource-level permissions), and for the api alone."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-import pytest
-
-from infra.permissions import CONSUME_ACTIONS, PUBLISH_ACTIONS
+from infra.permissions import CONSUME_ACTIONS, METRICS_ACTIONS, PUBLISH_ACTIONS, REPLAY_DLQ_ACTIONS
 from tests.infra.conftest import PREFIX, actions, env_of, resources
 
 GUARDED_SERVICES = ("sqs:", "secretsmanager:", "ssm:")
@@ -39,10 +38,9 @@ def _task_role_running(synthesized, command: list[str], worker_queues: str | Non
     return synthesized.role_id(synthesized.props(task_id)["TaskRoleArn"])
 
 
-@pytest.mark.parametrize("command", [["bin/start-api"], ["bin/start-beat"]])
-def test_api_and_beat_may_only_publish_to_the_task_queues(synthesized, topology, command):
-    # GIVEN the task role of the api (or beat)
-    role_id = _task_role_running(synthesized, command)
+def test_beat_may_only_publish_to_the_task_queues(synthesized, topology):
+    # GIVEN the task role of beat
+    role_id = _task_role_running(synthesized, ["bin/start-beat"])
 
     # WHEN its SQS statements are read
     statements = synthesized.statements_of_role(role_id)
@@ -54,6 +52,28 @@ def test_api_and_beat_may_only_publish_to_the_task_queues(synthesized, topology,
     assert _queue_names(synthesized, publish) == sorted(PREFIX + q.name for q in topology.queues.values())
     # AND nothing else at all: no Secrets Manager, SSM or other statements
     assert statements == [publish]
+
+
+def test_api_publishes_replays_the_dlqs_and_reads_queue_metrics_only(synthesized, topology):
+    # GIVEN the task role of the api
+    role_id = _task_role_running(synthesized, ["bin/start-api"])
+
+    # WHEN its statements are split by actions
+    statements = synthesized.statements_of_role(role_id)
+    by_actions = {tuple(sorted(actions(s))): s for s in statements}
+
+    # THEN it may publish to every task queue (jobs; a replay sends back to the queue)
+    publish = by_actions.pop(tuple(sorted(PUBLISH_ACTIONS)))
+    assert _queue_names(synthesized, publish) == sorted(PREFIX + q.name for q in topology.queues.values())
+    # AND, for the queues page's replay, do on every DLQ what the replay Lambda does there
+    replay = by_actions.pop(tuple(sorted(REPLAY_DLQ_ACTIONS)))
+    assert _queue_names(synthesized, replay) == sorted(PREFIX + q.dlq for q in topology.queues.values())
+    # AND read CloudWatch metrics, the one action on "*" (GetMetricData has no resource-level permissions)
+    metrics = by_actions.pop(tuple(METRICS_ACTIONS))
+    assert resources(metrics) == ["*"]
+    # AND nothing else: no Secrets Manager, SSM or other statements
+    assert by_actions == {}
+    assert len(statements) == 3
 
 
 def test_each_worker_consumes_only_its_own_queues_and_publishes_to_the_task_queues(synthesized, topology):
@@ -76,18 +96,41 @@ def test_each_worker_consumes_only_its_own_queues_and_publishes_to_the_task_queu
         assert len(statements) == 2
 
 
-def test_no_role_of_this_stack_touches_a_dlq(synthesized, topology):
-    # GIVEN the DLQs' logical ids (only the Lambdas of serverless.yml may use them)
+def test_no_role_but_the_apis_touches_a_dlq(synthesized, topology):
+    # GIVEN the DLQs' logical ids (the Lambdas of serverless.yml and the api's queues page may use them)
     ids = synthesized.queue_ids_by_name()
     dlq_ids = {ids[PREFIX + q.dlq] for q in topology.queues.values()}
+    api_role = _task_role_running(synthesized, ["bin/start-api"])
 
-    # WHEN every identity policy is scanned
+    # WHEN every identity policy except the api role's is scanned
     identity_policies = json.dumps(
-        [r for r in synthesized.resources.values() if r["Type"] in ("AWS::IAM::Policy", "AWS::IAM::Role")]
+        [
+            r
+            for r in synthesized.resources.values()
+            if r["Type"] in ("AWS::IAM::Policy", "AWS::IAM::Role") and api_role not in json.dumps(r)
+        ]
     )
 
     # THEN no DLQ appears in any of them
     assert not [d for d in dlq_ids if d in identity_policies]
+
+
+def test_the_only_wildcard_resources_are_actions_without_resource_level_permissions(synthesized):
+    # GIVEN every Allow statement of every policy document
+    wildcards = [
+        statement
+        for _, document in _policy_documents(synthesized.template)
+        for statement in document["Statement"]
+        if statement["Effect"] == "Allow"
+        and ("*" in actions(statement) or "*" in [r for r in resources(statement) if isinstance(r, str)])
+    ]
+
+    # WHEN those on a "*" resource (or with a "*" action) are listed
+    # THEN there are two, neither with a "*" action: the api's GetMetricData, and the ECR login token CDK
+    # grants the execution role (neither action can be limited to a resource)
+    assert sorted(actions(s) for s in wildcards) == [list(METRICS_ACTIONS), ["ecr:GetAuthorizationToken"]]
+    [metrics] = [s for s in wildcards if actions(s) == list(METRICS_ACTIONS)]
+    assert metrics in synthesized.statements_of_role(_task_role_running(synthesized, ["bin/start-api"]))
 
 
 def test_only_the_execution_role_reads_the_secrets_and_only_those(synthesized):
