@@ -102,6 +102,7 @@ def main() -> int:
             f" stack | try: curl -s -X POST {api_url}/api/jobs -H 'Content-Type: application/json' "
             f'-d \'{{"kind": "echo", "payload": {{"message": "hello"}}}}\'\n'
             f" stack |      curl -s {api_url}/api/jobs/1\n"
+            f" stack | queues: {api_url}/ops/queues (staff: manage.py createsuperuser), manage.py queues --watch\n"
             f" stack | or, in another terminal: make demo.  Ctrl-C stops everything.\n",
             flush=True,
         )
