@@ -29,41 +29,25 @@ REPLAY_DLQ_ACTIONS = CONSUME_ACTIONS
 METRICS_ACTIONS = ("cloudwatch:GetMetricData",)
 
 
+def _allow(role: iam.IRole, sid: str, actions: tuple[str, ...], resources: list[str]) -> None:
+    role.add_to_principal_policy(iam.PolicyStatement(sid=sid, actions=list(actions), resources=resources))
+
+
 def allow_publish(role: iam.IRole, pairs: list[QueuePair]) -> None:
     """Send to the task queues, never to a DLQ (SQS's redrive fills those; only replays read them)."""
-    role.add_to_principal_policy(
-        iam.PolicyStatement(
-            sid="PublishTasks",
-            actions=list(PUBLISH_ACTIONS),
-            resources=[pair.queue.queue_arn for pair in pairs],
-        )
-    )
+    _allow(role, "PublishTasks", PUBLISH_ACTIONS, [pair.queue.queue_arn for pair in pairs])
 
 
 def allow_consume(role: iam.IRole, pairs: list[QueuePair]) -> None:
     """Receive from, ack on and requeue to a worker group's own queues."""
-    role.add_to_principal_policy(
-        iam.PolicyStatement(
-            sid="ConsumeOwnQueues",
-            actions=list(CONSUME_ACTIONS),
-            resources=[pair.queue.queue_arn for pair in pairs],
-        )
-    )
+    _allow(role, "ConsumeOwnQueues", CONSUME_ACTIONS, [pair.queue.queue_arn for pair in pairs])
 
 
 def allow_dlq_replay(role: iam.IRole, pairs: list[QueuePair]) -> None:
     """Receive from, delete from and release messages of the DLQs (sending back is allow_publish's)."""
-    role.add_to_principal_policy(
-        iam.PolicyStatement(
-            sid="ReplayDlqs",
-            actions=list(REPLAY_DLQ_ACTIONS),
-            resources=[pair.dlq.queue_arn for pair in pairs],
-        )
-    )
+    _allow(role, "ReplayDlqs", REPLAY_DLQ_ACTIONS, [pair.dlq.queue_arn for pair in pairs])
 
 
 def allow_read_queue_metrics(role: iam.IRole) -> None:
     """Read CloudWatch metrics: GetMetricData has no resource-level permissions, so its resource is "*"."""
-    role.add_to_principal_policy(
-        iam.PolicyStatement(sid="ReadQueueMetrics", actions=list(METRICS_ACTIONS), resources=["*"])
-    )
+    _allow(role, "ReadQueueMetrics", METRICS_ACTIONS, ["*"])

@@ -80,7 +80,8 @@ def summarise_dlq(sqs, topology: Topology, key: str, *, prefix: str = "", sample
     return summary
 
 
-def _age(seconds: float | None) -> str:
+def format_age(seconds: float | None) -> str:
+    """An age for people: seconds, minutes or hours; n/a when unknown."""
     if seconds is None:
         return "n/a"
     if seconds < 120:
@@ -93,7 +94,7 @@ def _age(seconds: float | None) -> str:
 def lambda_replay_hint(function_prefix: str) -> str:
     return (
         f"aws lambda invoke --function-name {function_prefix}-dlqReplay --cli-binary-format raw-in-base64-out "
-        "--payload '{\"queue\": \"<queue>\"}' report.json"
+        '--payload \'{"queue": "<queue>"}\' report.json'
     )
 
 
@@ -106,7 +107,7 @@ def format_alert(summaries: list[DlqSummary], *, service: str, replay_hint: str)
     for s in summaries:
         lines.append(f"{s.dlq} (queue {s.queue}): {s.visible} visible, {s.in_flight} in flight")
         if s.sampled:
-            lines.append(f"  oldest of {s.sampled} sampled: {_age(s.oldest_age_seconds)} old")
+            lines.append(f"  oldest of {s.sampled} sampled: {format_age(s.oldest_age_seconds)} old")
             for name, count in s.top_tasks:
                 lines.append(f"  {count:>4} x {name}")
             if s.undecodable:

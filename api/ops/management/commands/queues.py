@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from api.ops.queue_stats import SOURCES, QueuesSnapshot
 from api.ops.services import queues_snapshot
+from lambdas.dlq_alert.summary import format_age
 
 COLUMNS = ("queue", "visible", "in flight", "delayed", "oldest age", "deleted/min", "dlq depth", "error")
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
@@ -16,17 +17,6 @@ CLEAR_SCREEN = "\x1b[H\x1b[2J"
 
 def _na(value) -> str:
     return "n/a" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def format_age(seconds: float | None) -> str:
-    if seconds is None:
-        return "n/a"
-    s = round(seconds)
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60} s"
-    return f"{s // 3600} h {s % 3600 // 60} min"
 
 
 def format_table(snapshot: QueuesSnapshot) -> str:
