@@ -8,7 +8,7 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
-from workers.sqs_transport import FETCH_WHEN_SLOT_FREES_OPTION, QUEUE_LIMITS_OPTION
+from workers.sqs_transport import DELETE_BATCH_SECONDS_OPTION, FETCH_WHEN_SLOT_FREES_OPTION, QUEUE_LIMITS_OPTION
 from workers.topology import Topology
 
 TRANSPORT = "workers.sqs_transport:Transport"
@@ -16,6 +16,9 @@ LOCAL_ACCOUNT_ID = "123456789012"  # the account moto answers for
 ECS_STOP_TIMEOUT_SECONDS = 120  # the ECS maximum; infra/ sets the worker's stopTimeout to it
 SOFT_SHUTDOWN_SECONDS = 90  # running tasks get this long after SIGTERM; the rest is for hand-back
 WAIT_TIME_SECONDS = 20  # SQS long poll maximum: the fewest empty receives
+# How long an acked message may wait for its DeleteMessageBatch: a worker killed in this window runs the
+# task again after the visibility timeout (at least once, as always), so it stays far below any task's length.
+DELETE_BATCH_SECONDS = 0.1
 RESULT_BACKEND_DJANGO_DB = "django-db"
 
 
@@ -56,7 +59,13 @@ def broker_url(broker: BrokerEnv) -> str:
     return f"sqs://{hostport}"
 
 
-def transport_options(topology: Topology, broker: BrokerEnv, *, fetch_when_slot_frees: bool = True) -> dict[str, Any]:
+def transport_options(
+    topology: Topology,
+    broker: BrokerEnv,
+    *,
+    fetch_when_slot_frees: bool = True,
+    delete_batch_seconds: float = DELETE_BATCH_SECONDS,
+) -> dict[str, Any]:
     return {
         "region": broker.region,
         "is_secure": not (broker.endpoint_url or "https").startswith("http:"),
@@ -65,6 +74,8 @@ def transport_options(topology: Topology, broker: BrokerEnv, *, fetch_when_slot_
         "polling_interval": 1,
         # Fetch as soon as a task ends instead of up to polling_interval later (workers/sqs_transport.py).
         FETCH_WHEN_SLOT_FREES_OPTION: fetch_when_slot_frees,
+        # Acks become one DeleteMessageBatch per 10 messages or per this many seconds (0: one DeleteMessage each).
+        DELETE_BATCH_SECONDS_OPTION: delete_batch_seconds,
         # No credentials here: boto3's default chain (env, ECS task role) supplies them.
         "predefined_queues": {key: {"url": queue_url(topology, key, broker)} for key in topology.queues},
         QUEUE_LIMITS_OPTION: {
@@ -91,12 +102,15 @@ def build_celery_settings(
     result_backend: str | None = None,
     soft_shutdown_seconds: float = SOFT_SHUTDOWN_SECONDS,
     fetch_when_slot_frees: bool = True,
+    delete_batch_seconds: float = DELETE_BATCH_SECONDS,
 ) -> dict[str, Any]:
     """Every Celery setting the design depends on, lower-case and without the CELERY_ namespace."""
     settings: dict[str, Any] = {
         "broker_url": broker_url(broker),
         "broker_transport": TRANSPORT,
-        "broker_transport_options": transport_options(topology, broker, fetch_when_slot_frees=fetch_when_slot_frees),
+        "broker_transport_options": transport_options(
+            topology, broker, fetch_when_slot_frees=fetch_when_slot_frees, delete_batch_seconds=delete_batch_seconds
+        ),
         "broker_connection_retry_on_startup": True,
         # A dead endpoint at publish time must surface in about a second, not hang the request.
         "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},

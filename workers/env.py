@@ -31,6 +31,16 @@ def env_int(name: str, default: int) -> int:
         raise EnvError(f"environment variable {name}={raw!r} is not an integer") from None
 
 
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise EnvError(f"environment variable {name}={raw!r} is not a number") from None
+
+
 def env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
     if raw is None or raw == "":

@@ -9,6 +9,7 @@ from kombu.log import get_logger
 from kombu.transport import SQS
 from kombu.utils.json import dumps
 
+from workers.delete_batches import DeleteBatches, PendingDelete
 from workers.envelope import header_time
 from workers.health import poll_heartbeat
 from workers.publish_guards import check_encoded_size, sqs_delay_seconds
@@ -20,6 +21,8 @@ logger = get_logger(__name__)
 QUEUE_LIMITS_OPTION = "queue_limits"
 # Transport option: fetch again as soon as a prefetch slot frees (default), not after polling_interval.
 FETCH_WHEN_SLOT_FREES_OPTION = "fetch_when_slot_frees"
+# Transport option: seconds an acked message may wait to be deleted in a batch (0: one DeleteMessage per ack).
+DELETE_BATCH_SECONDS_OPTION = "delete_batch_seconds"
 
 
 def _eta_delay(eta: str | None, now: datetime) -> float:
@@ -53,6 +56,7 @@ class Channel(SQS.Channel):
         # trip) tasks/s). A freed slot resumes the loop at once; the timer stays as the fallback.
         self._waiting_for_slot: dict[str, None] = {}  # an ordered set: the longest waiting first
         self._slot_timer_set: set[str] = set()  # at most one fallback timer per queue
+        self._delete_batches: DeleteBatches | None = None
         super().__init__(*args, **kwargs)
 
     def _put(self, queue, message, **kwargs):
@@ -96,6 +100,35 @@ class Channel(SQS.Channel):
             encoded_bytes=len(body.encode("utf-8")),
             max_message_bytes=limits["max_message_bytes"],
         )
+
+    def basic_ack(self, delivery_tag, multiple=False):
+        """Delete through a batch (workers/delete_batches.py) when there is an event loop to flush it; kombu
+        deletes each message with its own blocking DeleteMessage, which stalls the loop for a round trip."""
+        batches = self._deletes()
+        try:
+            info = self.qos.get(delivery_tag).delivery_info
+            receipt_handle = info["sqs_message"]["ReceiptHandle"]
+        except KeyError:
+            batches = None
+        if batches is None:
+            return super().basic_ack(delivery_tag, multiple)
+        queue = self.canonical_queue_name(info["routing_key"]) if "routing_key" in info else None
+        batches.add(PendingDelete(queue=queue, url=info["sqs_queue"], receipt_handle=receipt_handle))
+        # kombu's virtual channel: the slot frees now (QoS.ack), the SQS delete follows in its batch.
+        return super(SQS.Channel, self).basic_ack(delivery_tag, multiple)
+
+    def _deletes(self) -> DeleteBatches | None:
+        window = float(self.transport_options.get(DELETE_BATCH_SECONDS_OPTION, 0) or 0)
+        if self._delete_batches is None and window > 0 and self.hub is not None:
+            self._delete_batches = DeleteBatches(
+                client_for=lambda queue: self.sqs(queue=queue), call_later=self.hub.call_later, window=window
+            )
+        return self._delete_batches
+
+    def close(self):
+        if self._delete_batches is not None:
+            self._delete_batches.flush_all()  # before the channel goes: acked means deleted
+        return super().close()
 
     def _on_messages_ready(self, queue, qname, messages):
         if not isinstance(messages, dict):

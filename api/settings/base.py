@@ -6,8 +6,14 @@ from pathlib import Path
 
 import dj_database_url
 
-from workers.celery_config import SOFT_SHUTDOWN_SECONDS, BrokerEnv, as_django_settings, build_celery_settings
-from workers.env import env_bool, env_int, env_list, env_str
+from workers.celery_config import (
+    DELETE_BATCH_SECONDS,
+    SOFT_SHUTDOWN_SECONDS,
+    BrokerEnv,
+    as_django_settings,
+    build_celery_settings,
+)
+from workers.env import env_bool, env_float, env_int, env_list, env_str
 from workers.topology import get_topology
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -97,9 +103,11 @@ SQS_BROKER = BrokerEnv(
 RESULT_BACKEND = env_str("RESULT_BACKEND", None)
 # Seconds running tasks get after SIGTERM before the rest is handed back; checked below the ECS stopTimeout.
 WORKER_SOFT_SHUTDOWN_SECONDS = env_int("WORKER_SOFT_SHUTDOWN_SECONDS", SOFT_SHUTDOWN_SECONDS)
-# On: a worker fetches as soon as a task ends. Off: kombu's own pace (re-check every polling_interval);
-# kept switchable so bench/throughput.py can show the difference side by side.
+# How the worker keeps up with short tasks (workers/sqs_transport.py): it fetches as soon as a task ends
+# (off: kombu re-checks every polling_interval), and deletes acked messages in batches of up to 10 within
+# this many seconds (0: one DeleteMessage per ack, as kombu does). Switchable for bench/ side-by-side runs.
 WORKER_FETCH_WHEN_SLOT_FREES = env_bool("WORKER_FETCH_WHEN_SLOT_FREES", True)
+WORKER_DELETE_BATCH_SECONDS = env_float("WORKER_DELETE_BATCH_SECONDS", DELETE_BATCH_SECONDS)
 globals().update(
     as_django_settings(
         build_celery_settings(
@@ -108,6 +116,7 @@ globals().update(
             result_backend=RESULT_BACKEND,
             soft_shutdown_seconds=WORKER_SOFT_SHUTDOWN_SECONDS,
             fetch_when_slot_frees=WORKER_FETCH_WHEN_SLOT_FREES,
+            delete_batch_seconds=WORKER_DELETE_BATCH_SECONDS,
         )
     )
 )

@@ -1,0 +1,73 @@
+"""Shared by the channel tests: a real kombu channel of the project's transport on moto, with a recording loop."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from kombu import Connection
+from moto import mock_aws
+
+from workers.celery_config import BrokerEnv, transport_options
+from workers.topology import DEFAULT_TOPOLOGY_PATH, load_topology
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+
+
+class RecordingHub:
+    """Stands in for kombu's event loop: remembers what was scheduled, runs it when told."""
+
+    def __init__(self):
+        self.soon: list[tuple] = []
+        self.later: list[tuple] = []
+
+    def call_soon(self, callback, *args):
+        self.soon.append((callback, args))
+
+    def call_later(self, delay, callback, *args):
+        self.later.append((delay, callback, args))
+
+    def run_soon(self) -> None:
+        pending, self.soon = self.soon, []
+        for callback, args in pending:
+            callback(*args)
+
+    def run_later(self) -> None:
+        pending, self.later = self.later, []
+        for _delay, callback, args in pending:
+            callback(*args)
+
+
+@pytest.fixture
+def make_channel(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    topology = load_topology(DEFAULT_TOPOLOGY_PATH, profile="")
+    connections = []
+    with mock_aws():
+        client = boto3.client("sqs", region_name=REGION)
+        for spec in topology.queues.values():
+            client.create_queue(QueueName=spec.name)
+
+        def make(*, fetch_when_slot_frees: bool = True, delete_batch_seconds: float = 0.1, prefetch: int = 1):
+            options = transport_options(
+                topology,
+                BrokerEnv(account_id=ACCOUNT, region=REGION),
+                fetch_when_slot_frees=fetch_when_slot_frees,
+                delete_batch_seconds=delete_batch_seconds,
+            )
+            conn = Connection("sqs://", transport="workers.sqs_transport:Transport", transport_options=options)
+            connections.append(conn)
+            channel = conn.default_channel
+            channel.basic_qos(prefetch_count=prefetch)
+            channel.hub = RecordingHub()
+            receives: list[str] = []
+            # The asynchronous receive needs a real event loop: record it instead of sending it.
+            channel._get_bulk_async = lambda queue, callback=None: receives.append(queue)
+            return channel, receives
+
+        make.client = client
+        yield make
+        for conn in connections:
+            conn.release()

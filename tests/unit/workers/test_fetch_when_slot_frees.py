@@ -1,0 +1,103 @@
+"""Unit tests of the channel's fetch-when-a-slot-frees loop (workers/sqs_transport.py), on a recording event loop."""
+
+from __future__ import annotations
+
+from kombu import Producer
+
+from workers.sqs_transport import FETCH_WHEN_SLOT_FREES_OPTION
+
+
+def hold_one_message(channel, queue: str = "default") -> int:
+    """Publish a message and take it into the channel's QoS, as a running task holds it: every slot busy."""
+    Producer(channel).publish({"n": 1}, routing_key=queue, exchange="", serializer="json")
+    message = channel.basic_get(queue, no_ack=False)
+    assert message is not None
+    return message.delivery_tag
+
+
+def test_full_prefetch_parks_the_loop_with_one_fallback_timer(make_channel):
+    # GIVEN a channel consuming `default` whose only prefetch slot is held
+    channel, receives = make_channel()
+    channel._active_queues.append("default")
+    hold_one_message(channel)
+
+    # WHEN its loop comes round twice while the slot stays busy
+    channel._schedule_queue("default")
+    channel._schedule_queue("default")
+
+    # THEN it does not receive, waits for a slot, and has exactly one fallback timer at polling_interval
+    assert receives == []
+    assert list(channel._waiting_for_slot) == ["default"]
+    assert [(delay, args) for delay, _cb, args in channel.hub.later] == [(1, ("default",))]
+
+
+def test_an_ack_resumes_the_loop_at_once_and_the_stale_timer_does_nothing(make_channel):
+    # GIVEN a parked loop (the one slot held by a running task)
+    channel, receives = make_channel()
+    channel._active_queues.append("default")
+    tag = hold_one_message(channel)
+    channel._schedule_queue("default")
+
+    # WHEN the task ends and its message is acked, and the event loop runs
+    channel.basic_ack(tag)
+    channel.hub.run_soon()
+
+    # THEN the loop receives again at once, not a polling_interval later
+    assert receives == ["default"]
+    assert not channel._waiting_for_slot
+    # AND the fallback timer, when it fires, finds nothing waiting: still one receive, one loop
+    channel.hub.run_later()
+    assert receives == ["default"]
+
+
+def test_a_reject_frees_the_slot_too(make_channel):
+    # GIVEN a parked loop
+    channel, receives = make_channel()
+    channel._active_queues.append("default")
+    tag = hold_one_message(channel)
+    channel._schedule_queue("default")
+    channel._has_redrive_policy = lambda queue, url: True  # rejected into the DLQ by SQS, never deleted
+
+    # WHEN the message is rejected (a poison message, a task that failed for good)
+    channel.basic_reject(tag, requeue=False)
+    channel.hub.run_soon()
+
+    # THEN the loop receives again at once
+    assert receives == ["default"]
+
+
+def test_one_free_slot_resumes_only_the_queue_that_waited_longest(make_channel):
+    # GIVEN two queues parked behind one busy slot, `high_priority` first
+    channel, receives = make_channel()
+    channel._active_queues.extend(["high_priority", "default"])
+    tag = hold_one_message(channel, "high_priority")
+    channel._schedule_queue("high_priority")
+    channel._schedule_queue("default")
+
+    # WHEN one slot frees
+    channel.basic_ack(tag)
+    channel.hub.run_soon()
+
+    # THEN only the longest-waiting queue receives (more would fetch messages no slot can take)
+    assert receives == ["high_priority"]
+    # AND the other keeps waiting, at the front for the next slot
+    assert list(channel._waiting_for_slot) == ["default"]
+
+
+def test_switched_off_it_is_kombus_own_polling(make_channel):
+    # GIVEN fetch-when-a-slot-frees switched off (WORKER_FETCH_WHEN_SLOT_FREES=0)
+    channel, receives = make_channel(fetch_when_slot_frees=False)
+    assert channel.transport_options[FETCH_WHEN_SLOT_FREES_OPTION] is False
+    channel._active_queues.append("default")
+    tag = hold_one_message(channel)
+
+    # WHEN the loop finds the slot busy, then the task ends
+    channel._schedule_queue("default")
+    channel.basic_ack(tag)
+
+    # THEN nothing is resumed early: kombu re-checks after polling_interval, as it always did
+    assert channel.hub.soon == []
+    loop_timers = [(delay, cb.__name__) for delay, cb, _args in channel.hub.later if cb.__name__ != "_on_timer"]
+    assert loop_timers == [(1, "_schedule_queue")]
+    channel.hub.run_later()
+    assert receives == ["default"]
