@@ -12,9 +12,10 @@ bootstrap:
 run: bootstrap
 	$(PY) -m devstack.run
 
-## test: lint, then every test (unit and integration, real processes)
+## test: lint, every test (unit, infra, integration: real processes), then every benchmark at smoke size
 test: bootstrap lint
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory bench-smoke
 
 lint: bootstrap
 	.venv/bin/ruff check .
@@ -42,3 +43,13 @@ lint-infra: synth
 ## soak: SOAK_TASKS (2000) idempotent tasks, two workers SIGKILLed at random; fails on any lost or duplicate effect
 soak: bootstrap
 	$(PY) -m devstack.soak
+
+.PHONY: bench bench-smoke
+
+## bench: every benchmark at full size, side by side; prints ratios, writes bench/results/*.json (about 25 min)
+bench: bootstrap
+	$(PY) -m bench $(BENCH)
+
+## bench-smoke: every benchmark at a tiny size, to prove they run (part of `make test`); figures mean nothing
+bench-smoke: bootstrap
+	BENCH_SMOKE=1 $(PY) -m bench $(BENCH)

@@ -1,0 +1,112 @@
+"""`make bench` / `make bench-smoke`: run every benchmark, one process each, then print one summary table."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from bench.harness import RESULTS_DIR, is_smoke, print_table
+
+BENCHMARKS = ["throughput", "requests", "publish_latency", "recovery", "replay"]
+
+
+def summary_rows(results: dict[str, dict]) -> list[list]:
+    """The headline figure of each benchmark and its ratio, from the JSON each one wrote."""
+    rows: list[list] = []
+
+    def add(benchmark: str, figure: str, value, compared_with: str = "", ratio=None) -> None:
+        rows.append([benchmark, figure, value, compared_with, ratio])
+
+    if t := results.get("throughput"):
+        deep, low, r = t["deep"], t["low_depth"], t["ratios"]
+        n, shallow = deep["worker"]["tasks"], low["worker"]["tasks"]
+        add(
+            "throughput",
+            f"worker tasks/s ({n})",
+            deep["worker"]["tasks_per_s"],
+            f"raw boto3 {deep['raw_boto3']['tasks_per_s']}",
+            r["worker_vs_raw_boto3"],
+        )
+        add(
+            "throughput",
+            f"worker tasks/s ({n})",
+            deep["worker"]["tasks_per_s"],
+            f"celery on redis {deep['celery_redis']['tasks_per_s']}",
+            r["worker_vs_celery_redis"],
+        )
+        add(
+            "throughput",
+            f"worker before (kombu's pace) tasks/s ({shallow})",
+            low["worker_before"]["tasks_per_s"],
+            f"raw boto3 {low['raw_boto3']['tasks_per_s']}",
+            r["low_depth_before_vs_raw"],
+        )
+        add(
+            "throughput",
+            f"worker after tasks/s ({shallow})",
+            low["worker"]["tasks_per_s"],
+            f"raw boto3 {low['raw_boto3']['tasks_per_s']}",
+            r["low_depth_after_vs_raw"],
+        )
+        add(
+            "worker CPU",
+            "s per 1000 tasks",
+            deep["worker"]["worker_cpu_s_per_1000"],
+            f"celery on redis {deep['celery_redis']['worker_cpu_s_per_1000']}",
+            r["worker_cpu_vs_celery_redis"],
+        )
+    if q := results.get("requests"):
+        per = q["per_task"]
+        add(
+            "requests",
+            "per task (worker)",
+            per["worker"]["total"],
+            f"raw boto3 {per['raw_boto3']['total']}",
+            q["ratios"]["worker_vs_raw_boto3_requests_per_task"],
+        )
+        add(
+            "requests",
+            "$ per 1M tasks (worker)",
+            per["worker"]["usd_per_million_tasks"],
+            f"raw boto3 {per['raw_boto3']['usd_per_million_tasks']}",
+        )
+        add("requests", "idle worker, per hour per queue", q["idle"]["requests_per_hour_per_queue"], "goal ≤ 200")
+    for name in ("publish_latency", "recovery", "replay"):
+        if name in results:
+            for figure, value, compared_with, ratio in results[name].get("summary", []):
+                add(name.replace("_", " "), figure, value, compared_with, ratio)
+    return rows
+
+
+def main() -> int:
+    chosen = sys.argv[1:] or BENCHMARKS
+    unknown = set(chosen) - set(BENCHMARKS)
+    if unknown:
+        print(f"unknown benchmark(s) {sorted(unknown)}; choose from {BENCHMARKS}", file=sys.stderr)
+        return 2
+    failed = []
+    for name in chosen:
+        started = time.monotonic()
+        print(f"=== bench.{name} {'(smoke)' if is_smoke() else ''}", flush=True)
+        code = subprocess.call([sys.executable, "-m", f"bench.{name}"], env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        print(f"=== bench.{name}: exit {code} in {time.monotonic() - started:.0f} s", flush=True)
+        if code:
+            failed.append(name)
+    folder = RESULTS_DIR / "smoke" if is_smoke() else RESULTS_DIR
+    results = {}
+    for name in chosen:
+        path = folder / f"{name}.json"
+        if path.exists() and name not in failed:
+            results[name] = json.loads(path.read_text())["results"]
+    print_table("summary", ["benchmark", "figure", "value", "compared with", "ratio"], summary_rows(results))
+    if failed:
+        print(f"bench: failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

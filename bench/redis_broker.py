@@ -1,0 +1,46 @@
+"""The Redis side of the comparisons: Celery's Redis transport at 127.0.0.1:6379, in a database of its own."""
+
+from __future__ import annotations
+
+import os
+
+import redis
+from celery import Celery
+
+from bench.harness import Progress
+
+DEFAULT_URL = "redis://127.0.0.1:6379/13"  # a database number only the benchmarks use
+QUEUE = "default"
+
+
+class RedisBroker:
+    """Publishes Celery tasks to Redis the way the project publishes to SQS, and reads the queue's depth."""
+
+    def __init__(self, url: str | None = None):
+        self.url = url or os.environ.get("BENCH_REDIS_URL", DEFAULT_URL)
+        self.client = redis.Redis.from_url(self.url)
+        self.app = Celery("bench-redis", broker=self.url)
+        self.app.conf.update(
+            task_default_queue=QUEUE,
+            task_serializer="json",
+            accept_content=["json"],
+            broker_connection_retry_on_startup=True,
+        )
+
+    def clear(self) -> None:
+        """Delete what Celery keeps in this database (queue, unacked messages, bindings), nothing else."""
+        for key in [QUEUE, "unacked", "unacked_index", "unacked_mutex", *self.client.scan_iter("_kombu.binding.*")]:
+            self.client.delete(key)
+
+    def fill(self, task: str, n: int, progress: Progress) -> None:
+        with self.app.producer_or_acquire() as producer:
+            for i in range(n):
+                self.app.send_task(task, producer=producer)
+                progress(f"published {i + 1}/{n} to redis")
+
+    def pending(self) -> int:
+        """Messages waiting plus messages delivered but not yet acked."""
+        return int(self.client.llen(QUEUE)) + int(self.client.hlen("unacked"))
+
+    def worker_env(self) -> dict[str, str]:
+        return {"DJANGO_SETTINGS_MODULE": "bench.redis_settings", "BENCH_REDIS_URL": self.url}

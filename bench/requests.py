@@ -1,0 +1,187 @@
+"""Requests per task, counted at the endpoint, and what they cost; requests per hour of an idle worker.
+
+A counting proxy sits in front of the emulator. Each way of draining BENCH_REQUESTS_TASKS (300) tasks is counted:
+the project's worker as shipped, with only fetch-when-a-slot-frees, and as before (kombu's pace), and a raw
+boto3 loop (receive 10, delete the batch). SQS bills every request (a batch of up to 10 is one), so $ per
+million tasks is requests per task times the price per million requests (BENCH_SQS_PRICE_PER_MILLION, 0.40).
+Then a worker consuming every topology queue idles for BENCH_IDLE_SECONDS (120); its requests are scaled
+to one hour, per queue.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+from bench.harness import (
+    WORKER_VARIANTS,
+    Progress,
+    Stack,
+    print_table,
+    ratio,
+    size,
+    stack,
+    task_span,
+    wait_until,
+    write_results,
+)
+
+CONCURRENCY = 4
+TASK = "jobs.noop"
+DRAIN_TIMEOUT = 1200
+COLUMNS = {
+    "send": ("SendMessage", "SendMessageBatch"),
+    "receive": ("ReceiveMessage",),
+    "receive_empty": ("ReceiveMessage(empty)",),
+    "delete": ("DeleteMessage", "DeleteMessageBatch"),
+    "visibility": ("ChangeMessageVisibility", "ChangeMessageVisibilityBatch"),
+    "attributes": ("GetQueueAttributes", "GetQueueUrl"),
+}
+
+
+def price_per_million() -> float:
+    return float(os.environ.get("BENCH_SQS_PRICE_PER_MILLION", "0.40"))
+
+
+def per_task(counts: Counter, n: int) -> dict[str, Any]:
+    """Requests per task by kind; `total` counts every request, including any kind not listed."""
+    row: dict[str, Any] = {kind: round(sum(counts[a] for a in actions) / n, 3) for kind, actions in COLUMNS.items()}
+    total = sum(v for k, v in counts.items() if k != "messages_received")
+    row["total"] = round(total / n, 3)
+    row["usd_per_million_tasks"] = round(total / n * price_per_million(), 3)
+    row["raw_counts"] = dict(counts)
+    return row
+
+
+def publish(bench: Stack, n: int, progress: Progress) -> Counter:
+    """Fresh queues, then n tasks through the project's transport (via the proxy); returns what it counted."""
+    from workers.celery_app import app
+
+    bench.fresh_queues()
+    bench.proxy.reset()
+    for i in range(n):
+        app.send_task(TASK, task_id=str(uuid.uuid4()))
+        progress(f"published {i + 1}/{n}")
+    return bench.proxy.snapshot()
+
+
+def drain_with_worker(bench: Stack, n: int, progress: Progress, *, variant: str) -> dict[str, Any]:
+    sent = publish(bench, n, progress)
+    label = variant.replace("_", " ")
+    bench.proxy.reset()
+    worker = bench.start_worker(concurrency=CONCURRENCY, env=WORKER_VARIANTS[variant], name=variant)
+    wait_until(
+        lambda: task_span(worker.log_path).succeeded >= n and bench.total() == 0,
+        timeout=DRAIN_TIMEOUT,
+        what=f"{label} to run {n} tasks",
+        progress=progress,
+        status=lambda: f"{label}: {task_span(worker.log_path).succeeded}/{n}",
+        interval=0.2,
+    )
+    # Counted up to the drain, not the shutdown: a stopping worker's requests are not per-task costs.
+    consumed = bench.proxy.snapshot()
+    bench.stop(worker)
+    return per_task(sent + consumed, n)
+
+
+def drain_raw_boto3(bench: Stack, n: int, progress: Progress) -> dict[str, Any]:
+    from devstack.queues import sqs_client
+
+    sent = publish(bench, n, progress)
+    bench.proxy.reset()
+    sqs, url = sqs_client(bench.endpoint), bench.urls["default"]
+    done, deadline = 0, time.monotonic() + DRAIN_TIMEOUT
+    while done < n and time.monotonic() < deadline:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        if messages:
+            sqs.delete_message_batch(
+                QueueUrl=url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+            )
+            done += len(messages)
+        progress(f"raw boto3: {done}/{n}")
+    return per_task(sent + bench.proxy.snapshot(), n)
+
+
+def idle_worker(bench: Stack, seconds: int, progress: Progress) -> dict[str, Any]:
+    """A worker on every topology queue, nothing to do: its requests, scaled to an hour per queue."""
+    from django.conf import settings
+
+    queues = list(settings.QUEUE_TOPOLOGY.queues)
+    bench.fresh_queues()
+    worker = bench.start_worker(queues=",".join(queues), concurrency=CONCURRENCY, name="idle-worker")
+    bench.proxy.reset()
+    started = time.monotonic()
+    while (elapsed := time.monotonic() - started) < seconds:
+        progress(f"idle worker: {elapsed:.0f}/{seconds} s, {sum(bench.proxy.snapshot().values())} requests")
+        time.sleep(1)
+    counts = bench.proxy.snapshot()
+    bench.stop(worker)
+    total = sum(v for k, v in counts.items() if k != "messages_received")
+    per_hour = total / elapsed * 3600 / len(queues)
+    return {
+        "queues": queues,
+        "seconds": round(elapsed, 1),
+        "requests": total,
+        "requests_per_hour_per_queue": round(per_hour, 1),
+        "usd_per_month_per_queue": round(per_hour * 24 * 30 / 1e6 * price_per_million(), 4),
+        "raw_counts": dict(counts),
+    }
+
+
+def main() -> int:
+    n = size("BENCH_REQUESTS_TASKS", 300, 20)
+    idle_seconds = size("BENCH_IDLE_SECONDS", 120, 25)
+    progress = Progress("requests")
+    print(f"requests: {n} tasks drained three ways, counted at the endpoint; then an idle worker for {idle_seconds} s")
+    with stack("requests", proxy=True) as bench:
+        drains = {
+            **{
+                variant: drain_with_worker(bench, n, progress, variant=variant)
+                for variant in ("worker", "worker_fetch_only", "worker_before")
+            },
+            "raw_boto3": drain_raw_boto3(bench, n, progress),
+        }
+        idle = idle_worker(bench, idle_seconds, progress)
+    header = ["drained by", *COLUMNS, "total", f"$ / 1M tasks at ${price_per_million():.2f}/1M req"]
+    rows = [[name, *(r[k] for k in COLUMNS), r["total"], r["usd_per_million_tasks"]] for name, r in drains.items()]
+    print_table(f"requests per task ({n} tasks, concurrency {CONCURRENCY}, sends included)", header, rows)
+    print_table(
+        "idle worker",
+        ["queues", "seconds", "requests", "requests/hour/queue", "$/month/queue"],
+        [
+            [
+                len(idle["queues"]),
+                idle["seconds"],
+                idle["requests"],
+                idle["requests_per_hour_per_queue"],
+                idle["usd_per_month_per_queue"],
+            ]
+        ],
+    )
+    worker, raw, before = (drains[k]["total"] for k in ("worker", "raw_boto3", "worker_before"))
+    ratios = {
+        "worker_vs_raw_boto3_requests_per_task": ratio(worker, raw),
+        "worker_vs_before_requests_per_task": ratio(worker, before),
+    }
+    print_table("ratios", ["ratio", "value"], [[k, v] for k, v in ratios.items()])
+    write_results(
+        "requests",
+        {
+            "tasks": n,
+            "concurrency": CONCURRENCY,
+            "price_per_million_requests": price_per_million(),
+            "per_task": drains,
+            "idle": idle,
+            "ratios": ratios,
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

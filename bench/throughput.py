@@ -1,0 +1,180 @@
+"""Throughput and worker CPU: the project's worker vs a raw boto3 loop vs Celery on Redis, one run, same tasks.
+
+Part 1 drains BENCH_TASKS (2000) no-op tasks three ways. Part 2 (issue E item 7) drains BENCH_SHALLOW_TASKS (300)
+with the worker as shipped, with only fetch-when-a-slot-frees, and as before (kombu's pace), beside the raw loop.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from typing import Any
+
+from bench import redis_broker
+from bench.harness import (
+    WORKER_VARIANTS,
+    Progress,
+    Stack,
+    cpu_seconds,
+    print_table,
+    ratio,
+    size,
+    stack,
+    task_span,
+    wait_until,
+    write_results,
+)
+
+CONCURRENCY = 4  # the main worker group's concurrency in queues.yml
+TASK = "jobs.noop"
+TOPOLOGY: dict = {}  # the production numbers of queues.yml
+DRAIN_TIMEOUT = 1800
+
+
+def fill(bench: Stack, n: int, progress: Progress) -> None:
+    """Fresh queues, then n tasks published the way Django does (app.send_task through the project's transport)."""
+    from workers.celery_app import app
+
+    bench.fresh_queues()
+    for i in range(n):
+        app.send_task(TASK, task_id=str(uuid.uuid4()))
+        progress(f"published {i + 1}/{n}")
+
+
+def per_1000(cpu: float, n: int) -> float:
+    return round(cpu / n * 1000, 2)
+
+
+def drain_raw_boto3(bench: Stack, n: int, progress: Progress) -> dict[str, Any]:
+    """The floor: receive 10 (long poll), delete the batch, no work at all."""
+    from devstack.queues import sqs_client
+
+    fill(bench, n, progress)
+    sqs, url = sqs_client(bench.moto_endpoint), bench.urls["default"]
+    done, started = 0, time.monotonic()
+    deadline = started + DRAIN_TIMEOUT
+    while done < n and time.monotonic() < deadline:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        if messages:
+            sqs.delete_message_batch(
+                QueueUrl=url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+            )
+            done += len(messages)
+        progress(f"raw boto3: {done}/{n}")
+    elapsed = time.monotonic() - started
+    return {"tasks": done, "seconds": round(elapsed, 2), "tasks_per_s": round(done / elapsed, 1)}
+
+
+def drain_with_worker(bench: Stack, n: int, progress: Progress, *, label: str, env: dict[str, str], pending) -> dict:
+    """Start a worker on a full queue; the drain time is Celery's own first-received to last-succeeded, its CPU
+    what the worker's processes used from the moment it logged ready (start-up excluded) to the drain's end."""
+    worker = bench.start_worker(concurrency=CONCURRENCY, env=env, name=label.replace(" ", "-"))
+    startup_cpu = cpu_seconds(worker.pid)
+    wait_until(
+        lambda: task_span(worker.log_path).succeeded >= n and pending() == 0,
+        timeout=DRAIN_TIMEOUT,
+        what=f"{label} to run {n} tasks",
+        progress=progress,
+        status=lambda: f"{label}: {task_span(worker.log_path).succeeded}/{n}",
+        interval=0.2,
+    )
+    cpu = cpu_seconds(worker.pid) - startup_cpu
+    bench.stop(worker)
+    span = task_span(worker.log_path)
+    return {
+        "tasks": span.succeeded,
+        "seconds": round(span.seconds, 2),
+        "tasks_per_s": round(span.succeeded / span.seconds, 1) if span.seconds else None,
+        "worker_cpu_s_per_1000": per_1000(cpu, n),
+    }
+
+
+def drain_sqs_worker(bench: Stack, n: int, progress: Progress, *, variant: str) -> dict[str, Any]:
+    """The project's worker (bin/start-worker) on the project's transport."""
+    fill(bench, n, progress)
+    label = variant.replace("_", " ")
+    return drain_with_worker(
+        bench,
+        n,
+        progress,
+        label=label,
+        env=WORKER_VARIANTS[variant],
+        pending=bench.total,
+    )
+
+
+def drain_redis_worker(bench: Stack, n: int, progress: Progress) -> dict[str, Any]:
+    """The same command, tasks and settings on Celery's Redis transport (127.0.0.1:6379)."""
+    broker = redis_broker.RedisBroker()
+    broker.clear()
+    try:
+        broker.fill(TASK, n, progress)
+        return drain_with_worker(
+            bench,
+            n,
+            progress,
+            label="celery on redis",
+            env=broker.worker_env(),
+            pending=broker.pending,
+        )
+    finally:
+        broker.clear()
+
+
+def main() -> int:
+    n = size("BENCH_TASKS", 2000, 20)
+    shallow = size("BENCH_SHALLOW_TASKS", 300, 20)
+    progress = Progress("throughput")
+    print(f"throughput: {n} tasks three ways, then {shallow} by the worker before and after, and raw", flush=True)
+    with stack("throughput", topology=TOPOLOGY) as bench:
+        bench.fresh_queues()
+        deep = {
+            "raw_boto3": drain_raw_boto3(bench, n, progress),
+            "worker": drain_sqs_worker(bench, n, progress, variant="worker"),
+            "celery_redis": drain_redis_worker(bench, n, progress),
+        }
+        low = {
+            "raw_boto3": drain_raw_boto3(bench, shallow, progress),
+            **{
+                variant: drain_sqs_worker(bench, shallow, progress, variant=variant)
+                for variant in ("worker_before", "worker_fetch_only", "worker")
+            },
+        }
+    raw, redis = deep["raw_boto3"]["tasks_per_s"], deep["celery_redis"]["tasks_per_s"]
+    worker = deep["worker"]["tasks_per_s"]
+    ratios = {
+        "worker_vs_raw_boto3": ratio(worker, raw),
+        "worker_vs_celery_redis": ratio(worker, redis),
+        "worker_cpu_vs_celery_redis": ratio(
+            deep["worker"]["worker_cpu_s_per_1000"], deep["celery_redis"]["worker_cpu_s_per_1000"]
+        ),
+        "low_depth_before_vs_raw": ratio(low["worker_before"]["tasks_per_s"], low["raw_boto3"]["tasks_per_s"]),
+        "low_depth_fetch_only_vs_raw": ratio(low["worker_fetch_only"]["tasks_per_s"], low["raw_boto3"]["tasks_per_s"]),
+        "low_depth_after_vs_raw": ratio(low["worker"]["tasks_per_s"], low["raw_boto3"]["tasks_per_s"]),
+        "low_depth_after_vs_before": ratio(low["worker"]["tasks_per_s"], low["worker_before"]["tasks_per_s"]),
+    }
+    rows = [
+        [f"{n} tasks", name, r["tasks_per_s"], r["seconds"], r.get("worker_cpu_s_per_1000")] for name, r in deep.items()
+    ] + [
+        [f"{shallow} tasks", name, r["tasks_per_s"], r["seconds"], r.get("worker_cpu_s_per_1000")]
+        for name, r in low.items()
+    ]
+    print_table(
+        f"throughput (concurrency {CONCURRENCY}, task {TASK})",
+        ["depth", "drained by", "tasks/s", "seconds", "worker CPU s / 1000 tasks"],
+        rows,
+    )
+    print_table("ratios", ["ratio", "value"], [[k, v] for k, v in ratios.items()])
+    write_results(
+        "throughput",
+        {"concurrency": CONCURRENCY, "task": TASK, "deep": deep, "low_depth": low, "ratios": ratios},
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
