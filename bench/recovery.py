@@ -25,12 +25,24 @@ import sys
 import time
 from typing import Any
 
-from bench.harness import WORKER_READY, Progress, Stack, print_table, ratio, size, stack, wait_until, write_results
+from bench.harness import (
+    WORKER_READY,
+    Progress,
+    Stack,
+    is_smoke,
+    print_table,
+    ratio,
+    size,
+    stack,
+    wait_until,
+    write_results,
+)
 from devstack import processes
 from devstack.processes import REPO_ROOT
 
 HEARTBEAT_QUEUE, PLAIN_QUEUE = "high_priority", "default"
-HB_VISIBILITY, HB_INTERVAL = 6, 2  # topology rule: visibility >= 2 x heartbeat + margin
+# Topology rule: visibility >= 2 x heartbeat + margin. Smoke: shorter, so the run stays under a minute.
+HB_VISIBILITY, HB_INTERVAL = (4, 1) if is_smoke() else (6, 2)
 MARGIN = 1
 CONCURRENCY = 2  # a free slot keeps a long poll open while the task runs, as on a real worker
 SOFT_WINDOW = 3  # (b): WORKER_SOFT_SHUTDOWN_SECONDS of the worker told to stop
@@ -229,7 +241,7 @@ def stats(values: list[float]) -> dict[str, float]:
 
 def main() -> int:
     reps = size("BENCH_RECOVERY_REPS", 3, 1)
-    plain_limit = size("BENCH_RECOVERY_TIME_LIMIT", 20, 6)
+    plain_limit = size("BENCH_RECOVERY_TIME_LIMIT", 20, 5)
     progress = Progress("recovery")
     print(
         f"recovery: {reps} repetition(s) of SIGKILL with and without the heartbeat, then of SIGTERM "
