@@ -263,10 +263,21 @@ def main() -> int:
             terms.append(sigterm_once(bench, progress, f"sigterm #{rep + 1}"))
 
     summary = {mode: stats([r["seconds"] for r in runs]) for mode, runs in kills.items()}
+    # The same, over the runs in which no dead worker's long poll took the message (none, if it took it every time).
+    clean = {
+        f"{mode}_no_lost_delivery": stats(kept)
+        for mode, runs in kills.items()
+        if (kept := [r["seconds"] for r in runs if not r["lost_to_dead_long_poll"]])
+    }
     term_summary = stats([r["last_task_s"] for r in terms])
     ratios = {
         "no_heartbeat_vs_heartbeat_median": ratio(summary["no_heartbeat"]["median"], summary["heartbeat"]["median"]),
         "no_heartbeat_vs_heartbeat_min": ratio(summary["no_heartbeat"]["min"], summary["heartbeat"]["min"]),
+        "no_heartbeat_vs_heartbeat_median_no_lost_delivery": ratio(
+            clean.get("no_heartbeat_no_lost_delivery", {}).get("median", 0),
+            clean.get("heartbeat_no_lost_delivery", {}).get("median", 0),
+        )
+        or None,
         "sigterm_vs_sigkill_heartbeat_median": ratio(term_summary["median"], summary["heartbeat"]["median"]),
     }
     rows = []
@@ -305,7 +316,10 @@ def main() -> int:
     print_table(
         "summary (seconds)",
         ["case", "min", "median", "max"],
-        [[k, v["min"], v["median"], v["max"]] for k, v in {**summary, "sigterm_last_task": term_summary}.items()],
+        [
+            [k, v["min"], v["median"], v["max"]]
+            for k, v in {**summary, **clean, "sigterm_last_task": term_summary}.items()
+        ],
     )
     print_table("ratios", ["ratio", "value"], [[k, v] for k, v in ratios.items()])
     write_results(
@@ -321,7 +335,7 @@ def main() -> int:
                     "margin_s": MARGIN,
                     "runs": kills["no_heartbeat"],
                 },
-                "summary": summary,
+                "summary": {**summary, **clean},
             },
             "sigterm": {
                 "soft_window_s": SOFT_WINDOW,
