@@ -74,10 +74,54 @@ def summary_rows(results: dict[str, dict]) -> list[list]:
             f"raw boto3 {per['raw_boto3']['usd_per_million_tasks']}",
         )
         add("requests", "idle worker, per hour per queue", q["idle"]["requests_per_hour_per_queue"], "goal ≤ 200")
-    for name in ("publish_latency", "recovery", "replay"):
-        if name in results:
-            for figure, value, compared_with, ratio in results[name].get("summary", []):
-                add(name.replace("_", " "), figure, value, compared_with, ratio)
+    if p := results.get("publish_latency"):
+        f, r = p["figures"], p["ratios"]
+        raw = f"raw send_message {f['raw_send_message']['p50_ms']} / {f['raw_send_message']['p99_ms']}"
+        add(
+            "publish latency",
+            "POST /api/jobs p50 / p99 ms",
+            f"{f['post_api_jobs']['p50_ms']} / {f['post_api_jobs']['p99_ms']}",
+            raw,
+            r["post_vs_raw_p50"],
+        )
+        add(
+            "publish latency",
+            ".delay() p50 / p99 ms",
+            f"{f['delay']['p50_ms']} / {f['delay']['p99_ms']}",
+            raw,
+            r["delay_vs_raw_p50"],
+        )
+    if rec := results.get("recovery"):
+        kill, term = rec["sigkill"], rec["sigterm"]
+        hb, no_hb = kill["heartbeat"], kill["no_heartbeat"]
+        add(
+            "recovery",
+            f"SIGKILL → re-run, heartbeat (VT {hb['visibility_timeout_s']} s), median s",
+            kill["summary"]["heartbeat"]["median"],
+            f"no heartbeat (VT {no_hb['visibility_timeout_s']} s) {kill['summary']['no_heartbeat']['median']}",
+            rec["ratios"]["no_heartbeat_vs_heartbeat_median"],
+        )
+        add(
+            "recovery",
+            f"SIGTERM → other worker runs it ({term['soft_window_s']} s soft window), median s",
+            term["summary_last_task"]["median"],
+            "",
+        )
+    if rep := results.get("replay"):
+        m, r = rep["methods"], rep["ratios"]
+        add(
+            "replay",
+            "DLQ replay messages/s",
+            m["replay_100_per_s"]["messages_per_s"],
+            f"one by one {m['one_by_one']['messages_per_s']}",
+            r["replay_vs_loop_msgs_per_s"],
+        )
+        add(
+            "replay",
+            "requests per moved message",
+            m["replay_100_per_s"]["requests_per_message"],
+            f"one by one {m['one_by_one']['requests_per_message']}",
+        )
     return rows
 
 

@@ -21,6 +21,9 @@ logger = get_logger(__name__)
 QUEUE_LIMITS_OPTION = "queue_limits"
 # Transport option: fetch again as soon as a prefetch slot frees (default), not after polling_interval.
 FETCH_WHEN_SLOT_FREES_OPTION = "fetch_when_slot_frees"
+# With some slots still busy, wait this long for more to free, so one receive fills them together.
+FETCH_COALESCE_SECONDS = 0.02
+SQS_MAX_MESSAGES = 10  # per ReceiveMessage
 # Transport option: seconds an acked message may wait to be deleted in a batch (0: one DeleteMessage per ack).
 DELETE_BATCH_SECONDS_OPTION = "delete_batch_seconds"
 
@@ -56,6 +59,8 @@ class Channel(SQS.Channel):
         # trip) tasks/s). A freed slot resumes the loop at once; the timer stays as the fallback.
         self._waiting_for_slot: dict[str, None] = {}  # an ordered set: the longest waiting first
         self._slot_timer_set: set[str] = set()  # at most one fallback timer per queue
+        self._coalescing = False  # a resume is due FETCH_COALESCE_SECONDS after the first freed slot
+        self._released: set[str] = set()  # queues a timer let receive for fewer than _enough_slots()
         self._delete_batches: DeleteBatches | None = None
         super().__init__(*args, **kwargs)
 
@@ -102,7 +107,7 @@ class Channel(SQS.Channel):
         )
 
     def basic_ack(self, delivery_tag, multiple=False):
-        """Delete through a batch (workers/delete_batches.py) when there is an event loop to flush it; kombu
+        """Delete through a batch, from a thread (workers/delete_batches.py), in a worker's event loop; kombu
         deletes each message with its own blocking DeleteMessage, which stalls the loop for a round trip."""
         batches = self._deletes()
         try:
@@ -120,14 +125,12 @@ class Channel(SQS.Channel):
     def _deletes(self) -> DeleteBatches | None:
         window = float(self.transport_options.get(DELETE_BATCH_SECONDS_OPTION, 0) or 0)
         if self._delete_batches is None and window > 0 and self.hub is not None:
-            self._delete_batches = DeleteBatches(
-                client_for=lambda queue: self.sqs(queue=queue), call_later=self.hub.call_later, window=window
-            )
+            self._delete_batches = DeleteBatches(client_for=lambda queue: self.sqs(queue=queue), window=window)
         return self._delete_batches
 
     def close(self):
         if self._delete_batches is not None:
-            self._delete_batches.flush_all()  # before the channel goes: acked means deleted
+            self._delete_batches.close()  # before the channel goes: acked means deleted
         return super().close()
 
     def _on_messages_ready(self, queue, qname, messages):
@@ -146,24 +149,53 @@ class Channel(SQS.Channel):
         return super()._on_messages_ready(queue, qname, messages)
 
     def _schedule_queue(self, queue):
-        if queue in self._active_queues and not self.qos.can_consume():
-            if not self._poll_failing:
-                # Every slot is busy, so no poll is due: the loop is alive, the worker is not stuck.
-                poll_heartbeat.beat()
-            if self.hub is not None and self.transport_options.get(FETCH_WHEN_SLOT_FREES_OPTION, True):
-                # Park the loop: slot_freed() resumes it, or the timer after polling_interval. Exactly one
-                # of them runs it (_resume drops the queue from the set first), so a queue never has two
-                # loops, each of which would keep a receive outstanding.
-                self._waiting_for_slot[queue] = None
-                if queue not in self._slot_timer_set:
-                    self._slot_timer_set.add(queue)
-                    self.hub.call_later(self.connection.polling_interval or 1, self._on_slot_timer, queue)
+        if queue not in self._active_queues:
+            return super()._schedule_queue(queue)
+        free = self.qos.can_consume_max_estimate()
+        if free == 0 and not self._poll_failing:
+            # Every slot is busy, so no poll is due: the loop is alive, the worker is not stuck.
+            poll_heartbeat.beat()
+        if free is not None and self._fetch_when_slot_frees():
+            if free == 0 or (free < self._enough_slots() and queue not in self._released):
+                self._park(queue, coalesce=free > 0)
                 return None
+            self._released.discard(queue)
         return super()._schedule_queue(queue)
 
+    def _fetch_when_slot_frees(self) -> bool:
+        return self.hub is not None and bool(self.transport_options.get(FETCH_WHEN_SLOT_FREES_OPTION, True))
+
+    def _enough_slots(self) -> int:
+        """Free slots worth a receive at once: the whole prefetch (a receive takes up to 10). With fewer, the
+        loop waits FETCH_COALESCE_SECONDS for more to free: tasks that end together share one receive."""
+        return max(1, min(self.qos.prefetch_count or 1, SQS_MAX_MESSAGES))
+
+    def _park(self, queue, *, coalesce: bool) -> None:
+        """Stop the queue's loop until slots free. Exactly one of slot_freed(), the coalescing timer and the
+        fallback timer resumes it (_resume drops it from the set first), so a queue never has two loops, each
+        of which would keep a receive outstanding."""
+        self._waiting_for_slot[queue] = None
+        if queue not in self._slot_timer_set:
+            self._slot_timer_set.add(queue)
+            self.hub.call_later(self.connection.polling_interval or 1, self._on_slot_timer, queue)
+        if coalesce:
+            self._start_coalescing()
+
+    def _start_coalescing(self) -> None:
+        if not self._coalescing:
+            self._coalescing = True
+            self.hub.call_later(FETCH_COALESCE_SECONDS, self._on_coalesce_timer)
+
+    def _on_coalesce_timer(self) -> None:
+        self._coalescing = False
+        self._resume_waiting(release=True)
+
     def _on_slot_timer(self, queue) -> None:
+        """The fallback, kombu's own pace: after polling_interval any free slot is worth a receive."""
         self._slot_timer_set.discard(queue)
-        self._resume(queue)
+        if queue in self._waiting_for_slot:
+            self._released.add(queue)
+            self._resume(queue)
 
     def _resume(self, queue) -> None:
         if queue in self._waiting_for_slot:
@@ -171,14 +203,27 @@ class Channel(SQS.Channel):
             self._schedule_queue(queue)
 
     def slot_freed(self) -> None:
-        """A task's message was acked or rejected: resume, on the event loop, as many waiting loops as there
-        are free slots, longest waiting first (each resumed loop receives for every free slot; resuming more
-        would fetch messages no slot can take, and a queue parked again goes to the back)."""
+        """A task's message was acked or rejected: resume the loops that wait for a slot, at once when every
+        slot is free, else FETCH_COALESCE_SECONDS later, so tasks that end together share one ReceiveMessage
+        (SQS bills a receive of 1 like a receive of 10)."""
         if not self._waiting_for_slot or self.hub is None:
             return
         free = self.qos.can_consume_max_estimate()
+        if free is None or free >= self._enough_slots():
+            self._resume_waiting()
+        else:
+            self._start_coalescing()
+
+    def _resume_waiting(self, *, release: bool = False) -> None:
+        """Resume, on the event loop, as many waiting loops as there are free slots, longest waiting first
+        (each resumed loop receives for every free slot; resuming more would fetch messages no slot can
+        take, and a queue parked again goes to the back). `release`: they may receive for fewer than
+        _enough_slots()."""
+        free = self.qos.can_consume_max_estimate()
         waiting = list(self._waiting_for_slot)
         for queue in waiting if free is None else waiting[: max(free, 0)]:
+            if release:
+                self._released.add(queue)
             self.hub.call_soon(self._resume, queue)
 
 

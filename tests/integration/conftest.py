@@ -50,6 +50,12 @@ class Queues:
     def total(self, key: str) -> int:
         return sum(self.depth(key).values())
 
+    def drained(self, key: str, timeout: float = 5.0) -> bool:
+        """The queue empties within `timeout`: an acked message is deleted in a batch up to
+        WORKER_DELETE_BATCH_SECONDS after its task ends (workers/delete_batches.py)."""
+        processes.wait_for(lambda: self.total(key) == 0, timeout=timeout, interval=0.1, what=f"{key} to drain")
+        return True
+
     def send_raw(self, key: str, body: str) -> None:
         sqs_client(self.endpoint).send_message(QueueUrl=self.urls[key], MessageBody=body)
 

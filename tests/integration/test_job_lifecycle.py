@@ -27,7 +27,7 @@ def test_echo_job_completes_and_leaves_the_queue_empty(client, start_worker, que
     assert job.result == {"message": "hello"}
     assert job.attempts == 1
     assert job.queue == "default"
-    assert queues.total("default") == 0
+    assert queues.drained("default")
     # AND GET /api/jobs/<id> shows the same
     detail = client.get(f"/api/jobs/{job.pk}").json()
     assert detail["state"] == "succeeded" and detail["task_id"] == body["task_id"]
@@ -75,5 +75,5 @@ def test_retry_with_backoff_runs_exactly_once_per_retry(client, start_worker, qu
     time.sleep(visibility + 2)
     job.refresh_from_db()
     assert job.attempts == 3
-    assert queues.total("default") == 0
+    assert queues.drained("default")
     assert queues.dlq_depth("default")["visible"] == 0

@@ -41,7 +41,7 @@ def test_task_running_three_visibility_timeouts_runs_exactly_once(client, start_
 
     # THEN it ran once: the heartbeat kept its message from being delivered again
     assert job.attempts == 1
-    assert queues.total(QUEUE) == 0
+    assert queues.drained(QUEUE)
 
 
 def test_sigkill_of_the_whole_worker_reruns_the_task_within_visibility_timeout(client, start_worker, queues):
@@ -71,7 +71,7 @@ def test_sigkill_of_the_whole_worker_reruns_the_task_within_visibility_timeout(c
     job = wait_for_job(job_id, {"succeeded"}, timeout=4 * spec.visibility_timeout + 30)
     assert job.attempts == 2
     assert second.alive()
-    assert queues.total(QUEUE) == 0
+    assert queues.drained(QUEUE)
 
 
 def test_sigkill_of_a_pool_child_reruns_the_task_once(client, start_worker, queues):
@@ -90,4 +90,4 @@ def test_sigkill_of_a_pool_child_reruns_the_task_once(client, start_worker, queu
     assert job.attempts == 2
     assert worker.alive()
     assert "WorkerLostError" in worker.log() or "exited prematurely" in worker.log()
-    assert queues.total(QUEUE) == 0
+    assert queues.drained(QUEUE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 
 from botocore.exceptions import ClientError
@@ -39,29 +40,53 @@ def count_calls(channel, queue: str = "default") -> Counter:
     return calls
 
 
-def test_an_ack_frees_the_slot_at_once_and_deletes_within_the_window(make_channel):
-    # GIVEN a channel that batches deletes, holding one message of a running task
-    channel, _ = make_channel(prefetch=4)
+def wait_until(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_an_ack_frees_the_slot_at_once_and_the_delete_follows_within_the_window(make_channel):
+    # GIVEN a channel that batches deletes within 0.1 s, holding one message of a running task
+    channel, _ = make_channel(prefetch=4, delete_batch_seconds=0.1)
     (tag,) = hold(channel, 1)
     calls = count_calls(channel)
 
     # WHEN the task ends and its message is acked
     channel.basic_ack(tag)
 
-    # THEN its slot is free at once, the message is still in SQS, and a flush is due after the window
+    # THEN its slot is free at once, and within the window one DeleteMessageBatch deletes the message
     assert channel.qos.can_consume_max_estimate() == 4
-    assert stored(make_channel) == 1
-    assert [delay for delay, _cb, _args in channel.hub.later] == [0.1]
-    # WHEN the window ends
-    channel.hub.run_later()
-    # THEN one DeleteMessageBatch deleted it
-    assert stored(make_channel) == 0
+    assert wait_until(lambda: stored(make_channel) == 0)
     assert calls == {"DeleteMessageBatch": 1}
+    # AND the event loop was never asked to wait for it
+    assert channel.hub.later == [] and channel.hub.soon == []
 
 
-def test_ten_acks_are_one_request_sent_at_once(make_channel):
-    # GIVEN ten running tasks' messages
-    channel, _ = make_channel(prefetch=10)
+def test_until_its_batch_goes_out_an_acked_message_is_still_in_sqs(make_channel):
+    # GIVEN a long window, so the batch is still open when we look
+    channel, _ = make_channel(prefetch=2, delete_batch_seconds=30)
+    tags = hold(channel, 2)
+
+    # WHEN both messages are acked
+    for tag in tags:
+        channel.basic_ack(tag)
+
+    # THEN SQS still holds them (a worker killed now has the tasks run again, as if before the ack)
+    time.sleep(0.2)
+    assert stored(make_channel) == 2
+    # WHEN the worker shuts down and closes its channel before the window ends
+    channel.close()
+    # THEN acked means deleted
+    assert stored(make_channel) == 0
+
+
+def test_ten_acks_are_one_request_sent_without_waiting_for_the_window(make_channel):
+    # GIVEN ten running tasks' messages and a long window
+    channel, _ = make_channel(prefetch=10, delete_batch_seconds=30)
     tags = hold(channel, 10)
     calls = count_calls(channel)
 
@@ -69,23 +94,10 @@ def test_ten_acks_are_one_request_sent_at_once(make_channel):
     for tag in tags:
         channel.basic_ack(tag)
 
-    # THEN a full batch goes out without waiting for the window: one request for ten deletes
-    assert stored(make_channel) == 0
+    # THEN a full batch goes out at once: one request for ten deletes
+    assert wait_until(lambda: stored(make_channel) == 0)
     assert calls == {"DeleteMessageBatch": 1}
-
-
-def test_closing_the_channel_deletes_what_was_acked(make_channel):
-    # GIVEN two acked messages waiting for their batch
-    channel, _ = make_channel(prefetch=2)
-    for tag in hold(channel, 2):
-        channel.basic_ack(tag)
-    assert stored(make_channel) == 2
-
-    # WHEN the worker shuts down and closes its channel before the window ends
     channel.close()
-
-    # THEN acked means deleted
-    assert stored(make_channel) == 0
 
 
 def test_without_a_window_each_ack_is_kombus_own_delete(make_channel):
@@ -118,42 +130,54 @@ class PartlyFailingClient:
 
 def test_a_failed_delete_is_logged_not_raised(caplog):
     # GIVEN a batch whose DeleteMessageBatch is refused
-    batches = DeleteBatches(client_for=lambda queue: RefusingClient(), call_later=lambda *a: None, window=0.1)
-    batches.add(PendingDelete(queue="default", url="https://sqs/q", receipt_handle="h1"))
+    batches = DeleteBatches(client_for=lambda queue: RefusingClient(), window=0.1)
 
-    # WHEN it is flushed
+    # WHEN a delete is sent
     with caplog.at_level(logging.WARNING, logger="workers.delete_batches"):
-        batches.flush_all()
+        batches.add(PendingDelete(queue="default", url="https://sqs/q", receipt_handle="h1"))
+        batches.close()
 
-    # THEN the worker goes on; the log says the message will run again, and nothing is left pending
+    # THEN the worker goes on; the log says the message will run again
     assert batches.failed == 1 and batches.deleted == 0
     assert "run again after their visibility timeout" in caplog.text and "AccessDenied" in caplog.text
-    assert batches.pending == {}
 
 
 def test_entries_sqs_refused_are_counted_and_logged(caplog):
     # GIVEN a batch of three where SQS refuses two entries
-    batches = DeleteBatches(client_for=lambda queue: PartlyFailingClient(), call_later=lambda *a: None, window=0.1)
-    for handle in ("h1", "h2", "h3"):
-        batches.add(PendingDelete(queue="default", url="https://sqs/q", receipt_handle=handle))
+    batches = DeleteBatches(client_for=lambda queue: PartlyFailingClient(), window=30)
 
-    # WHEN it is flushed
+    # WHEN the three are sent (at close, before the window ends)
     with caplog.at_level(logging.WARNING, logger="workers.delete_batches"):
-        batches.flush_all()
+        for handle in ("h1", "h2", "h3"):
+            batches.add(PendingDelete(queue="default", url="https://sqs/q", receipt_handle=handle))
+        batches.close()
 
     # THEN one is deleted, two are reported with SQS's reason
     assert (batches.deleted, batches.failed) == (1, 2)
     assert caplog.text.count("ReceiptHandleIsInvalid") == 2
 
 
-def test_one_timer_per_window_however_many_acks():
-    # GIVEN a batcher on a recording timer
-    timers = []
-    batches = DeleteBatches(client_for=lambda queue: None, call_later=lambda *a: timers.append(a), window=0.1)
+class RecordingClient:
+    def __init__(self):
+        self.requests: list[tuple[str, int]] = []
 
-    # WHEN three acks arrive within one window
-    for handle in ("h1", "h2", "h3"):
-        batches.add(PendingDelete(queue="default", url="https://sqs/q", receipt_handle=handle))
+    def delete_message_batch(self, *, QueueUrl, Entries):  # noqa: N803 (boto3's names)
+        self.requests.append((QueueUrl, len(Entries)))
+        return {"Successful": [{"Id": e["Id"]} for e in Entries]}
 
-    # THEN one flush is scheduled, not three
-    assert len(timers) == 1
+
+def test_one_request_per_queue_per_window_however_many_acks():
+    # GIVEN a batcher with a window long enough to gather everything below
+    client = RecordingClient()
+    batches = DeleteBatches(client_for=lambda queue: client, window=30)
+
+    # WHEN 3 acks on one queue and 12 on another arrive, then the worker stops
+    for i in range(3):
+        batches.add(PendingDelete(queue="a", url="https://sqs/a", receipt_handle=f"a{i}"))
+    for i in range(12):
+        batches.add(PendingDelete(queue="b", url="https://sqs/b", receipt_handle=f"b{i}"))
+    batches.close()
+
+    # THEN one request per full batch of 10 and one per remainder: 3 requests for 15 deletes, all deleted
+    assert sorted(client.requests) == [("https://sqs/a", 3), ("https://sqs/b", 2), ("https://sqs/b", 10)]
+    assert batches.deleted == 15

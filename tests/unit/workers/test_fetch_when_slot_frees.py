@@ -101,3 +101,81 @@ def test_switched_off_it_is_kombus_own_polling(make_channel):
     assert loop_timers == [(1, "_schedule_queue")]
     channel.hub.run_later()
     assert receives == ["default"]
+
+
+def hold_messages(channel, n: int, queue: str = "default") -> list[int]:
+    return [hold_one_message(channel, queue) for _ in range(n)]
+
+
+def test_one_free_slot_of_four_waits_briefly_for_company(make_channel):
+    # GIVEN a prefetch of 4, every slot held, the loop parked
+    channel, receives = make_channel(prefetch=4)
+    channel._active_queues.append("default")
+    tags = hold_messages(channel, 4)
+    channel._schedule_queue("default")
+
+    # WHEN one task ends
+    channel.basic_ack(tags[0])
+    channel.hub.run_soon()
+
+    # THEN no receive for a single slot yet: a resume is due FETCH_COALESCE_SECONDS later
+    assert receives == []
+    coalesce = [delay for delay, cb, _args in channel.hub.later if cb.__name__ == "_on_coalesce_timer"]
+    assert coalesce == [0.02]
+
+    # WHEN the other three end before then: every slot is free
+    for tag in tags[1:]:
+        channel.basic_ack(tag)
+    channel.hub.run_soon()
+
+    # THEN the loop receives at once, for all four slots in one request
+    assert receives == ["default"]
+
+
+def test_a_lone_free_slot_is_filled_when_the_short_wait_ends(make_channel):
+    # GIVEN a prefetch of 4, every slot held, the loop parked
+    channel, receives = make_channel(prefetch=4)
+    channel._active_queues.append("default")
+    tags = hold_messages(channel, 4)
+    channel._schedule_queue("default")
+
+    # WHEN one task ends and no other follows
+    channel.basic_ack(tags[0])
+    for _delay, callback, args in [t for t in channel.hub.later if t[1].__name__ == "_on_coalesce_timer"]:
+        callback(*args)
+    channel.hub.run_soon()
+
+    # THEN the loop receives for the one free slot (20 ms later, not kombu's polling_interval)
+    assert receives == ["default"]
+
+
+def test_the_loop_does_not_receive_for_a_lone_slot_while_the_others_are_busy(make_channel):
+    # GIVEN a prefetch of 4 with 3 slots held (the last receive brought 3 messages)
+    channel, receives = make_channel(prefetch=4)
+    channel._active_queues.append("default")
+    hold_messages(channel, 3)
+
+    # WHEN the loop comes round
+    channel._schedule_queue("default")
+
+    # THEN it waits FETCH_COALESCE_SECONDS for more slots instead of a receive for one message
+    assert receives == []
+    assert [cb.__name__ for _d, cb, _a in channel.hub.later] == ["_on_slot_timer", "_on_coalesce_timer"]
+    # AND when that short wait ends with nothing else freed, it receives for the one slot
+    for _delay, callback, args in [t for t in channel.hub.later if t[1].__name__ == "_on_coalesce_timer"]:
+        callback(*args)
+    channel.hub.run_soon()
+    assert receives == ["default"]
+
+
+def test_a_worker_with_every_slot_free_receives_at_once(make_channel):
+    # GIVEN a prefetch of 4 and nothing held (a worker just started, or idle)
+    channel, receives = make_channel(prefetch=4)
+    channel._active_queues.append("default")
+
+    # WHEN the loop comes round
+    channel._schedule_queue("default")
+
+    # THEN it receives straight away, for all four slots
+    assert receives == ["default"]
+    assert channel.hub.later == []
