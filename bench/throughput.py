@@ -28,7 +28,7 @@ from bench.harness import (
     write_results,
 )
 
-CONCURRENCY = 4  # the main worker group's concurrency in queues.yml
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "4"))  # 4: the main worker group in queues.yml
 TASK = "jobs.noop"
 TOPOLOGY: dict = {}  # the production numbers of queues.yml
 DRAIN_TIMEOUT = 1800

@@ -32,6 +32,8 @@ SHALLOW = 100  # messages in the queue before the next slice is published
 def main() -> int:
     tasks = env_int("SOAK_TASKS", 2000)
     kill_every = float(os.environ.get("SOAK_KILL_EVERY", "4"))
+    # Long enough that a kill usually lands mid-task: the worker drains 20 ms tasks too fast to be hit.
+    task_seconds = float(os.environ.get("SOAK_TASK_SECONDS", "0.2"))
     timeout = env_int("SOAK_TIMEOUT", 1200)
     rng = random.Random(env_int("SOAK_SEED", 1))  # noqa: S311 (choosing victims, not secrets)
     workdir = Path(tempfile.mkdtemp(prefix="celery-sqs-soak-"))
@@ -96,7 +98,9 @@ def main() -> int:
             # Publish in slices while the queue is shallow: the emulator's receive slows as the queue grows.
             if published < tasks and depth() < SHALLOW:
                 for task_id in ids[published : published + 50]:
-                    app.send_task("jobs.record_effect", kwargs={"key": task_id[:8], "seconds": 0.02}, task_id=task_id)
+                    app.send_task(
+                        "jobs.record_effect", kwargs={"key": task_id[:8], "seconds": task_seconds}, task_id=task_id
+                    )
                 published = min(tasks, published + 50)
             now = time.monotonic()
             for n, proc in enumerate(workers):  # restart what died

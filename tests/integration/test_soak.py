@@ -17,8 +17,9 @@ LAST_LINE = re.compile(r"^soak: tasks=(\d+) kills=(\d+) executions=(\d+) lost=(\
 
 
 def test_soak_at_reduced_size_loses_nothing_and_repeats_nothing():
-    # GIVEN the soak harness at a few hundred tasks, killing a worker process every 2 s
-    env = {"SOAK_TASKS": "150", "SOAK_KILL_EVERY": "2", "SOAK_TIMEOUT": "240"}
+    # GIVEN the soak harness at 150 tasks of 0.3 s (4 slots: 11 s of work at least), killing a worker process
+    # every 2 s
+    env = {"SOAK_TASKS": "150", "SOAK_TASK_SECONDS": "0.3", "SOAK_KILL_EVERY": "2", "SOAK_TIMEOUT": "240"}
 
     # WHEN it runs
     result = subprocess.run(
