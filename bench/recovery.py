@@ -240,7 +240,7 @@ def stats(values: list[float]) -> dict[str, float]:
 
 
 def main() -> int:
-    reps = size("BENCH_RECOVERY_REPS", 3, 1)
+    reps = size("BENCH_RECOVERY_REPS", 5, 1)  # a dead long poll takes the message in about half the runs
     plain_limit = size("BENCH_RECOVERY_TIME_LIMIT", 20, 5)
     progress = Progress("recovery")
     print(

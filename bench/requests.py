@@ -4,7 +4,7 @@ A counting proxy sits in front of the emulator. Each way of draining BENCH_REQUE
 the project's worker as shipped, with only fetch-when-a-slot-frees, and as before (kombu's pace), and a raw
 boto3 loop (receive 10, delete the batch). SQS bills every request (a batch of up to 10 is one), so $ per
 million tasks is requests per task times the price per million requests (BENCH_SQS_PRICE_PER_MILLION, 0.40).
-Then a worker consuming every topology queue idles for BENCH_IDLE_SECONDS (120); its requests are scaled
+Then a worker consuming every topology queue idles for BENCH_IDLE_SECONDS (180); its requests are scaled
 to one hour, per queue.
 """
 
@@ -135,7 +135,7 @@ def idle_worker(bench: Stack, seconds: int, progress: Progress) -> dict[str, Any
 
 def main() -> int:
     n = size("BENCH_REQUESTS_TASKS", 300, 20)
-    idle_seconds = size("BENCH_IDLE_SECONDS", 120, 25)
+    idle_seconds = size("BENCH_IDLE_SECONDS", 180, 25)
     progress = Progress("requests")
     print(f"requests: {n} tasks drained three ways, counted at the endpoint; then an idle worker for {idle_seconds} s")
     with stack("requests", proxy=True) as bench:
