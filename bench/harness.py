@@ -317,13 +317,30 @@ def wait_until(
     predicate, *, timeout: float, what: str, progress: Progress | None = None, status=None, interval: float = 0.1
 ):
     """processes.wait_for with a progress line."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def check():
         value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-        if progress and status:
+        if not value and progress and status:
             progress(status())
-        time.sleep(interval)
+        return value
+
+    return processes.wait_for(check, timeout=timeout, interval=interval, what=what)
+
+
+def raw_boto3_drain(endpoint: str, url: str, n: int, progress: Progress, *, timeout: float) -> int:
+    """The floor every benchmark compares with: receive 10 (long poll 1 s), delete the batch, no work at all.
+    Returns how many messages it deleted (n, unless `timeout` ran out)."""
+    from devstack.queues import sqs_client
+
+    sqs = sqs_client(endpoint)
+    done, deadline = 0, time.monotonic() + timeout
+    while done < n and time.monotonic() < deadline:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        if messages:
+            sqs.delete_message_batch(
+                QueueUrl=url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+            )
+            done += len(messages)
+        progress(f"raw boto3: {done}/{n}")
+    return done

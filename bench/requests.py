@@ -23,6 +23,7 @@ from bench.harness import (
     Stack,
     print_table,
     ratio,
+    raw_boto3_drain,
     size,
     stack,
     task_span,
@@ -89,21 +90,9 @@ def drain_with_worker(bench: Stack, n: int, progress: Progress, *, variant: str)
 
 
 def drain_raw_boto3(bench: Stack, n: int, progress: Progress) -> dict[str, Any]:
-    from devstack.queues import sqs_client
-
     sent = publish(bench, n, progress)
     bench.proxy.reset()
-    sqs, url = sqs_client(bench.endpoint), bench.urls["default"]
-    done, deadline = 0, time.monotonic() + DRAIN_TIMEOUT
-    while done < n and time.monotonic() < deadline:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
-        if messages:
-            sqs.delete_message_batch(
-                QueueUrl=url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
-            )
-            done += len(messages)
-        progress(f"raw boto3: {done}/{n}")
+    raw_boto3_drain(bench.endpoint, bench.urls["default"], n, progress, timeout=DRAIN_TIMEOUT)
     return per_task(sent + bench.proxy.snapshot(), n)
 
 

@@ -21,6 +21,7 @@ from bench.harness import (
     cpu_seconds,
     print_table,
     ratio,
+    raw_boto3_drain,
     size,
     stack,
     task_span,
@@ -50,21 +51,9 @@ def per_1000(cpu: float, n: int) -> float:
 
 def drain_raw_boto3(bench: Stack, n: int, progress: Progress) -> dict[str, Any]:
     """The floor: receive 10 (long poll), delete the batch, no work at all."""
-    from devstack.queues import sqs_client
-
     fill(bench, n, progress)
-    sqs, url = sqs_client(bench.moto_endpoint), bench.urls["default"]
-    done, started = 0, time.monotonic()
-    deadline = started + DRAIN_TIMEOUT
-    while done < n and time.monotonic() < deadline:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
-        if messages:
-            sqs.delete_message_batch(
-                QueueUrl=url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
-            )
-            done += len(messages)
-        progress(f"raw boto3: {done}/{n}")
+    started = time.monotonic()
+    done = raw_boto3_drain(bench.moto_endpoint, bench.urls["default"], n, progress, timeout=DRAIN_TIMEOUT)
     elapsed = time.monotonic() - started
     return {"tasks": done, "seconds": round(elapsed, 2), "tasks_per_s": round(done / elapsed, 1)}
 
