@@ -1,4 +1,5 @@
-"""kombu's SQS transport with the project's publish guards: delays become DelaySeconds, size is checked."""
+"""kombu's SQS transport, hardened: publish guards (delays become DelaySeconds, size is checked), a poll that
+survives failures, and a consume pace set by the tasks (fetch when a slot frees, delete in batches)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ class Channel(SQS.Channel):
     def __init__(self, *args, **kwargs):
         # Queues whose poll loop waits for a free prefetch slot. kombu re-checks every polling_interval
         # (1 s): with short tasks a worker then idles most of each second (prefetch / (interval + round
-        # trip) tasks/s). A freed slot resumes the loop at once; the timer stays as the fallback.
+        # trip) tasks/s). A freed slot resumes the loop within FETCH_COALESCE_SECONDS; the timer stays as
+        # the fallback.
         self._waiting_for_slot: dict[str, None] = {}  # an ordered set: the longest waiting first
         self._slot_timer_set: set[str] = set()  # at most one fallback timer per queue
         self._coalescing = False  # a resume is due FETCH_COALESCE_SECONDS after the first freed slot
