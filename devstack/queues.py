@@ -6,6 +6,7 @@ import json
 
 import boto3
 
+from lambdas.sqs_batches import message_counts
 from workers.topology import Topology
 
 
@@ -44,16 +45,4 @@ def dlq_url(topology: Topology, key: str, *, endpoint_url: str | None, prefix: s
 
 def queue_depth(url: str, *, endpoint_url: str | None) -> dict[str, int]:
     """Visible, in-flight and delayed message counts of one queue."""
-    attrs = sqs_client(endpoint_url).get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=[
-            "ApproximateNumberOfMessages",
-            "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed",
-        ],
-    )["Attributes"]
-    return {
-        "visible": int(attrs["ApproximateNumberOfMessages"]),
-        "in_flight": int(attrs["ApproximateNumberOfMessagesNotVisible"]),
-        "delayed": int(attrs["ApproximateNumberOfMessagesDelayed"]),
-    }
+    return message_counts(sqs_client(endpoint_url), url)

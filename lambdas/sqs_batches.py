@@ -1,4 +1,5 @@
-"""SQS batch helpers shared by the Lambdas: chunks of 10, and making held messages visible again."""
+"""SQS helpers shared by the Lambdas, the api's queues page and the local stack: chunks of 10, making held
+messages visible again, and a queue's message counts."""
 
 from __future__ import annotations
 
@@ -8,6 +9,18 @@ from collections.abc import Iterator
 from botocore.exceptions import BotoCoreError, ClientError
 
 SQS_BATCH = 10  # the most SQS takes in one batch call
+# A queue's messages by state, and the GetQueueAttributes attribute that counts each.
+COUNT_ATTRIBUTES = {
+    "visible": "ApproximateNumberOfMessages",
+    "in_flight": "ApproximateNumberOfMessagesNotVisible",
+    "delayed": "ApproximateNumberOfMessagesDelayed",
+}
+
+
+def message_counts(sqs, url: str) -> dict[str, int]:
+    """Visible, in-flight and delayed messages of one queue: one GetQueueAttributes, nothing received."""
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(COUNT_ATTRIBUTES.values()))["Attributes"]
+    return {name: int(attributes[attribute]) for name, attribute in COUNT_ATTRIBUTES.items()}
 
 
 def chunks(items: list, size: int = SQS_BATCH) -> Iterator[list]:

@@ -14,13 +14,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from lambdas.sqs_batches import COUNT_ATTRIBUTES, message_counts
 from workers.topology import QueueSpec, Topology
 
-COUNT_ATTRIBUTES = {
-    "visible": "ApproximateNumberOfMessages",
-    "in_flight": "ApproximateNumberOfMessagesNotVisible",
-    "delayed": "ApproximateNumberOfMessagesDelayed",
-}
 AGE_METRIC = ("ApproximateAgeOfOldestMessage", "Maximum")
 THROUGHPUT_METRIC = ("NumberOfMessagesDeleted", "Sum")
 PERIOD_SECONDS = 60  # SQS publishes its metrics once a minute
@@ -97,9 +93,7 @@ class QueuesSnapshot:
 
 
 def _counts(sqs, queue_name: str) -> dict[str, int]:
-    url = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(COUNT_ATTRIBUTES.values()))["Attributes"]
-    return {name: int(attributes[attribute]) for name, attribute in COUNT_ATTRIBUTES.items()}
+    return message_counts(sqs, sqs.get_queue_url(QueueName=queue_name)["QueueUrl"])
 
 
 def _read_counts(sqs, spec: QueueSpec, stats: QueueStats, prefix: str) -> None:

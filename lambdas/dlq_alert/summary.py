@@ -6,7 +6,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from lambdas.sqs_batches import SQS_BATCH, make_visible, receive_fresh
+from lambdas.sqs_batches import SQS_BATCH, make_visible, message_counts, receive_fresh
 from workers.envelope import EnvelopeError, decode_sqs_body
 from workers.topology import Topology
 
@@ -49,15 +49,8 @@ def summarise_dlq(sqs, topology: Topology, key: str, *, prefix: str = "", sample
     spec = topology.queue(key)
     dlq = spec.dlq_sqs_name(prefix)
     url = sqs.get_queue_url(QueueName=dlq)["QueueUrl"]
-    attrs = sqs.get_queue_attributes(
-        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    )["Attributes"]
-    summary = DlqSummary(
-        queue=key,
-        dlq=dlq,
-        visible=int(attrs["ApproximateNumberOfMessages"]),
-        in_flight=int(attrs["ApproximateNumberOfMessagesNotVisible"]),
-    )
+    counts = message_counts(sqs, url)
+    summary = DlqSummary(queue=key, dlq=dlq, visible=counts["visible"], in_flight=counts["in_flight"])
     if summary.visible == 0:
         return summary
     messages = peek(sqs, url, limit=sample)
