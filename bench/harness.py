@@ -327,6 +327,30 @@ def wait_until(
     return processes.wait_for(check, timeout=timeout, interval=interval, what=what)
 
 
+def publish_tasks(bench: Stack, task: str, n: int, progress: Progress) -> None:
+    """Fresh queues, then n tasks published the way Django does (app.send_task through the project's transport)."""
+    import uuid
+
+    from workers.celery_app import app
+
+    bench.fresh_queues()
+    for i in range(n):
+        app.send_task(task, task_id=str(uuid.uuid4()))
+        progress(f"published {i + 1}/{n}")
+
+
+def wait_for_worker_drain(worker, n: int, progress: Progress, *, label: str, pending, timeout: float) -> None:
+    """Until the worker's log shows n tasks succeeded and `pending()` (the broker's count) is 0."""
+    wait_until(
+        lambda: task_span(worker.log_path).succeeded >= n and pending() == 0,
+        timeout=timeout,
+        what=f"{label} to run {n} tasks",
+        progress=progress,
+        status=lambda: f"{label}: {task_span(worker.log_path).succeeded}/{n}",
+        interval=0.2,
+    )
+
+
 def raw_boto3_drain(endpoint: str, url: str, n: int, progress: Progress, *, timeout: float) -> int:
     """The floor every benchmark compares with: receive 10 (long poll 1 s), delete the batch, no work at all.
     Returns how many messages it deleted (n, unless `timeout` ran out)."""

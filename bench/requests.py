@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-import uuid
 from collections import Counter
 from typing import Any
 
@@ -22,12 +21,12 @@ from bench.harness import (
     Progress,
     Stack,
     print_table,
+    publish_tasks,
     ratio,
     raw_boto3_drain,
     size,
     stack,
-    task_span,
-    wait_until,
+    wait_for_worker_drain,
     write_results,
 )
 
@@ -60,13 +59,8 @@ def per_task(counts: Counter, n: int) -> dict[str, Any]:
 
 def publish(bench: Stack, n: int, progress: Progress) -> Counter:
     """Fresh queues, then n tasks through the project's transport (via the proxy); returns what it counted."""
-    from workers.celery_app import app
-
-    bench.fresh_queues()
     bench.proxy.reset()
-    for i in range(n):
-        app.send_task(TASK, task_id=str(uuid.uuid4()))
-        progress(f"published {i + 1}/{n}")
+    publish_tasks(bench, TASK, n, progress)  # fresh_queues() talks to the emulator directly: not counted
     return bench.proxy.snapshot()
 
 
@@ -75,14 +69,7 @@ def drain_with_worker(bench: Stack, n: int, progress: Progress, *, variant: str)
     label = variant.replace("_", " ")
     bench.proxy.reset()
     worker = bench.start_worker(concurrency=CONCURRENCY, env=WORKER_VARIANTS[variant], name=variant)
-    wait_until(
-        lambda: task_span(worker.log_path).succeeded >= n and bench.total() == 0,
-        timeout=DRAIN_TIMEOUT,
-        what=f"{label} to run {n} tasks",
-        progress=progress,
-        status=lambda: f"{label}: {task_span(worker.log_path).succeeded}/{n}",
-        interval=0.2,
-    )
+    wait_for_worker_drain(worker, n, progress, label=label, pending=bench.total, timeout=DRAIN_TIMEOUT)
     # Counted up to the drain, not the shutdown: a stopping worker's requests are not per-task costs.
     consumed = bench.proxy.snapshot()
     bench.stop(worker)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-import uuid
 from typing import Any
 
 from bench import redis_broker
@@ -20,12 +19,13 @@ from bench.harness import (
     Stack,
     cpu_seconds,
     print_table,
+    publish_tasks,
     ratio,
     raw_boto3_drain,
     size,
     stack,
     task_span,
-    wait_until,
+    wait_for_worker_drain,
     write_results,
 )
 
@@ -36,13 +36,7 @@ DRAIN_TIMEOUT = 1800
 
 
 def fill(bench: Stack, n: int, progress: Progress) -> None:
-    """Fresh queues, then n tasks published the way Django does (app.send_task through the project's transport)."""
-    from workers.celery_app import app
-
-    bench.fresh_queues()
-    for i in range(n):
-        app.send_task(TASK, task_id=str(uuid.uuid4()))
-        progress(f"published {i + 1}/{n}")
+    publish_tasks(bench, TASK, n, progress)
 
 
 def per_1000(cpu: float, n: int) -> float:
@@ -63,14 +57,7 @@ def drain_with_worker(bench: Stack, n: int, progress: Progress, *, label: str, e
     what the worker's processes used from the moment it logged ready (start-up excluded) to the drain's end."""
     worker = bench.start_worker(concurrency=CONCURRENCY, env=env, name=label.replace(" ", "-"))
     startup_cpu = cpu_seconds(worker.pid)
-    wait_until(
-        lambda: task_span(worker.log_path).succeeded >= n and pending() == 0,
-        timeout=DRAIN_TIMEOUT,
-        what=f"{label} to run {n} tasks",
-        progress=progress,
-        status=lambda: f"{label}: {task_span(worker.log_path).succeeded}/{n}",
-        interval=0.2,
-    )
+    wait_for_worker_drain(worker, n, progress, label=label, pending=pending, timeout=DRAIN_TIMEOUT)
     cpu = cpu_seconds(worker.pid) - startup_cpu
     bench.stop(worker)
     span = task_span(worker.log_path)
