@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from kombu.asynchronous.aws.sqs.message import AsyncMessage
 from kombu.log import get_logger
 from kombu.transport import SQS
+from kombu.transport.SQS import SQS_MAX_MESSAGES
 from kombu.utils.json import dumps
 
 from workers.delete_batches import DeleteBatches, PendingDelete
@@ -24,7 +25,6 @@ QUEUE_LIMITS_OPTION = "queue_limits"
 FETCH_WHEN_SLOT_FREES_OPTION = "fetch_when_slot_frees"
 # With some slots still busy, wait this long for more to free, so one receive fills them together.
 FETCH_COALESCE_SECONDS = 0.02
-SQS_MAX_MESSAGES = 10  # per ReceiveMessage
 # Transport option: seconds an acked message may wait to be deleted in a batch (0: one DeleteMessage per ack).
 DELETE_BATCH_SECONDS_OPTION = "delete_batch_seconds"
 
