@@ -7,7 +7,7 @@ from celery import signals
 from workers import unraisable
 
 
-def _run_checks(sender=None, **_kwargs) -> None:
+def _run_checks(sender=None, worker: bool = False, **_kwargs) -> None:
     import django
     from django.conf import settings
 
@@ -16,12 +16,16 @@ def _run_checks(sender=None, **_kwargs) -> None:
     from workers.topology import get_topology
 
     django.setup()
-    run_startup_checks(app, get_topology(), dir(settings))
+    run_startup_checks(app, get_topology(), dir(settings), worker=sender if worker else None)
+
+
+def _run_worker_checks(sender=None, **kwargs) -> None:
+    _run_checks(sender, worker=True, **kwargs)
 
 
 # StartupRefused is a SystemExit: Celery's signal dispatch logs ordinary exceptions and carries on,
 # but lets this one through, so the process exits non-zero before it consumes anything.
-signals.worker_init.connect(_run_checks, weak=False)
+signals.worker_init.connect(_run_worker_checks, weak=False)
 signals.beat_init.connect(_run_checks, weak=False)
 
 

@@ -24,7 +24,8 @@ REQUIRED_SETTINGS: dict[str, tuple[Any, str]] = {
     "task_reject_on_worker_lost": (True, "a killed worker's task is delivered again"),
     "task_acks_on_failure": (False, "failed tasks reach the DLQ through SQS redelivery"),
     "task_acks_on_timeout": (False, "timed-out tasks reach the DLQ through SQS redelivery"),
-    "worker_prefetch_multiplier": (1, "a worker holds no message it has not started"),
+    # Above 1 only per worker group, in queues.yml (apply_worker_prefetch): never for every worker at once.
+    "worker_prefetch_multiplier": (1, "a worker holds no message it has not started, unless its worker group says so"),
     "task_serializer": ("json", "JSON only"),
     "result_serializer": ("json", "JSON only"),
     "accept_content": (["json"], "JSON only: never unpickle what arrives from a queue"),
@@ -120,14 +121,37 @@ def apply_and_check_task_limits(tasks: Mapping[str, Any], topology: Topology) ->
     return problems
 
 
-def run_startup_checks(app: Celery, topology: Topology, django_setting_names: Iterable[str] = ()) -> None:
-    """Every check at once, so one start-up shows every problem; raises StartupRefused if any."""
+def apply_worker_prefetch(worker: Any, topology: Topology) -> list[str]:
+    """Give a worker the prefetch multiplier of the worker group(s) of the queues it consumes (queues.yml);
+    refuse one given any other way (`--prefetch-multiplier`), which would apply to every group alike."""
+    configured = worker.app.conf.worker_prefetch_multiplier
+    if worker.prefetch_multiplier != configured:
+        return [
+            f"prefetch multiplier {worker.prefetch_multiplier} given on the command line: set prefetch_multiplier "
+            "on the worker group in queues.yml instead"
+        ]
+    consumed = [key for key in worker.app.amqp.queues.consume_from if key in topology.queues]
+    worker.prefetch_multiplier = topology.prefetch_multiplier_for(consumed)
+    logger.info(
+        "prefetch multiplier %d for queues %s (worker_groups in %s)",
+        worker.prefetch_multiplier, ",".join(consumed), topology.source.name,
+    )
+    return []
+
+
+def run_startup_checks(
+    app: Celery, topology: Topology, django_setting_names: Iterable[str] = (), *, worker: Any = None
+) -> None:
+    """Every check at once, so one start-up shows every problem; raises StartupRefused if any.
+    `worker` (a starting WorkController) also gets its worker group's prefetch."""
     problems = (
         check_unknown_settings(django_setting_names)
         + check_required_settings(app.conf)
         + check_queues(app.conf, topology)
         + apply_and_check_task_limits(app.tasks, topology)
     )
+    if worker is not None and not problems:
+        problems += apply_worker_prefetch(worker, topology)
     if problems:
         for problem in problems:
             logger.critical("start-up check failed: %s", problem)

@@ -50,6 +50,12 @@ WORKER_GROUP_FIELDS = {
     "max_tasks": int,
     "backlog_per_task": int,
 }
+# Optional per worker group. The prefetch is concurrency x this; above 1 a worker holds messages it has not
+# started yet, so each receive can carry up to 10 (faster short tasks, fewer requests), but a held message
+# waits behind the group's running tasks while other workers may idle, and at SIGTERM until the soft
+# shutdown window closes. Keep 1 for groups whose tasks can be long.
+OPTIONAL_WORKER_GROUP_FIELDS = {"prefetch_multiplier": 1}
+MAX_PREFETCH_MULTIPLIER = 10  # a receive takes at most 10 messages: holding more buys nothing
 # A profile may change numbers only: names, DLQs and routes stay the same in every environment.
 PROFILE_QUEUE_FIELDS = {k for k, v in QUEUE_FIELDS.items() if v is int} | set(OPTIONAL_QUEUE_FIELDS)
 
@@ -103,6 +109,12 @@ class WorkerGroup:
     min_tasks: int
     max_tasks: int
     backlog_per_task: int
+    prefetch_multiplier: int = 1
+
+    @property
+    def prefetch(self) -> int:
+        """Messages one worker of this group holds at most: running plus received but not started."""
+        return self.concurrency * self.prefetch_multiplier
 
 
 @dataclass(frozen=True)
@@ -131,6 +143,13 @@ class Topology:
             if any(fnmatch.fnmatchcase(task_name, pattern) for pattern in spec.tasks):
                 return spec
         return self.queues[self.default_queue]
+
+    def prefetch_multiplier_for(self, queue_keys) -> int:
+        """The prefetch multiplier of a worker consuming these queues: the lowest of their worker groups', so a
+        worker on queues of several groups (the local stack's) never holds more than the strictest allows."""
+        keys = set(queue_keys)
+        multipliers = [g.prefetch_multiplier for g in self.worker_groups.values() if keys & set(g.queues)]
+        return min(multipliers, default=1)
 
 
 def _typed(section: str, data: Any, fields: dict[str, type]) -> dict[str, Any]:
@@ -292,7 +311,14 @@ def _parse_worker_groups(raw: Any, queues: dict[str, QueueSpec]) -> dict[str, Wo
     groups = {}
     owner: dict[str, str] = {}
     for name, data in raw.items():
-        fields = _typed(f"worker_groups.{name}", data, WORKER_GROUP_FIELDS)
+        if not isinstance(data, dict):
+            raise TopologyError(f"worker_groups.{name}: expected a mapping, got {type(data).__name__}")
+        optional = {field: data.get(field, default) for field, default in OPTIONAL_WORKER_GROUP_FIELDS.items()}
+        fields = _typed(
+            f"worker_groups.{name}",
+            {k: v for k, v in data.items() if k not in OPTIONAL_WORKER_GROUP_FIELDS},
+            WORKER_GROUP_FIELDS,
+        )
         for key in fields["queues"]:
             if key not in queues:
                 raise TopologyError(f"worker_groups.{name}: unknown queue {key!r}; one of {sorted(queues)}")
@@ -308,11 +334,27 @@ def _parse_worker_groups(raw: Any, queues: dict[str, QueueSpec]) -> dict[str, Wo
             )
         if fields["backlog_per_task"] < 1:
             raise TopologyError(f"worker_groups.{name}.backlog_per_task must be positive")
-        groups[name] = WorkerGroup(name=name, **{**fields, "queues": tuple(fields["queues"])})
+        _check_prefetch_multiplier(name, optional["prefetch_multiplier"], fields, queues)
+        groups[name] = WorkerGroup(name=name, **{**fields, **optional, "queues": tuple(fields["queues"])})
     orphans = sorted(set(queues) - set(owner))
     if orphans:
         raise TopologyError(f"queue(s) {orphans} are in no worker group: nothing would consume them")
     return groups
+
+
+def _check_prefetch_multiplier(name: str, value: Any, fields: dict[str, Any], queues: dict[str, QueueSpec]) -> None:
+    where = f"worker_groups.{name}.prefetch_multiplier"
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_PREFETCH_MULTIPLIER:
+        raise TopologyError(f"{where}: expected an int from 1 to {MAX_PREFETCH_MULTIPLIER}, got {value!r}")
+    if value > 1:
+        # A held message's visibility timeout runs while it waits: only the heartbeat (which extends every
+        # message the worker holds, started or not) keeps another worker from running it too.
+        bare = [key for key in fields["queues"] if not queues[key].visibility_heartbeat_seconds]
+        if bare:
+            raise TopologyError(
+                f"{where} = {value}: queue(s) {bare} have no visibility_heartbeat_seconds, so a message held "
+                "but not started would be delivered again once its visibility timeout ran out"
+            )
 
 
 def topology_path() -> Path:

@@ -11,6 +11,7 @@ from workers.celery_config import BrokerEnv, build_celery_settings
 from workers.startup_checks import (
     StartupRefused,
     apply_and_check_task_limits,
+    apply_worker_prefetch,
     check_queues,
     check_required_settings,
     check_unknown_settings,
@@ -245,3 +246,50 @@ def test_tighter_hard_limit_never_gets_a_soft_limit_above_it(topology):
     problems = apply_and_check_task_limits({"jobs.quick": task}, topology)
     # THEN either it is refused, or its soft limit stays below its own hard limit
     assert problems or task.soft_time_limit < task.time_limit
+
+
+# --- prefetch per worker group -------------------------------------------------------------------------
+
+
+def _starting_worker(conf: dict, consumed: list[str], cli_multiplier: int | None = None) -> SimpleNamespace:
+    """What apply_worker_prefetch reads of a WorkController at worker_init."""
+    queues = SimpleNamespace(consume_from={key: object() for key in consumed})
+    app = SimpleNamespace(conf=SimpleNamespace(**conf), amqp=SimpleNamespace(queues=queues))
+    multiplier = conf["worker_prefetch_multiplier"] if cli_multiplier is None else cli_multiplier
+    return SimpleNamespace(app=app, prefetch_multiplier=multiplier)
+
+
+@pytest.fixture
+def raised_topology():
+    """The real topology with the main group (high_priority, default) holding 3 messages per slot."""
+    import yaml
+
+    from workers.topology import parse_topology
+
+    raw = yaml.safe_load(DEFAULT_TOPOLOGY_PATH.read_text())
+    raw["worker_groups"]["main"]["prefetch_multiplier"] = 3
+    return parse_topology(raw, DEFAULT_TOPOLOGY_PATH)
+
+
+def test_a_worker_gets_the_prefetch_multiplier_of_its_group(conf, raised_topology):
+    # GIVEN workers starting on the main group's queues, on the bulk group's, and on every queue
+    on_main = _starting_worker(conf, ["default", "high_priority"])
+    on_bulk = _starting_worker(conf, ["low_priority"])
+    on_all = _starting_worker(conf, ["default", "high_priority", "low_priority"])
+    # WHEN the prefetch is applied
+    problems = [apply_worker_prefetch(w, raised_topology) for w in (on_main, on_bulk, on_all)]
+    # THEN each gets its group's multiplier, the strictest when it spans groups
+    assert problems == [[], [], []]
+    assert (on_main.prefetch_multiplier, on_bulk.prefetch_multiplier, on_all.prefetch_multiplier) == (3, 1, 1)
+
+
+def test_a_prefetch_multiplier_from_the_command_line_is_refused(conf, raised_topology):
+    # GIVEN a worker started with --prefetch-multiplier 4
+    worker = _starting_worker(conf, ["default"], cli_multiplier=4)
+    # WHEN the prefetch is applied
+    problems = apply_worker_prefetch(worker, raised_topology)
+    # THEN refused, pointing at queues.yml
+    assert problems == [
+        "prefetch multiplier 4 given on the command line: set prefetch_multiplier on the worker group in "
+        "queues.yml instead"
+    ]

@@ -450,3 +450,58 @@ def test_without_heartbeat_the_visibility_timeout_must_cover_the_hard_limit():
     # WHEN parsed THEN refused, pointing at the heartbeat as the way out
     with pytest.raises(TopologyError, match="or set visibility_heartbeat_seconds"):
         parse_topology(raw, DEFAULT_TOPOLOGY_PATH)
+
+
+# --- prefetch multiplier per worker group ------------------------------------------------------------
+
+
+def _groups(raw: dict, **main) -> dict:
+    raw["worker_groups"]["main"].update(main)
+    return raw
+
+
+def test_prefetch_multiplier_defaults_to_one_and_is_read_per_group():
+    # GIVEN the real topology, and a copy whose main group (both of its queues heartbeat) raises its multiplier
+    real = load_topology(DEFAULT_TOPOLOGY_PATH, profile="")
+    raised = parse_topology(
+        _groups(yaml.safe_load(DEFAULT_TOPOLOGY_PATH.read_text()), prefetch_multiplier=3), DEFAULT_TOPOLOGY_PATH
+    )
+    # WHEN the multiplier of a worker on some queues is asked
+    # THEN the shipped groups hold nothing they have not started
+    assert {g.prefetch_multiplier for g in real.worker_groups.values()} == {1}
+    # AND a worker on the raised group's queues gets its multiplier, its prefetch is concurrency x multiplier
+    assert raised.prefetch_multiplier_for(["default"]) == 3
+    assert raised.prefetch_multiplier_for(["high_priority", "default"]) == 3
+    assert raised.worker_groups["main"].prefetch == 12
+    # AND a worker on queues of two groups gets the lower one (the local stack's worker consumes every queue)
+    assert raised.prefetch_multiplier_for(["default", "low_priority"]) == 1
+    assert raised.prefetch_multiplier_for([]) == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0, "expected an int from 1 to 10, got 0"),
+        (11, "expected an int from 1 to 10, got 11"),
+        (True, "expected an int from 1 to 10, got True"),
+        ("2", "expected an int from 1 to 10, got '2'"),
+    ],
+)
+def test_bad_prefetch_multiplier_is_refused(value, expected):
+    # GIVEN the real topology with a main group multiplier that is no small positive int
+    raw = _groups(yaml.safe_load(DEFAULT_TOPOLOGY_PATH.read_text()), prefetch_multiplier=value)
+    # WHEN parsed THEN refused, naming the group's field
+    with pytest.raises(TopologyError, match=rf"worker_groups\.main\.prefetch_multiplier: {expected}"):
+        parse_topology(raw, DEFAULT_TOPOLOGY_PATH)
+
+
+def test_prefetch_multiplier_above_one_needs_a_heartbeat_on_every_queue_of_the_group():
+    # GIVEN the default queue without a heartbeat (its visibility timeout covering its hard limit instead)
+    raw = _groups(yaml.safe_load(DEFAULT_TOPOLOGY_PATH.read_text()), prefetch_multiplier=2)
+    raw["queues"]["default"].update(visibility_heartbeat_seconds=0, visibility_timeout=400)
+    # WHEN its group holds unstarted messages THEN refused: a held message would be delivered again
+    with pytest.raises(TopologyError, match=r"prefetch_multiplier = 2: queue\(s\) \['default'\] have no visibility_"):
+        parse_topology(raw, DEFAULT_TOPOLOGY_PATH)
+    # AND with a multiplier of 1 the same queue is fine
+    raw["worker_groups"]["main"]["prefetch_multiplier"] = 1
+    assert parse_topology(raw, DEFAULT_TOPOLOGY_PATH).worker_groups["main"].prefetch == 4
