@@ -134,7 +134,9 @@ def apply_worker_prefetch(worker: Any, topology: Topology) -> list[str]:
     worker.prefetch_multiplier = topology.prefetch_multiplier_for(consumed)
     logger.info(
         "prefetch multiplier %d for queues %s (worker_groups in %s)",
-        worker.prefetch_multiplier, ",".join(consumed), topology.source.name,
+        worker.prefetch_multiplier,
+        ",".join(consumed),
+        topology.source.name,
     )
     return []
 

@@ -58,6 +58,9 @@ OPTIONAL_WORKER_GROUP_FIELDS = {"prefetch_multiplier": 1}
 MAX_PREFETCH_MULTIPLIER = 10  # a receive takes at most 10 messages: holding more buys nothing
 # A profile may change numbers only: names, DLQs and routes stay the same in every environment.
 PROFILE_QUEUE_FIELDS = {k for k, v in QUEUE_FIELDS.items() if v is int} | set(OPTIONAL_QUEUE_FIELDS)
+PROFILE_WORKER_GROUP_FIELDS = {k for k, v in WORKER_GROUP_FIELDS.items() if v is int} | set(
+    OPTIONAL_WORKER_GROUP_FIELDS
+)
 
 
 class TopologyError(ValueError):
@@ -229,10 +232,10 @@ def apply_profile(raw: dict[str, Any], profile: str) -> dict[str, Any]:
     overlay = profiles[profile] or {}
     if not isinstance(overlay, dict):
         raise TopologyError(f"profiles.{profile}: expected a mapping, got {overlay!r}")
-    for section in ("retry", "queues"):
+    for section in ("retry", "queues", "worker_groups"):
         if section in overlay and not isinstance(overlay[section], dict):
             raise TopologyError(f"profiles.{profile}.{section}: expected a mapping, got {overlay[section]!r}")
-    unknown = set(overlay) - {"visibility_margin_seconds", "retry", "queues"}
+    unknown = set(overlay) - {"visibility_margin_seconds", "retry", "queues", "worker_groups"}
     if unknown:
         raise TopologyError(f"profiles.{profile}: unknown key(s) {sorted(unknown)}")
     merged = {**raw, "queues": {k: dict(v) for k, v in (raw.get("queues") or {}).items()}}
@@ -249,7 +252,24 @@ def apply_profile(raw: dict[str, Any], profile: str) -> dict[str, Any]:
         if bad:
             raise TopologyError(f"profiles.{profile}.queues.{key}: only numbers may change, not {sorted(bad)}")
         merged["queues"][key].update(fields)
+    if overlay.get("worker_groups"):
+        merged["worker_groups"] = _overlay_worker_groups(raw.get("worker_groups"), overlay["worker_groups"], profile)
     return merged
+
+
+def _overlay_worker_groups(groups: Any, overlay: dict[str, Any], profile: str) -> dict[str, Any]:
+    groups = {k: dict(v) for k, v in (groups or {}).items() if isinstance(v, dict)}
+    for name, fields in overlay.items():
+        where = f"profiles.{profile}.worker_groups.{name}"
+        if name not in groups:
+            raise TopologyError(f"{where}: no such worker group")
+        if not isinstance(fields, dict):
+            raise TopologyError(f"{where}: expected a mapping, got {fields!r}")
+        bad = set(fields) - PROFILE_WORKER_GROUP_FIELDS
+        if bad:
+            raise TopologyError(f"{where}: only numbers may change, not {sorted(bad)}")
+        groups[name].update(fields)
+    return groups
 
 
 def parse_topology(raw: Any, source: Path, profile: str | None = None) -> Topology:

@@ -505,3 +505,22 @@ def test_prefetch_multiplier_above_one_needs_a_heartbeat_on_every_queue_of_the_g
     # AND with a multiplier of 1 the same queue is fine
     raw["worker_groups"]["main"]["prefetch_multiplier"] = 1
     assert parse_topology(raw, DEFAULT_TOPOLOGY_PATH).worker_groups["main"].prefetch == 4
+
+
+def test_a_profile_may_change_a_worker_groups_numbers_but_not_its_queues():
+    # GIVEN a profile raising the main group's prefetch multiplier, and one moving a queue between groups
+    raw = yaml.safe_load(DEFAULT_TOPOLOGY_PATH.read_text())
+    raw["profiles"]["short"] = {"worker_groups": {"main": {"prefetch_multiplier": 3, "concurrency": 8}}}
+    raw["profiles"]["moved"] = {"worker_groups": {"bulk": {"queues": ["low_priority", "default"]}}}
+    raw["profiles"]["ghost"] = {"worker_groups": {"nope": {"concurrency": 1}}}
+    # WHEN parsed with each
+    short = parse_topology(raw, DEFAULT_TOPOLOGY_PATH, profile="short")
+    # THEN the numbers change, nothing else does
+    assert (short.worker_groups["main"].prefetch_multiplier, short.worker_groups["main"].concurrency) == (3, 8)
+    assert short.worker_groups["main"].queues == ("high_priority", "default")
+    assert parse_topology(raw, DEFAULT_TOPOLOGY_PATH).worker_groups["main"].prefetch_multiplier == 1
+    # AND a profile that moves a queue, or names an unknown group, is refused
+    with pytest.raises(TopologyError, match=r"profiles\.moved\.worker_groups\.bulk: only numbers may change"):
+        parse_topology(raw, DEFAULT_TOPOLOGY_PATH, profile="moved")
+    with pytest.raises(TopologyError, match=r"profiles\.ghost\.worker_groups\.nope: no such worker group"):
+        parse_topology(raw, DEFAULT_TOPOLOGY_PATH, profile="ghost")
