@@ -51,6 +51,15 @@ def summary_rows(results: dict[str, dict]) -> list[list]:
             f"raw boto3 {low['raw_boto3']['tasks_per_s']}",
             r["low_depth_after_vs_raw"],
         )
+        prefetch = f"worker_prefetch_{t.get('prefetch_multiplier_variant')}"
+        if prefetch in low:
+            add(
+                "throughput",
+                f"worker, prefetch_multiplier {t['prefetch_multiplier_variant']} tasks/s ({shallow})",
+                low[prefetch]["tasks_per_s"],
+                f"raw boto3 {low['raw_boto3']['tasks_per_s']}",
+                r["low_depth_prefetch_vs_raw"],
+            )
         add(
             "worker CPU",
             "s per 1000 tasks",
@@ -67,6 +76,15 @@ def summary_rows(results: dict[str, dict]) -> list[list]:
             f"raw boto3 {per['raw_boto3']['total']}",
             q["ratios"]["worker_vs_raw_boto3_requests_per_task"],
         )
+        prefetch = next((k for k in per if k.startswith("worker_prefetch_")), None)
+        if prefetch:
+            add(
+                "requests",
+                f"per task ({prefetch.replace('_', ' ')})",
+                per[prefetch]["total"],
+                f"raw boto3 {per['raw_boto3']['total']}",
+                q["ratios"]["prefetch_vs_raw_boto3_requests_per_task"],
+            )
         add(
             "requests",
             "$ per 1M tasks (worker)",

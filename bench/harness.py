@@ -34,6 +34,11 @@ WORKER_VARIANTS: dict[str, dict[str, str]] = {
 }
 WORKER_READY = " ready."
 PROFILE = "bench"
+# The worker as a short-task group would run it: the bench profile plus that group's prefetch_multiplier.
+PREFETCH_PROFILE = "bench-prefetch"
+PREFETCH_MULTIPLIER = int(os.environ.get("BENCH_PREFETCH_MULTIPLIER", "3"))
+WORKER_VARIANTS[f"worker_prefetch_{PREFETCH_MULTIPLIER}"] = {"QUEUE_TOPOLOGY_PROFILE": PREFETCH_PROFILE}
+PREFETCH_VARIANT = f"worker_prefetch_{PREFETCH_MULTIPLIER}"
 
 
 def is_smoke() -> bool:
@@ -126,9 +131,15 @@ def print_table(title: str, header: list[str], rows: list[list[Any]]) -> None:
 
 
 def bench_topology(workdir: Path, overrides: dict[str, Any]) -> Path:
-    """queues.yml with a `bench` profile laid over it: names and routes stay the topology's own."""
+    """queues.yml with a `bench` profile laid over it: names and routes stay the topology's own. A second
+    profile, `bench-prefetch`, also gives the `default` queue's worker group PREFETCH_MULTIPLIER."""
     raw = yaml.safe_load((REPO_ROOT / "queues.yml").read_text())
+    group = next(name for name, g in raw["worker_groups"].items() if "default" in g["queues"])
     raw.setdefault("profiles", {})[PROFILE] = overrides
+    raw["profiles"][PREFETCH_PROFILE] = {
+        **overrides,
+        "worker_groups": {group: {"prefetch_multiplier": PREFETCH_MULTIPLIER}},
+    }
     path = workdir / "queues.bench.yml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path

@@ -17,6 +17,7 @@ from collections import Counter
 from typing import Any
 
 from bench.harness import (
+    PREFETCH_VARIANT,
     WORKER_VARIANTS,
     Progress,
     Stack,
@@ -113,12 +114,12 @@ def main() -> int:
     n = size("BENCH_REQUESTS_TASKS", 300, 20)
     idle_seconds = size("BENCH_IDLE_SECONDS", 180, 25)
     progress = Progress("requests")
-    print(f"requests: {n} tasks drained three ways, counted at the endpoint; then an idle worker for {idle_seconds} s")
+    print(f"requests: {n} tasks drained five ways, counted at the endpoint; then an idle worker for {idle_seconds} s")
     with stack("requests", proxy=True) as bench:
         drains = {
             **{
                 variant: drain_with_worker(bench, n, progress, variant=variant)
-                for variant in ("worker", "worker_fetch_only", "worker_before")
+                for variant in ("worker", "worker_fetch_only", "worker_before", PREFETCH_VARIANT)
             },
             "raw_boto3": drain_raw_boto3(bench, n, progress),
         }
@@ -143,6 +144,7 @@ def main() -> int:
     ratios = {
         "worker_vs_raw_boto3_requests_per_task": ratio(worker, raw),
         "worker_vs_before_requests_per_task": ratio(worker, before),
+        "prefetch_vs_raw_boto3_requests_per_task": ratio(drains[PREFETCH_VARIANT]["total"], raw),
     }
     print_table("ratios", ["ratio", "value"], [[k, v] for k, v in ratios.items()])
     write_results(

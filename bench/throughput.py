@@ -1,8 +1,9 @@
 """Throughput and worker CPU: the project's worker vs a raw boto3 loop vs Celery on Redis, one run, same tasks.
 
 Part 1 drains BENCH_TASKS (2000) no-op tasks three ways. Part 2 (issue E item 7) drains BENCH_SHALLOW_TASKS (300)
-with the worker as shipped, with only fetch-when-a-slot-frees, and as before (kombu's pace), beside the raw loop,
-BENCH_ROUNDS (3) times in turn; the median round of each is reported.
+with the worker as shipped, with only fetch-when-a-slot-frees, as before (kombu's pace), and as a short-task worker
+group would run it (prefetch_multiplier BENCH_PREFETCH_MULTIPLIER, 3), beside the raw loop, BENCH_ROUNDS (3) times
+in turn; the median round of each is reported.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 
 from bench import redis_broker
 from bench.harness import (
+    PREFETCH_MULTIPLIER,
+    PREFETCH_VARIANT,
     WORKER_VARIANTS,
     Progress,
     Stack,
@@ -101,7 +104,7 @@ def drain_redis_worker(bench: Stack, n: int, progress: Progress) -> dict[str, An
         broker.clear()
 
 
-LOW_DEPTH_CONTENDERS = ("raw_boto3", "worker_before", "worker_fetch_only", "worker")
+LOW_DEPTH_CONTENDERS = ("raw_boto3", "worker_before", "worker_fetch_only", "worker", PREFETCH_VARIANT)
 
 
 def low_depth_rounds(bench: Stack, n: int, rounds: int, progress: Progress) -> dict[str, Any]:
@@ -148,6 +151,7 @@ def main() -> int:
         "low_depth_fetch_only_vs_raw": ratio(low["worker_fetch_only"]["tasks_per_s"], low["raw_boto3"]["tasks_per_s"]),
         "low_depth_after_vs_raw": ratio(low["worker"]["tasks_per_s"], low["raw_boto3"]["tasks_per_s"]),
         "low_depth_after_vs_before": ratio(low["worker"]["tasks_per_s"], low["worker_before"]["tasks_per_s"]),
+        "low_depth_prefetch_vs_raw": ratio(low[PREFETCH_VARIANT]["tasks_per_s"], low["raw_boto3"]["tasks_per_s"]),
     }
     rows = [
         [f"{n} tasks", name, r["tasks_per_s"], r["seconds"], r.get("worker_cpu_s_per_1000"), ""]
@@ -171,7 +175,14 @@ def main() -> int:
     print_table("ratios", ["ratio", "value"], [[k, v] for k, v in ratios.items()])
     write_results(
         "throughput",
-        {"concurrency": CONCURRENCY, "task": TASK, "deep": deep, "low_depth": low, "ratios": ratios},
+        {
+            "concurrency": CONCURRENCY,
+            "prefetch_multiplier_variant": PREFETCH_MULTIPLIER,
+            "task": TASK,
+            "deep": deep,
+            "low_depth": low,
+            "ratios": ratios,
+        },
     )
     return 0
 
