@@ -112,12 +112,7 @@ class WorkerGroup:
     min_tasks: int
     max_tasks: int
     backlog_per_task: int
-    prefetch_multiplier: int = 1
-
-    @property
-    def prefetch(self) -> int:
-        """Messages one worker of this group holds at most: running plus received but not started."""
-        return self.concurrency * self.prefetch_multiplier
+    prefetch_multiplier: int = 1  # messages held per slot: 1 holds none unstarted
 
 
 @dataclass(frozen=True)

@@ -469,10 +469,9 @@ def test_prefetch_multiplier_defaults_to_one_and_is_read_per_group():
     # WHEN the multiplier of a worker on some queues is asked
     # THEN the shipped groups hold nothing they have not started
     assert {g.prefetch_multiplier for g in real.worker_groups.values()} == {1}
-    # AND a worker on the raised group's queues gets its multiplier, its prefetch is concurrency x multiplier
+    # AND a worker on the raised group's queues gets its multiplier
     assert raised.prefetch_multiplier_for(["default"]) == 3
     assert raised.prefetch_multiplier_for(["high_priority", "default"]) == 3
-    assert raised.worker_groups["main"].prefetch == 12
     # AND a worker on queues of two groups gets the lower one (the local stack's worker consumes every queue)
     assert raised.prefetch_multiplier_for(["default", "low_priority"]) == 1
     assert raised.prefetch_multiplier_for([]) == 1
@@ -504,7 +503,7 @@ def test_prefetch_multiplier_above_one_needs_a_heartbeat_on_every_queue_of_the_g
         parse_topology(raw, DEFAULT_TOPOLOGY_PATH)
     # AND with a multiplier of 1 the same queue is fine
     raw["worker_groups"]["main"]["prefetch_multiplier"] = 1
-    assert parse_topology(raw, DEFAULT_TOPOLOGY_PATH).worker_groups["main"].prefetch == 4
+    assert parse_topology(raw, DEFAULT_TOPOLOGY_PATH).worker_groups["main"].prefetch_multiplier == 1
 
 
 def test_a_profile_may_change_a_worker_groups_numbers_but_not_its_queues():
