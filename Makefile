@@ -46,7 +46,7 @@ soak: bootstrap
 
 .PHONY: bench bench-smoke
 
-## bench: every benchmark at full size, side by side; prints ratios, writes bench/results/*.json (28 min here)
+## bench: every benchmark at full size, side by side; prints ratios, writes bench/results/*.json (22 min here)
 bench: bootstrap
 	$(PY) -m bench $(BENCH)
 

@@ -130,7 +130,11 @@ def main() -> int:
     shallow = size("BENCH_SHALLOW_TASKS", 300, 20)
     rounds = size("BENCH_ROUNDS", 3, 1)
     progress = Progress("throughput")
-    print(f"throughput: {n} tasks three ways, then {shallow} by the worker before and after, and raw", flush=True)
+    print(
+        f"throughput: {n} tasks three ways, then {shallow} by the worker before, after, with prefetch multiplier "
+        f"{PREFETCH_MULTIPLIER}, and raw",
+        flush=True,
+    )
     with stack("throughput", topology=TOPOLOGY) as bench:
         bench.fresh_queues()
         deep = {
