@@ -233,38 +233,42 @@ def apply_profile(raw: dict[str, Any], profile: str) -> dict[str, Any]:
     unknown = set(overlay) - {"visibility_margin_seconds", "retry", "queues", "worker_groups"}
     if unknown:
         raise TopologyError(f"profiles.{profile}: unknown key(s) {sorted(unknown)}")
-    merged = {**raw, "queues": {k: dict(v) for k, v in (raw.get("queues") or {}).items()}}
+    merged = {**raw, "queues": _overlay_numbers(profile, "queues", raw.get("queues"), overlay.get("queues"))}
     if "visibility_margin_seconds" in overlay:
         merged["visibility_margin_seconds"] = overlay["visibility_margin_seconds"]
     if "retry" in overlay:
         merged["retry"] = {**(raw.get("retry") or {}), **overlay["retry"]}
-    for key, fields in (overlay.get("queues") or {}).items():
-        if key not in merged["queues"]:
-            raise TopologyError(f"profiles.{profile}.queues.{key}: no such queue")
-        if not isinstance(fields, dict):
-            raise TopologyError(f"profiles.{profile}.queues.{key}: expected a mapping, got {fields!r}")
-        bad = set(fields) - PROFILE_QUEUE_FIELDS
-        if bad:
-            raise TopologyError(f"profiles.{profile}.queues.{key}: only numbers may change, not {sorted(bad)}")
-        merged["queues"][key].update(fields)
     if overlay.get("worker_groups"):
-        merged["worker_groups"] = _overlay_worker_groups(raw.get("worker_groups"), overlay["worker_groups"], profile)
+        merged["worker_groups"] = _overlay_numbers(
+            profile, "worker_groups", raw.get("worker_groups"), overlay["worker_groups"]
+        )
     return merged
 
 
-def _overlay_worker_groups(groups: Any, overlay: dict[str, Any], profile: str) -> dict[str, Any]:
-    groups = {k: dict(v) for k, v in (groups or {}).items() if isinstance(v, dict)}
-    for name, fields in overlay.items():
-        where = f"profiles.{profile}.worker_groups.{name}"
-        if name not in groups:
-            raise TopologyError(f"{where}: no such worker group")
+# What a profile may change in each section's entries, and what an entry is called in an error.
+_PROFILE_NUMBERS = {
+    "queues": (PROFILE_QUEUE_FIELDS, "queue"),
+    "worker_groups": (PROFILE_WORKER_GROUP_FIELDS, "worker group"),
+}
+
+
+def _overlay_numbers(profile: str, section: str, entries: Any, overlay: Any) -> dict[str, Any]:
+    """A section's entries (queues, worker groups) with a profile's numbers laid over them, copied; an entry
+    that is no mapping is left for the parser to refuse."""
+    allowed, noun = _PROFILE_NUMBERS[section]
+    merged = {key: dict(value) if isinstance(value, dict) else value for key, value in (entries or {}).items()}
+    for key, fields in (overlay or {}).items():
+        where = f"profiles.{profile}.{section}.{key}"
+        if key not in merged:
+            raise TopologyError(f"{where}: no such {noun}")
         if not isinstance(fields, dict):
             raise TopologyError(f"{where}: expected a mapping, got {fields!r}")
-        bad = set(fields) - PROFILE_WORKER_GROUP_FIELDS
+        bad = set(fields) - allowed
         if bad:
             raise TopologyError(f"{where}: only numbers may change, not {sorted(bad)}")
-        groups[name].update(fields)
-    return groups
+        if isinstance(merged[key], dict):
+            merged[key].update(fields)
+    return merged
 
 
 def parse_topology(raw: Any, source: Path, profile: str | None = None) -> Topology:
