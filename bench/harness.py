@@ -37,8 +37,8 @@ PROFILE = "bench"
 # The worker as a short-task group would run it: the bench profile plus that group's prefetch_multiplier.
 PREFETCH_PROFILE = "bench-prefetch"
 PREFETCH_MULTIPLIER = int(os.environ.get("BENCH_PREFETCH_MULTIPLIER", "3"))
-WORKER_VARIANTS[f"worker_prefetch_{PREFETCH_MULTIPLIER}"] = {"QUEUE_TOPOLOGY_PROFILE": PREFETCH_PROFILE}
 PREFETCH_VARIANT = f"worker_prefetch_{PREFETCH_MULTIPLIER}"
+WORKER_VARIANTS[PREFETCH_VARIANT] = {"QUEUE_TOPOLOGY_PROFILE": PREFETCH_PROFILE}
 
 
 def is_smoke() -> bool:

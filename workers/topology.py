@@ -150,13 +150,15 @@ class Topology:
         return min(multipliers, default=1)
 
 
-def _typed(section: str, data: Any, fields: dict[str, type]) -> dict[str, Any]:
+def _typed(section: str, data: Any, fields: dict[str, type], optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The section's keys, each of its type; `optional` keys get their defaults (the caller checks them)."""
+    optional = optional or {}
     if not isinstance(data, dict):
         raise TopologyError(f"{section}: expected a mapping, got {type(data).__name__}")
-    unknown = set(data) - set(fields)
+    unknown = set(data) - set(fields) - set(optional)
     missing = set(fields) - set(data)
     if unknown:
-        raise TopologyError(f"{section}: unknown key(s) {sorted(unknown)} (allowed: {sorted(fields)})")
+        raise TopologyError(f"{section}: unknown key(s) {sorted(unknown)} (allowed: {sorted({*fields, *optional})})")
     if missing:
         raise TopologyError(f"{section}: missing key(s) {sorted(missing)}")
     for field, kind in fields.items():
@@ -164,7 +166,7 @@ def _typed(section: str, data: Any, fields: dict[str, type]) -> dict[str, Any]:
         # bool is an int subclass: refuse `true` where a number is meant.
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise TopologyError(f"{section}.{field}: expected {kind.__name__}, got {value!r}")
-    return data
+    return {**optional, **data}
 
 
 def _check_range(where: str, value: int, low: int, high: int) -> None:
@@ -174,11 +176,8 @@ def _check_range(where: str, value: int, low: int, high: int) -> None:
 
 def _parse_queue(key: str, raw: Any, margin: int) -> QueueSpec:
     where = f"queues.{key}"
-    if not isinstance(raw, dict):
-        raise TopologyError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    optional = {field: raw.get(field, default) for field, default in OPTIONAL_QUEUE_FIELDS.items()}
-    data = _typed(where, {k: v for k, v in raw.items() if k not in OPTIONAL_QUEUE_FIELDS}, QUEUE_FIELDS)
-    heartbeat = optional["visibility_heartbeat_seconds"]
+    data = _typed(where, raw, QUEUE_FIELDS, OPTIONAL_QUEUE_FIELDS)
+    heartbeat = data.pop("visibility_heartbeat_seconds")
     if not isinstance(heartbeat, int) or isinstance(heartbeat, bool) or heartbeat < 0:
         raise TopologyError(f"{where}.visibility_heartbeat_seconds: expected a non-negative int, got {heartbeat!r}")
     _check_range(f"{where}.visibility_timeout", data["visibility_timeout"], 0, SQS_MAX_VISIBILITY_TIMEOUT)
@@ -330,14 +329,7 @@ def _parse_worker_groups(raw: Any, queues: dict[str, QueueSpec]) -> dict[str, Wo
     groups = {}
     owner: dict[str, str] = {}
     for name, data in raw.items():
-        if not isinstance(data, dict):
-            raise TopologyError(f"worker_groups.{name}: expected a mapping, got {type(data).__name__}")
-        optional = {field: data.get(field, default) for field, default in OPTIONAL_WORKER_GROUP_FIELDS.items()}
-        fields = _typed(
-            f"worker_groups.{name}",
-            {k: v for k, v in data.items() if k not in OPTIONAL_WORKER_GROUP_FIELDS},
-            WORKER_GROUP_FIELDS,
-        )
+        fields = _typed(f"worker_groups.{name}", data, WORKER_GROUP_FIELDS, OPTIONAL_WORKER_GROUP_FIELDS)
         for key in fields["queues"]:
             if key not in queues:
                 raise TopologyError(f"worker_groups.{name}: unknown queue {key!r}; one of {sorted(queues)}")
@@ -353,16 +345,16 @@ def _parse_worker_groups(raw: Any, queues: dict[str, QueueSpec]) -> dict[str, Wo
             )
         if fields["backlog_per_task"] < 1:
             raise TopologyError(f"worker_groups.{name}.backlog_per_task must be positive")
-        _check_prefetch_multiplier(name, optional["prefetch_multiplier"], fields, queues)
-        groups[name] = WorkerGroup(name=name, **{**fields, **optional, "queues": tuple(fields["queues"])})
+        _check_prefetch_multiplier(name, fields, queues)
+        groups[name] = WorkerGroup(name=name, **{**fields, "queues": tuple(fields["queues"])})
     orphans = sorted(set(queues) - set(owner))
     if orphans:
         raise TopologyError(f"queue(s) {orphans} are in no worker group: nothing would consume them")
     return groups
 
 
-def _check_prefetch_multiplier(name: str, value: Any, fields: dict[str, Any], queues: dict[str, QueueSpec]) -> None:
-    where = f"worker_groups.{name}.prefetch_multiplier"
+def _check_prefetch_multiplier(name: str, fields: dict[str, Any], queues: dict[str, QueueSpec]) -> None:
+    where, value = f"worker_groups.{name}.prefetch_multiplier", fields["prefetch_multiplier"]
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_PREFETCH_MULTIPLIER:
         raise TopologyError(f"{where}: expected an int from 1 to {MAX_PREFETCH_MULTIPLIER}, got {value!r}")
     if value > 1:
