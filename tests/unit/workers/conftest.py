@@ -37,6 +37,11 @@ class RecordingHub:
         for _delay, callback, args in pending:
             callback(*args)
 
+    def fire(self, name: str) -> None:
+        """Run the timers scheduled for callback `name` (leaving them scheduled), as if their delay ran out."""
+        for _delay, callback, args in [t for t in self.later if t[1].__name__ == name]:
+            callback(*args)
+
 
 @pytest.fixture
 def make_channel(monkeypatch):

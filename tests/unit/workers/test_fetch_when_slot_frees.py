@@ -141,8 +141,7 @@ def test_a_lone_free_slot_is_filled_when_the_short_wait_ends(make_channel):
 
     # WHEN one task ends and no other follows
     channel.basic_ack(tags[0])
-    for _delay, callback, args in [t for t in channel.hub.later if t[1].__name__ == "_on_coalesce_timer"]:
-        callback(*args)
+    channel.hub.fire("_on_coalesce_timer")
     channel.hub.run_soon()
 
     # THEN the loop receives for the one free slot (20 ms later, not kombu's polling_interval)
@@ -162,8 +161,7 @@ def test_the_loop_does_not_receive_for_a_lone_slot_while_the_others_are_busy(mak
     assert receives == []
     assert [cb.__name__ for _d, cb, _a in channel.hub.later] == ["_on_slot_timer", "_on_coalesce_timer"]
     # AND when that short wait ends with nothing else freed, it receives for the one slot
-    for _delay, callback, args in [t for t in channel.hub.later if t[1].__name__ == "_on_coalesce_timer"]:
-        callback(*args)
+    channel.hub.fire("_on_coalesce_timer")
     channel.hub.run_soon()
     assert receives == ["default"]
 
