@@ -21,24 +21,22 @@ def env_str(name: str, default: str | None | object = _MISSING) -> str | None:
     return value
 
 
-def env_int(name: str, default: int) -> int:
+def _env_number(name: str, default, convert, what: str):
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        return convert(raw)
     except ValueError:
-        raise EnvError(f"environment variable {name}={raw!r} is not an integer") from None
+        raise EnvError(f"environment variable {name}={raw!r} is not {what}") from None
+
+
+def env_int(name: str, default: int) -> int:
+    return _env_number(name, default, int, "an integer")
 
 
 def env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise EnvError(f"environment variable {name}={raw!r} is not a number") from None
+    return _env_number(name, default, float, "a number")
 
 
 def env_bool(name: str, default: bool) -> bool:
