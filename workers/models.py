@@ -1,4 +1,5 @@
-"""TaskExecution: one row per idempotent task id, a lease while it runs, `done` once its effects commit."""
+"""TaskExecution: one row per idempotent task id, a lease while it runs, `done` once its effects commit;
+DiscardedMessage: a message the worker deleted without running its task, and why."""
 
 from django.db import models
 
@@ -29,3 +30,23 @@ class BeatLease(models.Model):
     name = models.CharField(max_length=50, primary_key=True)
     owner = models.CharField(max_length=200)
     expires_at = models.DateTimeField()
+
+
+class DiscardReason(models.TextChoices):
+    EXPIRED = "expired"  # its `expires` had passed when a worker received it
+    REVOKED = "revoked"  # revoked (Celery's revoke path) before it ran
+    CANCELLED = "cancelled"  # its Job was cancelled before it ran
+
+
+class DiscardedMessage(models.Model):
+    """One row per message a worker deleted without running it: a recorded outcome, never a silent drop."""
+
+    task_id = models.CharField(max_length=64, db_index=True)
+    task_name = models.CharField(max_length=200)
+    queue = models.CharField(max_length=64)
+    reason = models.CharField(max_length=20, choices=DiscardReason.choices)
+    detail = models.TextField(blank=True, default="")
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.task_name}[{self.task_id}] {self.reason}"

@@ -8,13 +8,15 @@ from django.db import models
 
 
 class JobState(models.TextChoices):
-    PENDING = "pending"  # stored; its task is published once the transaction commits
+    PENDING = "pending"  # stored (the outbox): published after the commit, or later by the relay's sweep
     QUEUED = "queued"  # SQS accepted the message
     RUNNING = "running"
     RETRYING = "retrying"  # failed; a retry is queued with a delay
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # retries spent; SQS redelivers it until the redrive policy moves it to the DLQ
-    PUBLISH_FAILED = "publish_failed"  # the broker could not be reached; nothing was queued
+    EXPIRED = "expired"  # its `expires` passed before a worker ran it: deleted, not run (finished_at says when)
+    CANCELLED = "cancelled"  # cancelled before it ran
+    PUBLISH_FAILED = "publish_failed"  # legacy rows only: a failed publish now stays pending for the relay
     REFUSED = "refused"  # a publish guard refused the message (too large, delay too long)
 
 
@@ -26,6 +28,12 @@ class Job(models.Model):
     state = models.CharField(max_length=20, choices=JobState.choices, default=JobState.PENDING, db_index=True)
     task_id = models.CharField(max_length=36, unique=True, default=uuid.uuid4)
     attempts = models.PositiveIntegerField(default=0)  # times a worker started it
+    # The outbox: publishing is retried by the relay until SQS accepts the message.
+    publish_attempts = models.PositiveIntegerField(default=0)
+    publish_error = models.TextField(blank=True, default="")  # the last failed publish, if any
+    next_publish_at = models.DateTimeField(null=True, blank=True, db_index=True)  # pending: when the relay tries
+    published_at = models.DateTimeField(null=True, blank=True)
+    due_at = models.DateTimeField(null=True, blank=True)  # a countdown/ETA: when it may run
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -49,6 +57,10 @@ class Job(models.Model):
             "state": self.state,
             "task_id": str(self.task_id),
             "attempts": self.attempts,
+            "publish_attempts": self.publish_attempts,
+            "publish_error": self.publish_error,
+            "published_at": self.published_at.isoformat() if self.published_at else None,
+            "due_at": self.due_at.isoformat() if self.due_at else None,
             "result": self.result,
             "error": self.error,
             "created_at": self.created_at.isoformat() if self.created_at else None,
