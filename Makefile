@@ -40,7 +40,7 @@ lint-infra: synth
 
 .PHONY: soak
 
-## soak: SOAK_TASKS (2000) idempotent tasks, two workers SIGKILLed at random; fails on any lost or duplicate effect
+## soak: SOAK_TASKS (2000) idempotent tasks, two workers SIGKILLed, paused and cut off from SQS at random; fails on any lost or duplicate effect
 soak: bootstrap
 	$(PY) -m devstack.soak
 

@@ -2,11 +2,11 @@
 workers and break their SQS endpoint at random until the queue drains, then check the database: every task's
 effect exactly once.
 
-Bounded: SOAK_TIMEOUT (1200) seconds at most; every process it starts is stopped by PID when it ends, a paused
-worker resumed first (also on Ctrl-C or SIGTERM). Own moto server and SQLite database (or SOAK_DATABASE_URL)
-under a temporary directory it names at the start and the end, `soak` topology profile. Workers and the
-publisher reach SQS through one fault proxy (devstack/fault_proxy.py); the disruptions are in
-devstack/soak_chaos.py, the verdict and the last line in devstack/soak_report.py:
+Bounded: SOAK_TIMEOUT (1200, or a second per task above 1200 tasks) seconds at most; every process it starts
+is stopped by PID when it ends, a paused worker resumed first (also on Ctrl-C or SIGTERM). Own moto server and
+SQLite database (or SOAK_DATABASE_URL) under a temporary directory it names at the start and the end, `soak`
+topology profile. Workers and the publisher reach SQS through one fault proxy (devstack/fault_proxy.py); the
+disruptions are in devstack/soak_chaos.py, the verdict and the last line in devstack/soak_report.py:
 `soak: tasks=… kills=… pauses=… faults=… hops=… expired=… dlq=… executions=… lost=… duplicate_effects=…`;
 the exit code is 0 only when lost and duplicate_effects are both 0.
 """
@@ -138,7 +138,7 @@ def main() -> int:
     expired_tasks = env_int("SOAK_EXPIRED_TASKS", 0)
     # Long enough that a kill usually lands mid-task: the worker drains 20 ms tasks too fast to be hit.
     task_seconds = env_float("SOAK_TASK_SECONDS", 0.2)
-    timeout = env_int("SOAK_TIMEOUT", 1200)
+    timeout = env_int("SOAK_TIMEOUT", max(1200, tasks))
     use_proxy = env_int("SOAK_FAULTS", 1) != 0
     settings_ = chaos_settings()
     rng = random.Random(env_int("SOAK_SEED", 1))  # noqa: S311 (choosing victims, not secrets)

@@ -124,6 +124,7 @@ class Chaos:
         self.tally = Tally()
         self._pause: _Pause | None = None
         self._fault_ends: float | None = None
+        self._next = {"kill": float("inf"), "pause": float("inf"), "fault": float("inf")}  # set by start()
         self._stop = threading.Event()
         self._lock = threading.Lock()  # around every start and end, so close() never races the thread
         self._thread: threading.Thread | None = None
@@ -182,8 +183,8 @@ class Chaos:
             self._kill()
             self._next["kill"] = now + self.settings.kill_every
         if now >= self._next["pause"] and self._pause is None:
-            self._start_pause(now)
-            self._next["pause"] = now + self.settings.pause_every
+            # The next pause is counted from this one's end (_end_pause), so a worker runs between two pauses.
+            self._next["pause"] = float("inf") if self._start_pause(now) else now + self.settings.pause_every
         if now >= self._next["fault"] and self._fault_ends is None and self.proxy is not None:
             self._start_fault(now)
             self._next["fault"] = now + self.settings.fault_every
@@ -205,28 +206,30 @@ class Chaos:
             processes.signal_group(victim, signal.SIGKILL)  # the whole worker
         self.tally.kills += 1
 
-    def _start_pause(self, now: float) -> None:
+    def _start_pause(self, now: float) -> bool:
         candidates = self._candidates()
         if not candidates:
-            return
+            return False
         victim = self.rng.choice(candidates)
         seconds = self.rng.uniform(self.settings.pause_min_seconds, self.settings.pause_max_seconds)
         try:
             os.killpg(victim.pid, signal.SIGSTOP)  # the main process and its pool: a frozen container
         except ProcessLookupError:
-            return
+            return False
         self._pause = _Pause(victim.pid, now + seconds)
         self.tally.pauses += 1
         longer = seconds > self.lease_seconds
         self.tally.long_pauses += longer
         past = " (past the lease)" if longer else ""
         self.log(f"soak: {_clock()} paused worker pid {victim.pid} for {seconds:.1f} s{past}")
+        return True
 
     def _end_pause(self) -> None:
         pause, self._pause = self._pause, None
         if pause is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pause.pgid, signal.SIGCONT)
+            self._next["pause"] = time.monotonic() + self.settings.pause_every
 
     def _start_fault(self, now: float) -> None:
         fault = draw_fault(self.rng, self.settings.fault_max_seconds)
