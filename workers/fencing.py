@@ -41,6 +41,11 @@ class LeaseLost(Ignore):
             f"{current_owner} generation {current_generation} (now {current_state})"
         )
 
+    def __reduce__(self):
+        # Celery pickles a task's exception from the pool process to the main process: rebuild it from all
+        # four arguments (the default would call __init__ with the message alone, and the worker dies).
+        return type(self), (self.fence, self.current_owner, self.current_generation, self.current_state)
+
 
 def _held(fence: Fence) -> QuerySet:
     """The claim's row, only while this token still holds it."""

@@ -142,7 +142,7 @@ def _left_to_owner(lost: LeaseLost, what_happened: str) -> Reject:
         lost.current_state,
         what_happened,
     )
-    return Reject(lost, requeue=False)
+    return Reject(str(lost), requeue=False)
 
 
 def lease_for(task) -> float:

@@ -74,5 +74,16 @@ def test_a_worker_paused_past_its_lease_cannot_commit_after_a_takeover(start_wor
     # THEN its commit was refused: one Effect, and its log says its lease was taken over and it rolled back
     assert Effect.objects.filter(task_id=task_id).count() == 1
     assert "taken over" in paused.log() and "rolled back" in paused.log()
-    # AND nothing is left in the queue
+    # AND the resumed worker carries on (its main process got the outcome from its pool process): with the
+    # other worker stopped, it runs the next task; nothing is left queued
+    processes.stop(next(w for w in workers if w is not paused).proc, grace=15)
+    next_id = str(uuid.uuid4())
+    app.send_task("jobs.record_effect", kwargs={"key": "after"}, task_id=next_id)
+    processes.wait_for(
+        lambda: TaskExecution.objects.filter(task_id=next_id, state=ExecutionState.DONE).exists(),
+        timeout=30,
+        interval=0.2,
+        what="the resumed worker to run the next task",
+    )
+    assert paused.alive()
     assert queues.drained("default", timeout=30)

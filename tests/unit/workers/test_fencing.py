@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -112,3 +113,11 @@ def test_celerys_autoretry_never_retries_lease_lost():
     with mock.patch.object(task, "retry", side_effect=AssertionError("retried")) as retry, pytest.raises(LeaseLost):
         task.run()
     retry.assert_not_called()
+
+
+def test_lease_lost_survives_the_trip_from_the_pool_process():
+    # GIVEN a LeaseLost, as a pool process raises it (Celery pickles exceptions to the main process)
+    lost = LeaseLost(Fence("c4", "x", "host:1", generation=1), "host:2", 2, ExecutionState.DONE)
+    # WHEN pickled and loaded THEN it is the same, message and all
+    copy = pickle.loads(pickle.dumps(lost))  # noqa: S301 (our own bytes)
+    assert (copy.fence, copy.current_owner, copy.current_generation, str(copy)) == (lost.fence, "host:2", 2, str(lost))
