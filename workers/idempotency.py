@@ -108,7 +108,7 @@ def run_once(task_id: str, task_name: str, lease_seconds: float, call: Callable[
             # Its fenced commit (if any) rolled back: let the next delivery (a retry, a redelivery) claim it
             # at once, unless another run holds the claim now.
             if not release(fence):
-                logger.info("task %s[%s]: not released, the claim is no longer %s", task_name, task_id, fence)
+                logger.info("task %s[%s]: not released: the claim is done, or no longer %s", task_name, task_id, fence)
             raise
     if run.lost:  # the task caught LeaseLost itself
         raise _left_to_owner(run.lost, _ROLLED_BACK)

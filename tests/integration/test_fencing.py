@@ -12,6 +12,7 @@ from django.db import connection
 
 from api.jobs.models import Effect
 from devstack import processes
+from devstack.processes import REPO_ROOT
 from tests.integration.topology_files import write_topology
 from workers.celery_app import app
 from workers.models import ExecutionState, TaskExecution
@@ -29,12 +30,28 @@ def _owner_pid(task_id: str) -> int | None:
     return int(owner.rsplit(":", 1)[1]) if owner else None
 
 
-def test_a_worker_paused_past_its_lease_cannot_commit_after_a_takeover(start_worker, queues, tmp_path):
+def _start_two_workers(start_process, env: dict[str, str]) -> list:
+    """Two real `celery worker`s with one pool process each, started side by side (start-up is the slow part)."""
+    worker_env = {"PATH": processes.venv_path(), "WORKER_CONCURRENCY": "1", **env}
+    workers = [start_process("worker", [str(REPO_ROOT / "bin" / "start-worker")], env=worker_env) for _ in range(2)]
+    processes.wait_for(
+        lambda: all(" ready." in w.log() for w in workers) or any(not w.alive() for w in workers),
+        timeout=90,
+        interval=0.2,
+        what="two workers to be ready",
+    )
+    assert all(w.alive() for w in workers), "a worker exited during start-up"
+    return workers
+
+
+def test_a_worker_paused_past_its_lease_cannot_commit_after_a_takeover(
+    transactional_db, start_process, queues, tmp_path
+):
     if connection.vendor != "postgresql":
         pytest.skip("the fencing proof runs on PostgreSQL (export DATABASE_URL=postgres://...)")
     # GIVEN two workers with one pool process each, on a queue where a claim's lease is 5 s
     env = {"QUEUE_TOPOLOGY": str(write_topology(tmp_path, default=SHORT_LEASE)), "WORKER_QUEUES": "default"}
-    workers = [start_worker(concurrency=1, env=env) for _ in range(2)]
+    workers = _start_two_workers(start_process, env)
     task_id = str(uuid.uuid4())
 
     # WHEN one of them starts a record_effect that works 2 s before it writes its Effect
