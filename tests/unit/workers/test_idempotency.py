@@ -10,7 +10,8 @@ from django.db import connection
 from django.utils import timezone
 
 from api.jobs.models import Effect
-from workers.idempotency import Claim, Fence, LeaseLost, claim, fenced_commit, mark_done, release, run_once
+from workers.fencing import Fence, LeaseLost, mark_done, release
+from workers.idempotency import Claim, claim, fenced_commit, run_once
 from workers.models import ExecutionState, TaskExecution
 
 pytestmark = pytest.mark.django_db(transaction=True)
