@@ -30,7 +30,7 @@ from devstack.fault_proxy import FaultProxy
 from devstack.moto_server import start_moto_server, wait_until_up
 from devstack.processes import REPO_ROOT
 from devstack.soak_chaos import Chaos, ChaosSettings, Tally
-from devstack.soak_report import EXPIRED_MARK, HOP_MARK, count_log_lines, last_line, verdict
+from devstack.soak_report import EXPIRED_MARK, FENCED_MARK, HOP_MARK, count_log_lines, last_line, verdict
 from workers.env import env_float, env_int
 
 WORKERS = 2
@@ -128,6 +128,20 @@ class Workers:
                 processes.stop(proc, grace=5)
 
 
+class Say:
+    """Print a line and append it to soak.log in the log folder, beside the workers' logs it explains."""
+
+    def __init__(self, workdir: Path):
+        self.path = workdir / "soak.log"
+        self._lock = threading.Lock()  # the chaos thread says things too
+
+    def __call__(self, line: str) -> None:
+        with self._lock:
+            print(line, flush=True)
+            with self.path.open("a") as log:
+                log.write(line + "\n")
+
+
 def _raise_exit(signum, frame):
     raise SystemExit(128 + signum)  # SIGTERM: unwind through the finally blocks like Ctrl-C
 
@@ -146,7 +160,8 @@ def main() -> int:
         raise SystemExit(f"soak: SOAK_ETA_TASKS + SOAK_EXPIRED_TASKS must be between 0 and SOAK_TASKS ({tasks})")
     signal.signal(signal.SIGTERM, _raise_exit)
     workdir = Path(tempfile.mkdtemp(prefix="celery-sqs-soak-"))
-    print(f"soak: logs in {workdir}", flush=True)
+    say = Say(workdir)
+    say(f"soak: logs in {workdir}")
     port = processes.free_port()
     endpoint = f"http://127.0.0.1:{port}"
     proxy = FaultProxy(port, http=True).start() if use_proxy else None
@@ -213,7 +228,7 @@ def main() -> int:
                 except Exception as exc:  # noqa: BLE001 (a fault the proxy injected; the last one is raised)
                     if attempt == PUBLISH_ATTEMPTS - 1:
                         raise
-                    print(f"soak: publish of {task_id} failed ({type(exc).__name__}), again", flush=True)
+                    say(f"soak: publish of {task_id} failed ({type(exc).__name__}), again")
                     time.sleep(1)
 
         def done_count() -> int:
@@ -229,8 +244,9 @@ def main() -> int:
             # The first slice goes out at once (an empty queue's first long poll would take 20 s to prove the
             # workers poll); the first disruption waits until both workers are ready.
             if chaos is None and workers.all_ready():
-                print(f"soak: {time.monotonic() - started:5.0f} s both workers ready and polling", flush=True)
-                chaos = Chaos(settings_, rng=rng, workers=workers.ready, proxy=proxy, lease_seconds=lease).start()
+                say(f"soak: {time.monotonic() - started:5.0f} s both workers ready and polling")
+                chaos = Chaos(settings_, rng=rng, workers=workers.ready, proxy=proxy, lease_seconds=lease, log=say)
+                chaos.start()
             elif chaos is None and time.monotonic() - started > READY_TIMEOUT:
                 raise SystemExit(f"soak: the workers were not ready after {READY_TIMEOUT} s; see {workdir}")
             # Publish in slices while the queue is shallow: the emulator's receive slows as the queue grows.
@@ -247,17 +263,16 @@ def main() -> int:
             if now - last_report > 5:
                 last_report = now
                 tally = chaos.tally if chaos is not None else Tally()
-                print(
+                say(
                     f"soak: {now - started:5.0f} s published={published} done={done} kills={tally.kills} "
-                    f"pauses={tally.pauses} ({tally.long_pauses} past the lease) faults={tally.fault_episodes}",
-                    flush=True,
+                    f"pauses={tally.pauses} ({tally.long_pauses} past the lease) faults={tally.fault_episodes}"
                 )
             if published == tasks and done >= runnable and depth() == 0:
                 finished = True
                 break
             time.sleep(0.2)
         if not finished:
-            print(f"soak: timed out after {timeout} s", flush=True)
+            say(f"soak: timed out after {timeout} s")
         # End the disruptions, then give a resumed worker a lease's time to finish (or commit twice).
         if chaos is not None:
             chaos.close()
@@ -292,11 +307,11 @@ def main() -> int:
             "lost": lost,
             "duplicate_effects": duplicates,
         }
-        print(
+        say(
             f"soak: {time.monotonic() - started:.0f} s; {tally.long_pauses} of the pauses past the "
             f"{lease:g} s lease; {tally.fault_episodes} fault episodes, requests faulted by action: "
-            f"{dict(faulted)}; eta tasks={len(eta_ids)} expired tasks={len(expired_ids)}",
-            flush=True,
+            f"{dict(faulted)}; runs fenced off after losing their lease: {count_log_lines(logs, FENCED_MARK)}; "
+            f"eta tasks={len(eta_ids)} expired tasks={len(expired_ids)}"
         )
     finally:
         if chaos is not None:
@@ -305,8 +320,8 @@ def main() -> int:
         if proxy is not None:
             proxy.stop()
         processes.stop(moto, grace=5)
-        print(f"soak: logs in {workdir}", flush=True)
-    print(last_line(result), flush=True)
+        say(f"soak: logs in {workdir}")
+    say(last_line(result))
     return 0 if lost == 0 and duplicates == 0 else 1
 
 

@@ -12,6 +12,7 @@ FIELDS = (
 LAST_LINE = re.compile("^soak: " + " ".join(rf"{name}=(?P<{name}>\d+)" for name in FIELDS) + "$")
 HOP_MARK = "eta hop: "  # workers/eta_hop.py logs one per message sent back with DelaySeconds
 EXPIRED_MARK = "task expired: "  # workers/discards.py logs one per expired message deleted unrun
+FENCED_MARK = ": lease lost: "  # workers/idempotency.py: a run taken over (a pause past the lease) did not commit
 
 
 def last_line(counts: Mapping[str, int]) -> str:
