@@ -30,7 +30,7 @@ from devstack.fault_proxy import FaultProxy
 from devstack.moto_server import start_moto_server, wait_until_up
 from devstack.processes import REPO_ROOT
 from devstack.soak_chaos import Chaos, ChaosSettings, Tally
-from devstack.soak_report import EXPIRED_MARK, FENCED_MARK, HOP_MARK, count_log_lines, last_line, verdict
+from devstack.soak_report import EXPIRED_MARK, FENCED_MARKS, HOP_MARK, count_log_lines, last_line, verdict
 from workers.env import env_float, env_int
 
 WORKERS = 2
@@ -310,7 +310,7 @@ def main() -> int:
         say(
             f"soak: {time.monotonic() - started:.0f} s; {tally.long_pauses} of the pauses past the "
             f"{lease:g} s lease; {tally.fault_episodes} fault episodes, requests faulted by action: "
-            f"{dict(faulted)}; runs fenced off after losing their lease: {count_log_lines(logs, FENCED_MARK)}; "
+            f"{dict(faulted)}; stale runs refused by the fencing: {count_log_lines(logs, *FENCED_MARKS)}; "
             f"eta tasks={len(eta_ids)} expired tasks={len(expired_ids)}"
         )
     finally:

@@ -12,7 +12,9 @@ FIELDS = (
 LAST_LINE = re.compile("^soak: " + " ".join(rf"{name}=(?P<{name}>\d+)" for name in FIELDS) + "$")
 HOP_MARK = "eta hop: "  # workers/eta_hop.py logs one per message sent back with DelaySeconds
 EXPIRED_MARK = "task expired: "  # workers/discards.py logs one per expired message deleted unrun
-FENCED_MARK = ": lease lost: "  # workers/idempotency.py: a run taken over (a pause past the lease) did not commit
+# workers/idempotency.py: a run whose claim was taken over (a pause past the lease) was refused its commit, or
+# its release (the compare-and-set found another token).
+FENCED_MARKS = (": lease lost: ", ": not released: ")
 
 
 def last_line(counts: Mapping[str, int]) -> str:
@@ -24,12 +26,12 @@ def parse_last_line(line: str) -> dict[str, int] | None:
     return {name: int(value) for name, value in match.groupdict().items()} if match else None
 
 
-def count_log_lines(paths: Iterable[Path], mark: str) -> int:
-    """Log lines that contain `mark`, over every worker log."""
+def count_log_lines(paths: Iterable[Path], *marks: str) -> int:
+    """Log lines that contain any of `marks`, over every worker log."""
     total = 0
     for path in paths:
         with path.open(encoding="utf-8", errors="replace") as log:
-            total += sum(1 for line in log if mark in line)
+            total += sum(1 for line in log if any(mark in line for mark in marks))
     return total
 
 

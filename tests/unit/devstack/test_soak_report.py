@@ -44,3 +44,4 @@ def test_count_log_lines_counts_marked_lines_across_logs(tmp_path):
     # THEN each mark is counted once per line that has it
     assert count_log_lines([first, second], HOP_MARK) == 2
     assert count_log_lines([first, second], EXPIRED_MARK) == 1
+    assert count_log_lines([first, second], HOP_MARK, EXPIRED_MARK) == 3
