@@ -12,6 +12,7 @@ from kombu.transport.SQS import SQS_MAX_MESSAGES
 from kombu.utils.json import dumps
 
 from workers.delete_batches import DeleteBatches, PendingDelete
+from workers.dependency_gate import clear_stale_pause, dependency_gate
 from workers.envelope import header_time
 from workers.health import poll_heartbeat
 from workers.publish_guards import check_encoded_size, sqs_delay_seconds
@@ -53,6 +54,7 @@ class Channel(SQS.Channel):
 
     QoS = QoS
     _poll_failing = False
+    _watching_gate = False
 
     def __init__(self, *args, **kwargs):
         # Queues whose poll loop waits for a free prefetch slot. kombu re-checks every polling_interval
@@ -153,6 +155,8 @@ class Channel(SQS.Channel):
     def _schedule_queue(self, queue):
         if queue not in self._active_queues:
             return super()._schedule_queue(queue)
+        if self._paused_for_dependency(queue):
+            return None
         free = self.qos.can_consume_max_estimate()
         if free == 0 and not self._poll_failing:
             # Every slot is busy, so no poll is due: the loop is alive, the worker is not stuck.
@@ -163,6 +167,29 @@ class Channel(SQS.Channel):
                 return None
             self._released.discard(queue)
         return super()._schedule_queue(queue)
+
+    def _paused_for_dependency(self, queue) -> bool:
+        """While the database is down (workers/dependency_gate.py) the loop is parked like a loop waiting for a
+        slot, so it makes no ReceiveMessage and every message stays in SQS, unreceived. The gate resumes the
+        parked loops on this event loop when the database answers; the fallback timer only re-parks them."""
+        if self.hub is None:
+            return False
+        if not self._watching_gate:
+            self._watching_gate = True
+            if not dependency_gate.closed:
+                clear_stale_pause()
+            dependency_gate.watch(self._on_gate_reopened)
+        if not dependency_gate.closed:
+            return False
+        self._park(queue, coalesce=False)
+        return True
+
+    def _on_gate_reopened(self) -> None:
+        """Called from the gate's probe thread: resume on the event loop (Hub.call_soon wakes it up)."""
+        self.hub.call_soon(self._resume_after_gate)
+
+    def _resume_after_gate(self) -> None:
+        self._resume_waiting(release=True)
 
     def _fetch_when_slot_frees(self) -> bool:
         return self.hub is not None and bool(self.transport_options.get(FETCH_WHEN_SLOT_FREES_OPTION, True))

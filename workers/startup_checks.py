@@ -141,6 +141,18 @@ def apply_worker_prefetch(worker: Any, topology: Topology) -> list[str]:
     return []
 
 
+def check_dependency_errors() -> list[str]:
+    """WORKER_DEPENDENCY_ERRORS names importable exception classes (workers/dependency_errors.py)."""
+    from workers.dependency_errors import dependency_error_classes
+    from workers.env import EnvError
+
+    try:
+        dependency_error_classes()
+    except EnvError as exc:
+        return [str(exc)]
+    return []
+
+
 def run_startup_checks(
     app: Celery, topology: Topology, django_setting_names: Iterable[str] = (), *, worker: Any = None
 ) -> None:
@@ -151,6 +163,7 @@ def run_startup_checks(
         + check_required_settings(app.conf)
         + check_queues(app.conf, topology)
         + apply_and_check_task_limits(app.tasks, topology)
+        + check_dependency_errors()
     )
     if worker is not None and not problems:
         problems += apply_worker_prefetch(worker, topology)
