@@ -53,3 +53,20 @@ def test_a_task_that_fails_on_its_own_input_retries_as_before():
     assert runs == ["input"] * (1 + get_topology().retry.max_retries)
     assert result.state == "FAILURE"
     assert isinstance(result.result, ValueError)
+
+
+def test_a_message_received_while_paused_goes_back_without_touching_the_database(monkeypatch):
+    # GIVEN a pool child whose worker has paused (the main process wrote the pause file)
+    from workers.base_task import BaseTask
+    from workers.dependency_errors import DependencyDown
+
+    monkeypatch.setattr("workers.dependency_gate.paused_in_parent", lambda: True)
+    task = fails
+    task.push_request(is_eager=False)
+    try:
+        # WHEN Celery is about to start the task THEN it is handed back before anything runs
+        with pytest.raises(DependencyDown, match="paused"):
+            BaseTask.before_start(task, "t-1", (), {"how": "input"})
+    finally:
+        task.pop_request()
+    assert runs == []
