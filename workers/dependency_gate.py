@@ -71,7 +71,7 @@ def probe_database(timeout: int = PROBE_CONNECT_TIMEOUT) -> str | None:
     settings = connections.settings["default"]
     db = {**settings, "OPTIONS": {**settings.get("OPTIONS", {})}}
     if "postgresql" in db["ENGINE"]:
-        db["OPTIONS"].setdefault("connect_timeout", timeout)
+        db["OPTIONS"]["connect_timeout"] = timeout
     conn = load_backend(db["ENGINE"]).DatabaseWrapper(db, "dependency-probe")
     try:
         with conn.cursor() as cursor:

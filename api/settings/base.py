@@ -73,9 +73,17 @@ DATABASE_URL = env_str("DATABASE_URL", None)
 SQLITE_PATH = Path(env_str("SQLITE_PATH", str(BASE_DIR / "var" / "db.sqlite3")))
 
 
+# A new PostgreSQL connection gives up after this many seconds: a black-holed database is then an
+# OperationalError the worker pauses on (workers/dependency_errors.py), not a hang until the time limit.
+DATABASE_CONNECT_TIMEOUT = env_int("DATABASE_CONNECT_TIMEOUT", 5)
+
+
 def database_config(url: str | None) -> dict:
     if url:
-        return dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+        config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+        if config["ENGINE"].endswith("postgresql"):
+            config.setdefault("OPTIONS", {}).setdefault("connect_timeout", DATABASE_CONNECT_TIMEOUT)
+        return config
     SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
     # IMMEDIATE transactions and a busy timeout: the api, worker and beat write to one file.
     return {
