@@ -115,6 +115,7 @@ class DependencyGate:
         self._spawn = spawn or (lambda run: threading.Thread(target=run, name="dependency-probe", daemon=True).start())
         self._lock = threading.Lock()
         self._closed_since: float | None = None
+        self._reopened_at: float | None = None
         self._watchers: list[weakref.WeakMethod] = []
         self.probes = 0  # in the current pause (for tests and the resume line)
 
@@ -144,11 +145,16 @@ class DependencyGate:
             self.first_delay,
             self.max_delay,
         )
-        self._spawn(lambda: self._probe_until_open(dependency))
+        # Closed again soon after a reopen: the probe answers but tasks still fail (a flapping database, or a
+        # dependency the probe does not see). Wait the longest delay first, so the worker pauses instead of
+        # handing back a task or two every first_delay seconds.
+        flapping = self._reopened_at is not None and self.clock() - self._reopened_at < 2 * self.max_delay
+        first = self.max_delay if flapping else self.first_delay
+        self._spawn(lambda: self._probe_until_open(dependency, first))
         return True
 
-    def _probe_until_open(self, dependency: str) -> None:
-        delay = self.first_delay
+    def _probe_until_open(self, dependency: str, first: float) -> None:
+        delay = first
         while True:
             self._sleep_beating(delay)
             self.probes += 1
@@ -170,6 +176,7 @@ class DependencyGate:
     def _reopen(self, dependency: str) -> None:
         with self._lock:
             since, self._closed_since = self._closed_since, None
+            self._reopened_at = self.clock()
             watchers = [w() for w in self._watchers]
         pause_file().unlink(missing_ok=True)
         logger.warning(

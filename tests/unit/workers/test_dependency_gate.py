@@ -116,6 +116,20 @@ def test_close_probe_with_backoff_reopen_one_line_each(caplog):
     assert len(gate_lines(caplog)) == 3
 
 
+def test_closed_again_right_after_a_reopen_it_waits_the_longest_delay_first():
+    # GIVEN a gate that just reopened (the probe answered)
+    probe = ProbeScript(failures=0)
+    gate, spawned = make_gate(probe, first=1, maximum=5)
+    gate.close("OperationalError: refused")
+    spawned[0]()
+    assert probe.waited == [1]
+    # WHEN a task fails on the database again at once (the probe sees a database the tasks do not)
+    gate.close("OperationalError: refused")
+    spawned[1]()
+    # THEN the next probe waits the maximum: a flapping dependency pauses the worker, it does not churn
+    assert probe.waited == [1, 5]
+
+
 def test_a_long_wait_beats_the_heartbeat_every_few_seconds():
     # GIVEN a gate whose next probe is 30 s away
     probe = ProbeScript(failures=0)
