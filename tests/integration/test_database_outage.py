@@ -16,10 +16,10 @@ from django.db.models import Count
 from api.jobs.models import Effect
 from bench.counting_proxy import CountingProxy
 from devstack import processes
+from devstack.fault_proxy import FaultProxy
 from devstack.moto_server import reset
 from devstack.processes import REPO_ROOT
 from devstack.queues import create_queues, dlq_url, queue_depth
-from devstack.tcp_proxy import TcpProxy
 from workers.celery_app import app
 from workers.topology import load_topology
 
@@ -28,6 +28,8 @@ pytestmark = pytest.mark.integration
 TOPOLOGY = REPO_ROOT / "tests" / "fixtures" / "queues.outage.yml"  # visibility 8 s, maxReceiveCount 5
 TASKS = int(os.environ.get("OUTAGE_TASKS", "200"))
 OUTAGE_SECONDS = float(os.environ.get("OUTAGE_SECONDS", "60"))
+# cut: connections dropped, new ones refused; blackhole: accepted, never answered (devstack/fault_proxy.py)
+OUTAGE_MODE = os.environ.get("OUTAGE_MODE", "cut")
 CUT_AFTER = TASKS // 5  # effects recorded before the database goes away
 WORKERS = 2
 MAX_AGE = 30
@@ -74,7 +76,7 @@ def outage_stack(sqs_endpoint, transactional_db, start_process, tmp_path):
     sqs = MessageCountingProxy(sqs_endpoint)
     sqs.start()
     db = connection.settings_dict
-    db_proxy = TcpProxy(int(db["PORT"] or 5432)).start()
+    db_proxy = FaultProxy(int(db["PORT"] or 5432)).start()
     user = db["USER"] or "postgres"
     auth = f"{user}:{db['PASSWORD']}" if db["PASSWORD"] else user
     workers = []
@@ -87,6 +89,8 @@ def outage_stack(sqs_endpoint, transactional_db, start_process, tmp_path):
             "WORKER_HEARTBEAT_FILE": str(tmp_path / f"heartbeat-{n}"),
             "WORKER_HEALTH_MAX_AGE": str(MAX_AGE),
             "WORKER_CONCURRENCY": "2",
+            # Below the test topology's 2 s soft time limit, as the 5 s default is below production's.
+            "DATABASE_CONNECT_TIMEOUT": "1",
         }
         worker = start_process(f"worker{n}", [str(REPO_ROOT / "bin" / "start-worker")], env=env, ready=" ready.")
         workers.append((worker, env))
@@ -113,7 +117,7 @@ def test_a_database_outage_pauses_the_workers_and_sends_nothing_to_the_dlq(outag
 
     # WHEN the database goes away after some of them ran, for OUTAGE_SECONDS
     processes.wait_for(lambda: _effects() >= CUT_AFTER, timeout=120, interval=0.2, what=f"{CUT_AFTER} effects")
-    db_proxy.cut()
+    db_proxy.set_mode(OUTAGE_MODE)
     cut_at, before_cut = time.monotonic(), sqs.snapshot()
     done_at_cut = _effects()
     health_during = None
@@ -145,7 +149,8 @@ def test_a_database_outage_pauses_the_workers_and_sends_nothing_to_the_dlq(outag
     )
     left_at_cut = TASKS - done_at_cut
     print(
-        f"\noutage: tasks={TASKS} outage_s={OUTAGE_SECONDS:.0f} done_at_cut={done_at_cut} effects={_effects()} "
+        f"\noutage: mode={OUTAGE_MODE} tasks={TASKS} outage_s={OUTAGE_SECONDS:.0f} done_at_cut={done_at_cut} "
+        f"effects={_effects()} "
         f"dlq={in_dlq} receive_calls_during_outage={outage_polls} messages_received_during_outage={outage_messages} "
         f"receives_per_remaining_task_during_outage={outage_messages / max(left_at_cut, 1):.2f} "
         f"receives_per_task_max={max(received.values())} mean={sum(received.values()) / TASKS:.2f} "
@@ -158,12 +163,16 @@ def test_a_database_outage_pauses_the_workers_and_sends_nothing_to_the_dlq(outag
     # AND no message was received more than twice (once before the pause, once after), none during the pause
     assert max(received.values()) <= 3
     assert outage_messages <= WORKERS * 2 * 2, "a paused worker must not receive"
-    # AND each worker logged the pause and the resume once, without a traceback per task
+    # AND each worker logged the pause and the resume once, and no task failed on the outage: a refused
+    # connection fails nothing; a black hole fails only the tasks waiting on it at the cut (their time limit),
+    # at most two per pool child (the one running, and the next on its hung connection)
     for worker, _env in stack["workers"]:
         log = worker.log()
         assert log.count("paused receiving") == 1, log[-3000:]
         assert log.count("resumed receiving") == 1, log[-3000:]
-        assert log.count("Traceback") <= 2
+        if OUTAGE_MODE == "cut":
+            assert "Traceback" not in log
+        assert log.count("raised unexpected") <= (0 if OUTAGE_MODE == "cut" else 2 * 2)
         assert worker.alive()
     # AND while cut, the health check said the dependency was down, and stayed healthy (ECS keeps the task)
     for result in health_during:
