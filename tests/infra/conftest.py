@@ -78,6 +78,15 @@ class Synthesized:
         ]
         return found
 
+    def scalable_target_of(self, service_id: str) -> dict[str, Any]:
+        """The Application Auto Scaling target of an ECS service."""
+        [found] = [
+            target["Properties"]
+            for target in self.of_type("AWS::ApplicationAutoScaling::ScalableTarget").values()
+            if service_id in str(target["Properties"]["ResourceId"])
+        ]
+        return found
+
     # --- IAM --------------------------------------------------------------------------------------
     def role_id(self, arn_ref: Any) -> str:
         [logical_id, attribute] = arn_ref["Fn::GetAtt"]

@@ -42,8 +42,11 @@ def test_there_is_one_worker_service_per_worker_group_consuming_the_groups_queue
     for group in topology.worker_groups.values():
         task_id = by_queues[",".join(group.queues)]
         assert env_of(synthesized.containers()[task_id])["WORKER_CONCURRENCY"] == str(group.concurrency)
-        _, service = synthesized.service_of(task_id)
-        assert service["DesiredCount"] == group.min_tasks >= 2
+        service_id, service = synthesized.service_of(task_id)
+        # AND a deployment never resets its count: no DesiredCount (CloudFormation would set it on every
+        # update, in the middle of a backlog; aws-cdk #3919); the scalable target's minimum starts it
+        assert "DesiredCount" not in service
+        assert synthesized.scalable_target_of(service_id)["MinCapacity"] == group.min_tasks >= 2
 
 
 def test_workers_get_the_full_ecs_grace_period_and_a_consumer_heartbeat_health_check(synthesized):
@@ -67,12 +70,14 @@ def test_the_api_sits_behind_an_alb_checking_healthz_with_at_least_two_tasks(syn
     [task_id] = synthesized.task_definitions_running(API)
 
     # WHEN its service and the target group it registers with are read
-    _, service = synthesized.service_of(task_id)
+    service_id, service = synthesized.service_of(task_id)
     [load_balancer] = service["LoadBalancers"]
     target_group = synthesized.props(load_balancer["TargetGroupArn"]["Ref"])
 
-    # THEN it runs at least two tasks, and the ALB checks /healthz for a 200
-    assert service["DesiredCount"] >= 2
+    # THEN it runs at least two tasks (the scalable target's minimum: no DesiredCount, which every deploy
+    # would reset to), and the ALB checks /healthz for a 200
+    assert "DesiredCount" not in service
+    assert synthesized.scalable_target_of(service_id)["MinCapacity"] >= 2
     assert load_balancer["ContainerPort"] == 8000
     assert target_group["HealthCheckPath"] == "/healthz"
     assert target_group["Matcher"] == {"HttpCode": "200"}
