@@ -40,10 +40,32 @@ def test_each_queue_has_its_numbers_sse_and_a_redrive_to_its_dlq(synthesized, to
         "deadLetterTargetArn": {"Fn::GetAtt": [ids[PREFIX + spec.dlq], "Arn"]},
         "maxReceiveCount": spec.max_receive_count,
     }
-    # AND the DLQ keeps messages as long as the topology says, encrypted too, and redrives nowhere
-    assert dlq["MessageRetentionPeriod"] == spec.dlq_retention_seconds
+    # AND the DLQ keeps messages as long as the topology says (longer than its queue), encrypted too, and
+    # redrives nowhere
+    assert dlq["MessageRetentionPeriod"] == spec.dlq_retention_seconds > spec.retention_seconds
     assert dlq["SqsManagedSseEnabled"] is True
     assert "RedrivePolicy" not in dlq
+    # AND only its own queue may use it as a DLQ (named by ARN, not by a reference: the queue already refers
+    # to the DLQ, and a reference back would be a cycle)
+    allow = dlq["RedriveAllowPolicy"]
+    assert allow["redrivePermission"] == "byQueue"
+    [source] = allow["sourceQueueArns"]
+    assert PREFIX + spec.name in json.dumps(source)
+    assert ids[PREFIX + spec.name] not in json.dumps(source)
+
+
+@pytest.mark.parametrize("key", _queue_keys())
+def test_each_dlq_is_kept_when_the_stack_is_deleted(synthesized, topology, key):
+    # GIVEN the DLQ of a topology queue (the failed tasks an operator has not replayed yet)
+    spec = topology.queue(key)
+    dlq_id = synthesized.queue_ids_by_name()[PREFIX + spec.dlq]
+
+    # WHEN its deletion policies are read
+    resource = synthesized.resources[dlq_id]
+
+    # THEN deleting or replacing the stack keeps the queue and its messages
+    assert resource["DeletionPolicy"] == "Retain"
+    assert resource["UpdateReplacePolicy"] == "Retain"
 
 
 def test_there_are_exactly_the_topology_queues_and_dlqs(synthesized, topology):
