@@ -39,6 +39,7 @@ class InfraConfig:
     nat_gateways: int = 1
     # Existing Secrets Manager secrets by name; the stack creates them when not given.
     database_url_secret_name: str | None = None
+    database_security_group_id: str | None = None  # with database_url_secret_name: admitted to the tasks
     django_secret_key_secret_name: str | None = None
     certificate_arn: str | None = None  # an ACM certificate: HTTPS on 443, HTTP redirected
     allowed_hosts: tuple[str, ...] = ()  # extra DJANGO_ALLOWED_HOSTS (a custom domain), besides the ALB's name
@@ -63,6 +64,7 @@ class InfraConfig:
             existing_vpc=_existing_vpc(get),
             nat_gateways=_int(get, "natGateways", 1, low=1, high=2),
             database_url_secret_name=_text(get, "databaseUrlSecretName"),
+            database_security_group_id=_database_security_group(get),
             django_secret_key_secret_name=_text(get, "djangoSecretKeySecretName"),
             certificate_arn=_text(get, "certificateArn"),
             allowed_hosts=_list(get, "allowedHosts"),
@@ -108,6 +110,20 @@ def _int(get: Callable[[str], Any], key: str, default: int, *, low: int, high: i
     if not low <= number <= high:
         raise ConfigError(f"context {key} = {number}: expected {low}..{high}")
     return number
+
+
+def _database_security_group(get: Callable[[str], Any]) -> str | None:
+    """An existing database comes with its security group, which the stack opens to the tasks."""
+    secret, group = _text(get, "databaseUrlSecretName"), _text(get, "databaseSecurityGroupId")
+    if secret and not group:
+        raise ConfigError(
+            "context databaseSecurityGroupId is required with databaseUrlSecretName: the security group of the "
+            "existing PostgreSQL, which the stack opens to the tasks on 5432 (without them, omit both and the "
+            "stack creates the database)"
+        )
+    if group and not secret:
+        raise ConfigError("context databaseSecurityGroupId is only used with databaseUrlSecretName")
+    return group
 
 
 def _alarm_email(get: Callable[[str], Any]) -> str | None:

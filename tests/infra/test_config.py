@@ -102,6 +102,7 @@ def test_the_optional_context_is_honoured_without_any_lookup(tmp_path):
         "privateSubnetIds": "subnet-0aaaaaaaaaaaaaaa1,subnet-0bbbbbbbbbbbbbbb2",
         "publicSubnetIds": "subnet-0ccccccccccccccc3,subnet-0ddddddddddddddd4",
         "databaseUrlSecretName": "prod/celery/database-url",
+        "databaseSecurityGroupId": "sg-0123456789abcdef0",
         "djangoSecretKeySecretName": "prod/celery/secret-key",
     }
 
