@@ -185,12 +185,12 @@ def _parse_queue(key: str, raw: Any, margin: int) -> QueueSpec:
     _check_range(f"{where}.max_message_bytes", data["max_message_bytes"], SQS_MIN_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES)
     for field in ("retention_seconds", "dlq_retention_seconds"):
         _check_range(f"{where}.{field}", data[field], SQS_MIN_RETENTION, SQS_MAX_RETENTION)
-    if data["dlq_retention_seconds"] < data["retention_seconds"]:
-        # SQS keeps a message's original enqueue time when it moves to the DLQ: a shorter DLQ
-        # retention can expire it there at once.
+    if data["dlq_retention_seconds"] <= data["retention_seconds"]:
+        # SQS keeps a message's original enqueue time when it moves to the DLQ: a DLQ retention no longer
+        # than the queue's can expire it there at once, before anyone looked at it.
         raise TopologyError(
-            f"{where}: dlq_retention_seconds ({data['dlq_retention_seconds']}) must be >= "
-            f"retention_seconds ({data['retention_seconds']})"
+            f"{where}: dlq_retention_seconds ({data['dlq_retention_seconds']}) must be longer than "
+            f"retention_seconds ({data['retention_seconds']}): a message keeps its first enqueue time in the DLQ"
         )
     if not 0 < data["soft_time_limit"] < data["time_limit"]:
         raise TopologyError(

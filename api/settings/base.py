@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 import dj_database_url
 
@@ -69,7 +70,17 @@ TEMPLATES = [
 
 # --- Database --------------------------------------------------------------------------------------
 # PostgreSQL when DATABASE_URL is set (CI, production); SQLite otherwise (local).
-DATABASE_URL = env_str("DATABASE_URL", None)
+def database_url_from_parts() -> str | None:
+    """The URL from DATABASE_HOST/PORT/NAME/USER/PASSWORD, as ECS injects an RDS-generated secret's fields
+    (infra/database.py); None without DATABASE_HOST."""
+    host = env_str("DATABASE_HOST", None)
+    if host is None:
+        return None
+    user, password = quote(env_str("DATABASE_USER"), safe=""), quote(env_str("DATABASE_PASSWORD"), safe="")
+    return f"postgres://{user}:{password}@{host}:{env_int('DATABASE_PORT', 5432)}/{env_str('DATABASE_NAME')}"
+
+
+DATABASE_URL = env_str("DATABASE_URL", None) or database_url_from_parts()
 SQLITE_PATH = Path(env_str("SQLITE_PATH", str(BASE_DIR / "var" / "db.sqlite3")))
 
 

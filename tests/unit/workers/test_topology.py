@@ -250,6 +250,17 @@ def test_dlq_retention_shorter_than_retention(raw):
     assert "345600" in message
 
 
+def test_dlq_retention_equal_to_retention_is_refused(raw):
+    # GIVEN a DLQ that keeps messages exactly as long as its queue (SQS keeps a message's first enqueue
+    # time when it moves to the DLQ, so one that waited almost the whole retention would expire there at once)
+    raw["queues"]["default"]["dlq_retention_seconds"] = raw["queues"]["default"]["retention_seconds"]
+    # WHEN parsed
+    message = _refused(raw)
+    # THEN the queue is named and the rule says longer
+    assert "queues.default" in message
+    assert "longer than" in message
+
+
 def test_retention_above_sqs_maximum(raw):
     # GIVEN a retention longer than 14 days
     raw["queues"]["default"]["dlq_retention_seconds"] = 1_209_601
