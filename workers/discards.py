@@ -45,6 +45,7 @@ def on_task_revoked(sender=None, request=None, terminated=False, expired=False, 
     if terminated or request is None:
         return
     from workers.models import DiscardReason  # not at import: this module loads before Django's apps
+
     delivery_info: dict[str, Any] = getattr(request, "delivery_info", None) or {}
     name = getattr(request, "task", None) or getattr(sender, "name", "?")
     reason = DiscardReason.EXPIRED if expired else DiscardReason.REVOKED

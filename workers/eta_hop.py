@@ -144,8 +144,7 @@ def send_hops(client, *, queue: str, queue_url: str, hops: list[Hop]) -> int:
         for failed in answer.get("Failed") or []:
             hop = batch[int(failed["Id"])]
             logger.warning(
-                "eta hop failed on queue %s: %s[%s] not sent back (%s: %s); it comes back after the visibility "
-                "timeout",
+                "eta hop failed on queue %s: %s[%s] not sent back (%s: %s); it comes back after the visibility timeout",
                 queue,
                 hop.task,
                 hop.task_id,

@@ -34,6 +34,7 @@ def longest_delay_seconds(retention_seconds: int) -> int:
     """The longest countdown/ETA a queue with this retention accepts (0 if its retention is below the margin)."""
     return max(retention_seconds - LONG_DELAY_MARGIN_SECONDS, 0)
 
+
 QUEUE_FIELDS = {
     "name": str,
     "dlq": str,

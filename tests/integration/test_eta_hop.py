@@ -42,9 +42,7 @@ def _stock_app(queues) -> Celery:
     return app
 
 
-def test_a_stock_producers_far_eta_runs_once_at_its_eta_without_spending_receives(
-    start_worker, queues, counting_proxy
-):
+def test_a_stock_producers_far_eta_runs_once_at_its_eta_without_spending_receives(start_worker, queues, counting_proxy):
     # GIVEN a Job whose task a stock Celery producer sends with an ETA further ahead than the default
     # queue's maxReceiveCount x visibility timeout (2 x 5 s): held by a worker, SQS would redeliver it
     spec = settings.QUEUE_TOPOLOGY.queue("default")
