@@ -17,13 +17,14 @@ def record_discard(
     logger.warning(
         "task %s: %s[%s] on queue %s was deleted without running (%s)", reason, task_name, task_id, queue, detail
     )
-    from django.db import close_old_connections
+    from django.db import close_old_connections, connection
 
     from workers.models import DiscardedMessage, DiscardReason
 
     job_id = (kwargs or {}).get("job_id") if isinstance(kwargs, dict) else None
     try:
-        close_old_connections()  # the worker's main process has no request cycle to drop a broken connection
+        if not connection.in_atomic_block:
+            close_old_connections()  # the worker's main process has no request cycle to drop a broken connection
         DiscardedMessage.objects.create(
             task_id=task_id, task_name=task_name, queue=queue, reason=reason, detail=detail[:1000]
         )
