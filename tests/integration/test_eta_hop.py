@@ -48,9 +48,9 @@ def test_a_stock_producers_far_eta_runs_once_at_its_eta_without_spending_receive
     spec = settings.QUEUE_TOPOLOGY.queue("default")
     ahead = spec.max_receive_count * spec.visibility_timeout + 4
     job = Job.objects.create(kind="echo", payload={"message": "later"}, queue="default", state=JobState.QUEUED)
-    eta = datetime.now(UTC) + timedelta(seconds=ahead)
     worker = start_worker(env={"SQS_ENDPOINT_URL": counting_proxy.endpoint})
     stock = _stock_app(queues)
+    eta = datetime.now(UTC) + timedelta(seconds=ahead)  # once the worker is up: its start may take a while here
     with stock.connection_for_write() as conn:
         stock.send_task(
             "jobs.echo", kwargs={"job_id": job.pk, "message": "later"}, task_id=job.task_id, eta=eta, connection=conn
