@@ -66,7 +66,9 @@ def test_a_stock_producers_far_eta_runs_once_at_its_eta_without_spending_receive
     assert sum(queues.dlq_depth("default").values()) == 0
     # AND the worker hopped it once and received each SQS copy once: the original, then the delayed copy
     counted = counting_proxy.snapshot()
+    print(f"worker's SQS requests through the proxy: {dict(counted)}")  # shown with -s, and on failure
     assert counted["messages_received"] == 2, counted
+    assert counted["SendMessageBatch"] == 1, counted
     assert worker.log().count("eta hop: ") == 1
     # AND stopping the worker restores nothing it should not hold
     processes.stop(worker.proc, grace=15)
