@@ -7,7 +7,9 @@ import binascii
 import json
 import logging
 import math
-from collections.abc import Iterable, Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,6 +24,7 @@ logger = logging.getLogger(__name__)
 HOLD_MAX_SECONDS = 5.0
 HOLD_VISIBILITY_FRACTION = 0.25
 SQS_BATCH = 10
+STOP_TIMEOUT_SECONDS = 15  # close() waits this long for hops still being sent
 
 
 def hold_seconds(visibility_timeout: float) -> float:
@@ -184,3 +187,48 @@ def _delete_received(client, *, queue: str, queue_url: str, hops: list[Hop]) -> 
             hop.task,
             hop.task_id,
         )
+
+
+@dataclass(frozen=True)
+class _Job:
+    queue: str
+    queue_url: str
+    hops: list[Hop]
+
+
+class HopSender:
+    """Sends hops from a thread of its own, so the worker's event loop never waits on SQS for them (a hung
+    endpoint would stall it for the client's whole timeout). Until its hop is sent a message is simply in
+    flight: a worker that dies first loses nothing, the message comes back after its visibility timeout."""
+
+    def __init__(self, *, client_for: Callable[[str], object]):
+        self.client_for = client_for
+        self._inbox: queue.Queue[_Job | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.hopped = 0  # for tests and logs
+
+    def submit(self, *, queue: str, queue_url: str, hops: list[Hop]) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="sqs-eta-hops", daemon=True)
+                self._thread.start()
+        self._inbox.put(_Job(queue=queue, queue_url=queue_url, hops=hops))
+
+    def close(self) -> None:
+        """Send every hop submitted so far, then stop the thread."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._inbox.put(None)
+            thread.join(STOP_TIMEOUT_SECONDS)
+            if thread.is_alive():
+                logger.warning("eta hops still being sent after %s s at shutdown", STOP_TIMEOUT_SECONDS)
+
+    def _run(self) -> None:
+        while (job := self._inbox.get()) is not None:
+            try:
+                client = self.client_for(job.queue)
+                self.hopped += send_hops(client, queue=job.queue, queue_url=job.queue_url, hops=job.hops)
+            except Exception:  # the thread must outlive any failure; the messages come back
+                logger.exception("eta hop on queue %s failed; the message(s) come back", job.queue)

@@ -65,6 +65,7 @@ class Channel(SQS.Channel):
         self._coalescing = False  # a resume is due FETCH_COALESCE_SECONDS after the first freed slot
         self._released: set[str] = set()  # queues a timer let receive for fewer than _enough_slots()
         self._delete_batches: DeleteBatches | None = None
+        self._hop_sender: eta_hop.HopSender | None = None  # workers/eta_hop.py, started by the first hop
         super().__init__(*args, **kwargs)
 
     def _put(self, queue, message, **kwargs):
@@ -139,6 +140,8 @@ class Channel(SQS.Channel):
         return self._delete_batches
 
     def close(self):
+        if self._hop_sender is not None:
+            self._hop_sender.close()  # a hop submitted is sent before the channel goes
         if self._delete_batches is not None:
             self._delete_batches.close()  # before the channel goes: acked means deleted
         return super().close()
@@ -168,13 +171,24 @@ class Channel(SQS.Channel):
         limits = self.transport_options.get(QUEUE_LIMITS_OPTION, {}).get(qname)
         if limits is None or not messages.get("Messages"):
             return messages
-        take, hops = eta_hop.plan(
-            messages["Messages"], now=datetime.now(UTC), hold=eta_hop.hold_seconds(limits["visibility_timeout"])
-        )
-        if hops:
-            client = self.sqs(queue=self.canonical_queue_name(qname))  # the project's client-config timeouts
-            eta_hop.send_hops(client, queue=qname, queue_url=queue_url, hops=hops)
+        try:
+            take, hops = eta_hop.plan(
+                messages["Messages"], now=datetime.now(UTC), hold=eta_hop.hold_seconds(limits["visibility_timeout"])
+            )
+            if hops:
+                self._hops().submit(queue=qname, queue_url=queue_url, hops=hops)
+        except Exception:  # never lose a receive to the hop: Celery gets them all, as before
+            logger.exception("eta hop planning failed on %s; the messages go to Celery as received", qname)
+            return messages
         return {**messages, "Messages": take}
+
+    def _hops(self) -> eta_hop.HopSender:
+        if self._hop_sender is None:
+            # The channel's clients have the project's timeouts (transport option client-config).
+            self._hop_sender = eta_hop.HopSender(
+                client_for=lambda queue: self.sqs(queue=self.canonical_queue_name(queue))
+            )
+        return self._hop_sender
 
     def _schedule_queue(self, queue):
         if queue not in self._active_queues:

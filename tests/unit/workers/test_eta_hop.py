@@ -205,6 +205,7 @@ def test_a_far_eta_hops_unchanged_and_only_the_rest_reaches_celery(hop_channel, 
     # WHEN the channel gets them from its receive
     with caplog.at_level(logging.INFO, logger="workers.eta_hop"):
         count = channel._on_messages_ready(url, "default", received)
+        channel._hop_sender.close()  # the hop goes from a thread of its own: wait for it
 
     # THEN only the message without ETA reached Celery, and the loop polls again at once (2 received)
     assert count == 2
@@ -218,6 +219,36 @@ def test_a_far_eta_hops_unchanged_and_only_the_rest_reaches_celery(hop_channel, 
     assert len(stored) == 2  # the hopped copy and the one Celery holds; the far one's received copy was deleted
     # AND the hop is logged with the prefix the soak counts
     assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("eta hop: jobs.echo[")]
+
+
+def test_a_failure_to_plan_gives_celery_every_message_as_received(hop_channel, make_channel, monkeypatch):
+    # GIVEN a planning bug
+    channel, delivered = hop_channel
+    monkeypatch.setattr(eta_hop, "plan", Mock(side_effect=RuntimeError("bug")))
+    received = {"Messages": [_message(_body(eta=datetime.now(UTC) + timedelta(hours=1)))]}
+    # WHEN a receive arrives THEN the worker keeps going and Celery gets the message (the old behaviour)
+    assert channel._on_messages_ready("url", "default", received) == 1
+    assert len(delivered) == 1
+
+
+def test_the_hop_thread_outlives_a_failure_and_sends_the_next_hops():
+    # GIVEN a sender whose first client lookup fails
+    client = FakeSQS()
+    lookups = iter([RuntimeError("no client"), client])
+
+    def client_for(_queue):
+        answer = next(lookups)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    sender = eta_hop.HopSender(client_for=client_for)
+    # WHEN two receives hop
+    sender.submit(queue="default", queue_url="u", hops=_hops(1))
+    sender.submit(queue="default", queue_url="u", hops=_hops(2))
+    sender.close()
+    # THEN the second went out: the thread did not die with the first
+    assert sender.hopped == 2 and [len(batch) for batch in client.sent] == [2]
 
 
 # --- contract: the Celery internal the hop exists for --------------------------------------------
