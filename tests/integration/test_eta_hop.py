@@ -12,6 +12,7 @@ from django.conf import settings
 from api.jobs.models import Job, JobState
 from bench.counting_proxy import CountingProxy
 from devstack import processes
+from devstack.fault_proxy import FaultProxy
 from tests.integration.conftest import wait_for_job
 
 pytestmark = pytest.mark.integration
@@ -42,6 +43,21 @@ def _stock_app(queues) -> Celery:
     return app
 
 
+def _send_with_eta(queues, job: Job, ahead: float) -> datetime:
+    """The stock producer sends the Job's task due `ahead` seconds from now; returns that ETA."""
+    stock = _stock_app(queues)
+    eta = datetime.now(UTC) + timedelta(seconds=ahead)
+    with stock.connection_for_write() as conn:
+        stock.send_task(
+            "jobs.echo",
+            kwargs={"job_id": job.pk, "message": "later"},
+            task_id=str(job.task_id),
+            eta=eta,
+            connection=conn,
+        )
+    return eta
+
+
 def test_a_stock_producers_far_eta_runs_once_at_its_eta_without_spending_receives(start_worker, queues, counting_proxy):
     # GIVEN a Job whose task a stock Celery producer sends with an ETA further ahead than the default
     # queue's maxReceiveCount x visibility timeout (2 x 5 s): held by a worker, SQS would redeliver it
@@ -49,12 +65,7 @@ def test_a_stock_producers_far_eta_runs_once_at_its_eta_without_spending_receive
     ahead = spec.max_receive_count * spec.visibility_timeout + 4
     job = Job.objects.create(kind="echo", payload={"message": "later"}, queue="default", state=JobState.QUEUED)
     worker = start_worker(env={"SQS_ENDPOINT_URL": counting_proxy.endpoint})
-    stock = _stock_app(queues)
-    eta = datetime.now(UTC) + timedelta(seconds=ahead)  # once the worker is up: its start may take a while here
-    with stock.connection_for_write() as conn:
-        stock.send_task(
-            "jobs.echo", kwargs={"job_id": job.pk, "message": "later"}, task_id=job.task_id, eta=eta, connection=conn
-        )
+    eta = _send_with_eta(queues, job, ahead=ahead)  # once the worker is up: its start may take a while here
 
     # WHEN its ETA passes
     done = wait_for_job(job.pk, {JobState.SUCCEEDED}, timeout=ahead + 30)
@@ -74,3 +85,27 @@ def test_a_stock_producers_far_eta_runs_once_at_its_eta_without_spending_receive
     processes.stop(worker.proc, grace=15)
     assert "UNABLE TO RESTORE" not in worker.log()
     assert Job.objects.get(pk=job.pk).attempts == 1
+
+
+def test_a_hop_whose_send_fails_deletes_nothing_and_hops_on_the_next_receive(start_worker, queues):
+    # GIVEN a worker whose SQS endpoint answers 500 to the next SendMessageBatch and botocore's retries of it
+    # (client-config's retries.max_attempts=2 is botocore's count of retries: 3 attempts in all)
+    port = int(queues.endpoint.rsplit(":", 1)[1])
+    with FaultProxy(port, http=True) as proxy:
+        proxy.set_mode("http_5xx", actions="SendMessageBatch", count=3)
+        job = Job.objects.create(kind="echo", payload={"message": "later"}, queue="default", state=JobState.QUEUED)
+        worker = start_worker(env={"SQS_ENDPOINT_URL": proxy.url})
+
+        # WHEN a message due in 14 s arrives
+        eta = _send_with_eta(queues, job, ahead=14)
+        done = wait_for_job(job.pk, {JobState.SUCCEEDED}, timeout=60)
+
+        # THEN the failed hop deleted nothing: the message came back after its visibility timeout, hopped
+        # then, and ran once, at its ETA, with nothing left in the queue or the DLQ
+        assert done.attempts == 1 and done.started_at >= eta
+        assert queues.drained("default")
+        assert sum(queues.dlq_depth("default").values()) == 0
+        counted = proxy.snapshot()
+        assert (counted["faulted"]["SendMessageBatch"], counted["seen"]["SendMessageBatch"]) == (3, 4), counted
+        assert "eta hop failed on queue default" in worker.log()
+        assert worker.log().count("eta hop: ") == 1
