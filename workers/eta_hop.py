@@ -11,8 +11,10 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+
+from kombu.utils.json import loads
 
 from workers.envelope import header_time
 from workers.topology import SQS_MAX_DELAY_SECONDS, SQS_MAX_MESSAGE_BYTES
@@ -40,8 +42,10 @@ def envelope_headers(body: str) -> dict[str, Any] | None:
     except (binascii.Error, ValueError):
         text = body
     try:
-        envelope = json.loads(text)
-    except (ValueError, UnicodeDecodeError):
+        envelope = loads(
+            text
+        )  # kombu's JSON: a raw producer's datetime or UUID header arrives typed, as Celery sees it
+    except (ValueError, TypeError, UnicodeDecodeError):
         return None
     headers = envelope.get("headers") if isinstance(envelope, dict) else None
     return headers if isinstance(headers, dict) else None
@@ -62,6 +66,8 @@ def _header_time(headers: dict[str, Any], key: str) -> datetime | None:
     value = headers.get(key)
     if not value:
         return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     try:
         return header_time(value)
     except (TypeError, ValueError):

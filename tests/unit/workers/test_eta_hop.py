@@ -74,6 +74,18 @@ def test_the_last_leg_is_the_time_left_rounded_up():
     assert hop.delay == 101
 
 
+def test_headers_typed_by_kombus_json_are_read_as_celery_reads_them():
+    # GIVEN a producer that put a datetime ETA and a UUID id in the headers (kombu's JSON types them)
+    from kombu.utils.json import dumps
+
+    task_id = uuid.uuid4()
+    envelope = {"headers": {"task": "jobs.echo", "id": task_id, "eta": NOW + timedelta(seconds=2000)}, "body": ""}
+    message = _message(base64.b64encode(dumps(envelope).encode()).decode())
+    # WHEN planned THEN it hops, due at that datetime, under that id
+    [hop] = eta_hop.plan([message], now=NOW, hold=1.25)[1]
+    assert (hop.due, hop.task_id) == (NOW + timedelta(seconds=2000), task_id)
+
+
 def test_an_expired_message_is_taken_whatever_its_eta():
     # GIVEN a message due in an hour that expired a minute ago
     expired = _message(_body(eta=NOW + timedelta(hours=1), expires=NOW - timedelta(minutes=1)))
