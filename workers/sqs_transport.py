@@ -1,5 +1,6 @@
 """kombu's SQS transport, hardened: publish guards (delays become DelaySeconds, size is checked), a poll that
-survives failures, and a consume pace set by the tasks (fetch when a slot frees, delete in batches)."""
+survives failures, far ETAs hopped back into SQS instead of held, and a consume pace set by the tasks (fetch
+when a slot frees, delete in batches)."""
 
 from __future__ import annotations
 
