@@ -20,9 +20,10 @@ quiet_hand_back_logs()
 class BaseTask(Task):
     """Retries any exception with exponential backoff, `max_retries` times.
 
-    A retry is a new message whose countdown workers/sqs_transport.py turns into SQS DelaySeconds, so
-    the worker never holds it as an ETA past the visibility timeout; the backoff is capped at 900 s for
-    that reason. Once retries are spent the task fails unacked and SQS redrives it to the DLQ.
+    A retry is a new message whose countdown workers/sqs_transport.py turns into SQS DelaySeconds (past
+    900 s the worker hops it on: workers/eta_hop.py), so no worker holds it as an ETA past the visibility
+    timeout; the backoff is capped at the queue's retention less 900 s. Once retries are spent the task
+    fails unacked and SQS redrives it to the DLQ.
     The policy comes from the topology file (`retry:`).
 
     A dependency error (workers/dependency_errors.py: the database is unreachable) is not the task's failure:

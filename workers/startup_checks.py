@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from celery.app.defaults import NAMESPACES, flatten
 
 from workers.celery_config import ECS_STOP_TIMEOUT_SECONDS
-from workers.topology import SQS_MAX_DELAY_SECONDS, Topology
+from workers.topology import LONG_DELAY_MARGIN_SECONDS, Topology, longest_delay_seconds
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -113,10 +113,11 @@ def apply_and_check_task_limits(tasks: Mapping[str, Any], topology: Topology) ->
                 "or the soft limit never fires"
             )
         backoff_max = getattr(task, "retry_backoff_max", None)
-        if backoff_max is not None and backoff_max > SQS_MAX_DELAY_SECONDS:
+        longest = longest_delay_seconds(spec.retention_seconds)
+        if backoff_max is not None and backoff_max > longest:
             problems.append(
-                f"task {name!r}: retry_backoff_max {backoff_max} s exceeds SQS DelaySeconds max "
-                f"{SQS_MAX_DELAY_SECONDS} s"
+                f"task {name!r}: retry_backoff_max {backoff_max} s exceeds the longest delay queue {spec.key!r} "
+                f"accepts ({longest} s: its retention less {LONG_DELAY_MARGIN_SECONDS} s)"
             )
     return problems
 
