@@ -149,7 +149,7 @@ def _raise_exit(signum, frame):
 def main() -> int:
     tasks = env_int("SOAK_TASKS", 2000)
     eta_tasks = env_int("SOAK_ETA_TASKS", max(1, tasks // 100))
-    expired_tasks = env_int("SOAK_EXPIRED_TASKS", 0)
+    expired_tasks = env_int("SOAK_EXPIRED_TASKS", max(1, tasks // 100))
     # Long enough that a kill usually lands mid-task: the worker drains 20 ms tasks too fast to be hit.
     task_seconds = env_float("SOAK_TASK_SECONDS", 0.2)
     timeout = env_int("SOAK_TIMEOUT", max(1200, tasks))
