@@ -32,15 +32,15 @@ class VisibilityHeartbeatStep(bootsteps.StartStopStep):
         self.heartbeat = None
 
     def start(self, parent) -> None:
-        import boto3
         from celery.worker import state
         from django.conf import settings
 
+        from workers.sqs_clients import new_sqs_client
         from workers.topology import get_topology
         from workers.visibility import VisibilityHeartbeat
 
         if self.heartbeat is None:
-            sqs = boto3.client("sqs", endpoint_url=settings.SQS_ENDPOINT_URL, region_name=settings.SQS_BROKER.region)
+            sqs = new_sqs_client(endpoint_url=settings.SQS_ENDPOINT_URL, region=settings.SQS_BROKER.region)
             self.heartbeat = VisibilityHeartbeat(
                 sqs=sqs,
                 topology=get_topology(),

@@ -13,6 +13,7 @@ from kombu.utils.json import dumps
 
 from workers.delete_batches import DeleteBatches, PendingDelete
 from workers.envelope import header_time
+from workers.finished_messages import finished_messages
 from workers.health import poll_heartbeat
 from workers.publish_guards import check_encoded_size, sqs_delay_seconds
 
@@ -74,7 +75,9 @@ class Channel(SQS.Channel):
 
     def _hand_back(self, queue, message) -> None:
         """A message the worker restores (a lost pool child, a requeue, shutdown) is visible again at once:
-        kombu would hide it for wait_time_seconds (20 s) first."""
+        kombu would hide it for wait_time_seconds (20 s) first. Marked finished first, so no heartbeat tick
+        re-hides it afterwards (workers/finished_messages.py)."""
+        finished_messages.finish(message["properties"]["delivery_tag"])
         self.sqs(queue=self.canonical_queue_name(queue)).change_message_visibility(
             QueueUrl=self._new_queue(queue),
             ReceiptHandle=message["properties"]["delivery_tag"],
@@ -111,6 +114,7 @@ class Channel(SQS.Channel):
     def basic_ack(self, delivery_tag, multiple=False):
         """Delete through a batch, from a thread (workers/delete_batches.py), in a worker's event loop; kombu
         deletes each message with its own blocking DeleteMessage, which stalls the loop for a round trip."""
+        finished_messages.finish(delivery_tag)  # the heartbeat never extends it again
         batches = self._deletes()
         try:
             info = self.qos.get(delivery_tag).delivery_info
@@ -123,6 +127,10 @@ class Channel(SQS.Channel):
         batches.add(PendingDelete(queue=queue, url=info["sqs_queue"], receipt_handle=receipt_handle))
         # kombu's virtual channel: the slot frees now (QoS.ack), the SQS delete follows in its batch.
         return super(SQS.Channel, self).basic_ack(delivery_tag, multiple)
+
+    def basic_reject(self, delivery_tag, requeue=False):
+        finished_messages.finish(delivery_tag)  # rejected or requeued: the heartbeat never extends it again
+        return super().basic_reject(delivery_tag, requeue=requeue)
 
     def _deletes(self) -> DeleteBatches | None:
         window = float(self.transport_options.get(DELETE_BATCH_SECONDS_OPTION, 0) or 0)
