@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import bootsteps
 
+from workers import delete_health
 from workers.health import poll_heartbeat
 
 
@@ -15,6 +16,7 @@ class PollHeartbeatFile(bootsteps.StartStopStep):
 
     def start(self, parent) -> None:
         poll_heartbeat.clear()
+        delete_health.clear()  # a new channel starts with no failed deletes
 
     def stop(self, parent) -> None:
         poll_heartbeat.clear()

@@ -11,7 +11,8 @@ from kombu.transport import SQS
 from kombu.transport.SQS import SQS_MAX_MESSAGES
 from kombu.utils.json import dumps
 
-from workers.delete_batches import DeleteBatches, PendingDelete
+from workers.delete_batches import DEFAULT_KEEP_SECONDS, DeleteBatches, PendingDelete
+from workers.delete_health import DeleteFailures, unhealthy_after
 from workers.envelope import header_time
 from workers.finished_messages import finished_messages
 from workers.health import poll_heartbeat
@@ -135,7 +136,15 @@ class Channel(SQS.Channel):
     def _deletes(self) -> DeleteBatches | None:
         window = float(self.transport_options.get(DELETE_BATCH_SECONDS_OPTION, 0) or 0)
         if self._delete_batches is None and window > 0 and self.hub is not None:
-            self._delete_batches = DeleteBatches(client_for=lambda queue: self.sqs(queue=queue), window=window)
+            limits = self.transport_options.get(QUEUE_LIMITS_OPTION, {})
+            self._delete_batches = DeleteBatches(
+                client_for=lambda queue: self.sqs(queue=queue),
+                window=window,
+                # A receipt handle is worth retrying while its message may still be in flight: at most one
+                # visibility timeout after the ack (the heartbeat stops extending it at the ack).
+                keep_for=lambda queue: limits.get(queue, {}).get("visibility_timeout", DEFAULT_KEEP_SECONDS),
+                failures=DeleteFailures(unhealthy_after=unhealthy_after()),
+            )
         return self._delete_batches
 
     def close(self):
