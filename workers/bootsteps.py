@@ -55,3 +55,36 @@ class VisibilityHeartbeatStep(bootsteps.StartStopStep):
             self.heartbeat.stop()
 
     shutdown = stop
+
+
+class TaskProtectionStep(bootsteps.StartStopStep):
+    """On ECS (ECS_AGENT_URI set), keeps the task protected from scale-in while the worker runs or holds tasks
+    (workers/task_protection.py); elsewhere it does nothing."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, parent, **kwargs):
+        super().__init__(parent, **kwargs)
+        self.protection = None
+
+    def start(self, parent) -> None:
+        from celery.worker import state
+
+        from workers.task_protection import ProtectionSettings, TaskProtection, agent_uri
+
+        uri = agent_uri()
+        if uri is None:
+            return
+        if self.protection is None:
+            self.protection = TaskProtection(
+                uri=uri,
+                busy=lambda: bool(len(state.active_requests) or len(state.reserved_requests)),
+                settings=ProtectionSettings.from_env(),
+            )
+        self.protection.start()
+
+    def stop(self, parent) -> None:
+        if self.protection is not None:
+            self.protection.stop()
+
+    shutdown = stop
