@@ -12,6 +12,7 @@ import uuid
 import pytest
 
 from devstack import processes
+from devstack.fault_proxy import FaultProxy
 from tests.integration.conftest import post_job, wait_for_job
 from tests.integration.sqs_refusing_proxy import SqsRefusingProxy
 
@@ -101,3 +102,37 @@ def test_deletes_refused_with_access_denied_make_the_worker_unhealthy_and_log_on
         assert worker.alive()
     finally:
         proxy.stop()
+
+
+def test_deletes_throttled_past_the_set_time_make_the_worker_unhealthy_until_they_work_again(
+    client, start_worker, queues, tmp_path
+):
+    # GIVEN a worker behind the fault proxy that counts a delete failure lasting 2 s as unhealthy
+    with FaultProxy(int(queues.endpoint.rsplit(":", 1)[1]), http=True) as proxy:
+        env = {
+            "SQS_ENDPOINT_URL": proxy.url,
+            "WORKER_HEARTBEAT_FILE": str(tmp_path / "heartbeat"),
+            "WORKER_DELETE_FAILURE_SECONDS": "2",
+        }
+        worker = start_worker(env=env)
+
+        # WHEN SQS throttles every DeleteMessageBatch while a job's ack waits to be deleted
+        proxy.set_mode("throttle", actions="DeleteMessageBatch")
+        first = post_job(client, kind="echo", payload={"message": "throttled"}).json()["job_id"]
+        wait_for_job(first, {"succeeded"})
+
+        # THEN once the failure has lasted 2 s the health check fails, naming the deletes
+        failed = processes.wait_for(
+            lambda: (r := _health(env)).returncode == 1 and r, timeout=20, interval=0.5, what="unhealthy"
+        )
+        assert "deletes failing: 1 acked messages not deleted since" in failed.stderr
+
+        # WHEN SQS deletes again
+        proxy.set_mode("pass")
+        second = post_job(client, kind="echo", payload={"message": "works"}).json()["job_id"]
+        wait_for_job(second, {"succeeded"})
+
+        # THEN the worker is healthy again without a restart, and says so
+        processes.wait_for(lambda: _health(env).returncode == 0, timeout=20, interval=0.5, what="healthy again")
+        assert "SQS deletes work again" in worker.log()
+        assert proxy.snapshot()["faulted"]["DeleteMessageBatch"] >= 2  # the first delete was retried
