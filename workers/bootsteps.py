@@ -70,7 +70,7 @@ class TaskProtectionStep(bootsteps.StartStopStep):
     def start(self, parent) -> None:
         from celery.worker import state
 
-        from workers.task_protection import ProtectionSettings, TaskProtection, agent_uri
+        from workers.task_protection import ProtectionSettings, TaskProtection, agent_uri, holds_tasks
 
         uri = agent_uri()
         if uri is None:
@@ -78,7 +78,7 @@ class TaskProtectionStep(bootsteps.StartStopStep):
         if self.protection is None:
             self.protection = TaskProtection(
                 uri=uri,
-                busy=lambda: bool(len(state.active_requests) or len(state.reserved_requests)),
+                busy=lambda: holds_tasks(state),
                 settings=ProtectionSettings.from_env(),
             )
         self.protection.start()

@@ -52,6 +52,12 @@ class ProtectionSettings:
         return settings
 
 
+def holds_tasks(state) -> bool:
+    """Celery's worker state (celery.worker.state) holds a task: running, reserved, or waiting for its ETA.
+    len() of its WeakSets is safe from another thread (iterating them is not)."""
+    return any(len(getattr(state, name, ())) for name in ("active_requests", "reserved_requests", "scheduled_requests"))
+
+
 def agent_uri() -> str | None:
     """The ECS agent's endpoint, or None outside ECS."""
     uri = env_str(AGENT_URI_ENV, None)

@@ -99,3 +99,24 @@ def test_outside_ecs_there_is_no_agent(monkeypatch):
     monkeypatch.setenv("ECS_AGENT_URI", "file:///etc/passwd")
     with pytest.raises(EnvError, match="not an http"):
         agent_uri()
+
+
+def test_contract_celery_worker_state_tracks_running_reserved_and_scheduled_requests():
+    # GIVEN Celery's worker state, which protection reads from its own thread (celery 5.7: WeakSets)
+    from celery.worker import state
+
+    from workers.task_protection import holds_tasks
+
+    request = type("Request", (), {"id": "contract-test", "name": "jobs.noop"})()
+
+    # WHEN a request is reserved, accepted, then ready
+    assert not holds_tasks(state)
+    state.task_reserved(request)
+    reserved = holds_tasks(state)
+    state.task_accepted(request)
+    running = holds_tasks(state)
+    state.task_ready(request, successful=True)
+
+    # THEN the worker holds a task exactly until it is ready (an upgrade renaming these sets fails here)
+    assert reserved and running and not holds_tasks(state)
+    assert {"active_requests", "reserved_requests", "scheduled_requests"} <= set(vars(state))

@@ -95,3 +95,51 @@ def test_a_tick_never_extends_a_message_acked_meanwhile(make_channel):
     # THEN it asked SQS for nothing
     assert heartbeat.extended == 0
     channel.close()
+
+
+def test_a_hand_back_during_an_extension_waits_for_its_answer():
+    # GIVEN a tick whose ChangeMessageVisibilityBatch is in flight (the endpoint answers slowly)
+    import threading
+
+    from workers.finished_messages import FinishedMessages
+
+    topology = load_topology(DEFAULT_TOPOLOGY_PATH, profile="")
+    events: list[str] = []
+    in_call, release = threading.Event(), threading.Event()
+
+    class SlowSqs:
+        def change_message_visibility_batch(self, *, QueueUrl, Entries):  # noqa: N803 (boto3's names)
+            in_call.set()
+            release.wait(5)
+            events.append("extended")
+            return {"Successful": [{"Id": e["Id"]} for e in Entries]}
+
+    info = {"routing_key": "default", "sqs_message": {"ReceiptHandle": "h1"}, "sqs_queue": "https://sqs/q"}
+    finished = FinishedMessages()
+    heartbeat = VisibilityHeartbeat(
+        sqs=SlowSqs(),
+        topology=topology,
+        held=lambda: [SimpleNamespace(message=SimpleNamespace(delivery_info=info))],
+        finished=finished,
+    )
+    tick = threading.Thread(target=heartbeat.tick)
+    tick.start()
+    assert in_call.wait(5)
+
+    # WHEN the worker hands the message back meanwhile (it marks the handle before its visibility-0 call)
+    def hand_back():
+        finished.finish("h1")
+        events.append("handed back")
+
+    back = threading.Thread(target=hand_back)
+    back.start()
+    back.join(0.2)
+    release.set()
+    tick.join(5)
+    back.join(5)
+
+    # THEN the hand-back's own call comes after the extension's answer: visibility 0 is the last word
+    assert events == ["extended", "handed back"]
+    # AND the next tick leaves the message alone
+    heartbeat.tick()
+    assert events == ["extended", "handed back"]
