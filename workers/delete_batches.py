@@ -21,6 +21,7 @@ DEFAULT_KEEP_SECONDS = 30.0  # retry a delete this long after its ack when its q
 MAX_BACKOFF_SECONDS = 10.0
 # Entry failures no retry can fix: the handle is stale (the message is back in the queue or gone).
 STALE_HANDLE_CODES = ("ReceiptHandleIsInvalid", "InvalidParameterValue")
+DENIED_CODES = ("AccessDenied", "AccessDeniedException")  # the query-compatible code, and the JSON __type
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ class DeleteBatches:
             )
         except Exception as exc:  # noqa: BLE001 (whatever it is, the deletes are kept and retried)
             self._release(batch)
-            self._failed(url, batch, attempts=attempts, error=repr(exc), denied=_error_code(exc) == "AccessDenied")
+            self._failed(url, batch, attempts=attempts, error=repr(exc), denied=_error_code(exc) in DENIED_CODES)
             return
         self._release(batch)
         failures = response.get("Failed") or []
@@ -206,7 +207,8 @@ class DeleteBatches:
                 retry.append(item)
         if retry:
             codes = sorted({str(f.get("Code")) for f in failures if f.get("Code") not in STALE_HANDLE_CODES})
-            self._failed(url, retry, attempts=attempts, error=", ".join(codes), denied="AccessDenied" in codes)
+            denied = bool(set(codes) & set(DENIED_CODES))
+            self._failed(url, retry, attempts=attempts, error=", ".join(codes), denied=denied)
         elif not self._retries:
             self._given_up_in_streak = 0
             self.failures.recovered()
