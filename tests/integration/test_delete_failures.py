@@ -99,6 +99,7 @@ def test_deletes_refused_with_access_denied_make_the_worker_unhealthy_and_log_on
         # AND the worker logged the failure at ERROR once (at most once a minute), with the count
         errors = [line for line in worker.log().splitlines() if "ERROR" in line and "deletes failing:" in line]
         assert len(errors) == 1, errors
+        print(f"refused deletes: {dict(proxy.refused)}, ERROR lines: {len(errors)}")
         assert worker.alive()
     finally:
         proxy.stop()
@@ -135,4 +136,6 @@ def test_deletes_throttled_past_the_set_time_make_the_worker_unhealthy_until_the
         # THEN the worker is healthy again without a restart, and says so
         processes.wait_for(lambda: _health(env).returncode == 0, timeout=20, interval=0.5, what="healthy again")
         assert "SQS deletes work again" in worker.log()
-        assert proxy.snapshot()["faulted"]["DeleteMessageBatch"] >= 2  # the first delete was retried
+        counts = proxy.snapshot()
+        assert counts["faulted"]["DeleteMessageBatch"] >= 2  # the first delete was retried
+        print(f"throttled deletes: {counts['faulted']['DeleteMessageBatch']}, seen: {dict(counts['seen'])}")

@@ -112,6 +112,9 @@ def test_protection_is_on_while_a_task_runs_renewed_and_cleared_when_idle(client
     assert fake_agent.states().count(False) == 1
     on = [t for t, body in fake_agent.puts if body["ProtectionEnabled"]]
     assert all(later - earlier >= 1.5 for earlier, later in pairwise(on)), "renewals are paced, not a flood"
+    start = fake_agent.puts[0][0]
+    timeline = [(round(t - start, 1), body["ProtectionEnabled"]) for t, body in fake_agent.puts]
+    print("agent PUTs (s after the first):", timeline)
 
 
 def test_outside_ecs_the_worker_sends_nothing(client, start_worker, queues, fake_agent):
