@@ -78,7 +78,7 @@ class Channel(SQS.Channel):
         """A message the worker restores (a lost pool child, a requeue, shutdown) is visible again at once:
         kombu would hide it for wait_time_seconds (20 s) first. Marked finished first, so no heartbeat tick
         re-hides it afterwards (workers/finished_messages.py)."""
-        finished_messages.finish(message["properties"]["delivery_tag"])
+        finished_messages.finish(message["properties"]["delivery_tag"], after_extensions=True)
         self.sqs(queue=self.canonical_queue_name(queue)).change_message_visibility(
             QueueUrl=self._new_queue(queue),
             ReceiptHandle=message["properties"]["delivery_tag"],

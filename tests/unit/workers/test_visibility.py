@@ -128,7 +128,7 @@ def test_a_hand_back_during_an_extension_waits_for_its_answer():
 
     # WHEN the worker hands the message back meanwhile (it marks the handle before its visibility-0 call)
     def hand_back():
-        finished.finish("h1")
+        finished.finish("h1", after_extensions=True)
         events.append("handed back")
 
     back = threading.Thread(target=hand_back)
@@ -143,3 +143,41 @@ def test_a_hand_back_during_an_extension_waits_for_its_answer():
     # AND the next tick leaves the message alone
     heartbeat.tick()
     assert events == ["extended", "handed back"]
+
+
+def test_an_ack_during_an_extension_does_not_wait_for_it():
+    # GIVEN a tick whose ChangeMessageVisibilityBatch hangs (a hung endpoint)
+    import threading
+
+    from workers.finished_messages import FinishedMessages
+
+    topology = load_topology(DEFAULT_TOPOLOGY_PATH, profile="")
+    in_call, release = threading.Event(), threading.Event()
+
+    class HungSqs:
+        def change_message_visibility_batch(self, *, QueueUrl, Entries):  # noqa: N803 (boto3's names)
+            in_call.set()
+            release.wait(5)
+            return {"Successful": []}
+
+    info = {"routing_key": "default", "sqs_message": {"ReceiptHandle": "h1"}, "sqs_queue": "https://sqs/q"}
+    finished = FinishedMessages()
+    heartbeat = VisibilityHeartbeat(
+        sqs=HungSqs(),
+        topology=topology,
+        held=lambda: [SimpleNamespace(message=SimpleNamespace(delivery_info=info))],
+        finished=finished,
+    )
+    tick = threading.Thread(target=heartbeat.tick)
+    tick.start()
+    assert in_call.wait(5)
+
+    # WHEN the event loop acks another message meanwhile
+    acked = threading.Thread(target=finished.finish, args=("h2",))
+    acked.start()
+    acked.join(1)
+
+    # THEN the ack was recorded at once: the event loop never waits on a heartbeat call
+    assert not acked.is_alive() and "h2" in finished
+    release.set()
+    tick.join(5)
