@@ -137,12 +137,13 @@ class Channel(SQS.Channel):
         window = float(self.transport_options.get(DELETE_BATCH_SECONDS_OPTION, 0) or 0)
         if self._delete_batches is None and window > 0 and self.hub is not None:
             limits = self.transport_options.get(QUEUE_LIMITS_OPTION, {})
+            longest = max((q["visibility_timeout"] for q in limits.values()), default=DEFAULT_KEEP_SECONDS)
             self._delete_batches = DeleteBatches(
                 client_for=lambda queue: self.sqs(queue=queue),
                 window=window,
                 # A receipt handle is worth retrying while its message may still be in flight: at most one
                 # visibility timeout after the ack (the heartbeat stops extending it at the ack).
-                keep_for=lambda queue: limits.get(queue, {}).get("visibility_timeout", DEFAULT_KEEP_SECONDS),
+                keep_for=lambda queue: limits.get(queue, {}).get("visibility_timeout", longest),
                 failures=DeleteFailures(unhealthy_after=unhealthy_after()),
             )
         return self._delete_batches
