@@ -329,3 +329,20 @@ def test_a_lasting_failure_logs_error_at_most_once_a_minute(caplog):
     assert len(errors) == 3
     counts = [e.split(" acked")[0] for e in errors]
     assert counts == ["deletes failing: 13", "deletes failing: 25", "deletes failing: 37"]
+
+
+def test_the_channel_retries_a_delete_for_its_queues_visibility_timeout(make_channel):
+    # GIVEN a worker's channel on the production topology
+    from workers.topology import DEFAULT_TOPOLOGY_PATH, load_topology
+
+    topology = load_topology(DEFAULT_TOPOLOGY_PATH, profile="")
+    channel, _ = make_channel(delete_batch_seconds=0.1)
+
+    # WHEN its delete batches are built
+    batches = channel._deletes()
+
+    # THEN a failed delete is kept as long as its message may be in flight: its queue's visibility timeout
+    for key, spec in topology.queues.items():
+        assert batches.keep_for(key) == spec.visibility_timeout
+    # AND a queue outside the topology gets the longest of them
+    assert batches.keep_for("elsewhere") == max(q.visibility_timeout for q in topology.queues.values())
