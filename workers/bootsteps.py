@@ -15,6 +15,7 @@ class PollHeartbeatFile(bootsteps.StartStopStep):
     requires = ("celery.worker.consumer.connection:Connection",)
 
     def start(self, parent) -> None:
+        delete_health.unhealthy_after()  # a bad WORKER_DELETE_FAILURE_SECONDS stops the worker here, not at an ack
         poll_heartbeat.clear()
         delete_health.clear()  # a new channel starts with no failed deletes
 
@@ -72,6 +73,7 @@ class TaskProtectionStep(bootsteps.StartStopStep):
 
         from workers.task_protection import ProtectionSettings, TaskProtection, agent_uri, holds_tasks
 
+        settings = ProtectionSettings.from_env()  # checked on every worker, so a bad value fails before ECS
         uri = agent_uri()
         if uri is None:
             return
@@ -79,7 +81,7 @@ class TaskProtectionStep(bootsteps.StartStopStep):
             self.protection = TaskProtection(
                 uri=uri,
                 busy=lambda: holds_tasks(state),
-                settings=ProtectionSettings.from_env(),
+                settings=settings,
             )
         self.protection.start()
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from workers.env import env_float
+from workers.env import EnvError, env_float
 from workers.health import heartbeat_path
 
 logger = logging.getLogger(__name__)
@@ -20,7 +20,10 @@ ERROR_LOG_EVERY_SECONDS = 60.0
 
 
 def unhealthy_after() -> float:
-    return env_float("WORKER_DELETE_FAILURE_SECONDS", DEFAULT_UNHEALTHY_AFTER_SECONDS)
+    seconds = env_float("WORKER_DELETE_FAILURE_SECONDS", DEFAULT_UNHEALTHY_AFTER_SECONDS)
+    if seconds <= 0:
+        raise EnvError(f"WORKER_DELETE_FAILURE_SECONDS={seconds} must be above 0")
+    return seconds
 
 
 def failure_path() -> Path:

@@ -127,3 +127,24 @@ def test_outside_ecs_the_worker_sends_nothing(client, start_worker, queues, fake
 
     # THEN no request reached the agent endpoint
     assert fake_agent.requests == 0
+
+
+def test_a_worker_refuses_protection_settings_that_would_lapse_between_renewals(
+    start_process, queues, transactional_db
+):
+    # GIVEN a renewal interval longer than the protection it renews (even outside ECS: caught before deploying)
+    import sys
+
+    # WHEN a real worker is started with it
+    worker = start_process(
+        "worker",
+        [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-Q", "default", "-l", "info"],
+        env={"WORKER_PROTECTION_MINUTES": "1", "WORKER_PROTECTION_RENEW_SECONDS": "120", "ECS_AGENT_URI": ""},
+    )
+    code = worker.proc.wait(timeout=90)
+
+    # THEN it exits non-zero before consuming, naming the setting
+    assert code != 0
+    log = worker.log()
+    assert "WORKER_PROTECTION_RENEW_SECONDS=120.0 must be above 0 and below the protection's 60 s" in log
+    assert " ready." not in log

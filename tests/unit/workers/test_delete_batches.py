@@ -346,3 +346,15 @@ def test_the_channel_retries_a_delete_for_its_queues_visibility_timeout(make_cha
         assert batches.keep_for(key) == spec.visibility_timeout
     # AND a queue outside the topology gets the longest of them
     assert batches.keep_for("elsewhere") == max(q.visibility_timeout for q in topology.queues.values())
+
+
+def test_a_bad_delete_failure_setting_is_refused(monkeypatch):
+    from workers.delete_health import unhealthy_after
+    from workers.env import EnvError
+
+    monkeypatch.setenv("WORKER_DELETE_FAILURE_SECONDS", "0")
+    with pytest.raises(EnvError, match="WORKER_DELETE_FAILURE_SECONDS=0.0 must be above 0"):
+        unhealthy_after()
+    monkeypatch.setenv("WORKER_DELETE_FAILURE_SECONDS", "soon")
+    with pytest.raises(EnvError, match="is not a number"):
+        unhealthy_after()
