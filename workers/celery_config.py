@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -20,6 +21,13 @@ WAIT_TIME_SECONDS = 20  # SQS long poll maximum: the fewest empty receives
 # task again after the visibility timeout (at least once, as always), so it stays far below any task's length.
 DELETE_BATCH_SECONDS = 0.1
 RESULT_BACKEND_DJANGO_DB = "django-db"
+# Every SQS client of the worker (kombu's through transport_options, the heartbeat's through
+# workers/sqs_clients.py): read_timeout must outlast the 20 s long poll; few retries so a dead endpoint fails fast.
+SQS_CLIENT_CONFIG: dict[str, Any] = {
+    "connect_timeout": 5,
+    "read_timeout": WAIT_TIME_SECONDS + 10,
+    "retries": {"mode": "standard", "max_attempts": 2},
+}
 
 
 @dataclass(frozen=True)
@@ -86,12 +94,7 @@ def transport_options(
             }
             for key, q in topology.queues.items()
         },
-        # read_timeout must outlast the 20 s long poll; few retries so a dead endpoint fails fast.
-        "client-config": {
-            "connect_timeout": 5,
-            "read_timeout": WAIT_TIME_SECONDS + 10,
-            "retries": {"mode": "standard", "max_attempts": 2},
-        },
+        "client-config": copy.deepcopy(SQS_CLIENT_CONFIG),
     }
 
 

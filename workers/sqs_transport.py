@@ -13,9 +13,11 @@ from kombu.transport.SQS import SQS_MAX_MESSAGES
 from kombu.utils.json import dumps
 
 from workers import eta_hop
-from workers.delete_batches import DeleteBatches, PendingDelete
+from workers.delete_batches import DEFAULT_KEEP_SECONDS, DeleteBatches, PendingDelete
+from workers.delete_health import DeleteFailures, unhealthy_after
 from workers.dependency_gate import clear_stale_pause, dependency_gate
 from workers.envelope import header_time
+from workers.finished_messages import finished_messages
 from workers.health import poll_heartbeat
 from workers.publish_guards import check_encoded_size, sqs_delay_seconds
 
@@ -79,7 +81,9 @@ class Channel(SQS.Channel):
 
     def _hand_back(self, queue, message) -> None:
         """A message the worker restores (a lost pool child, a requeue, shutdown) is visible again at once:
-        kombu would hide it for wait_time_seconds (20 s) first."""
+        kombu would hide it for wait_time_seconds (20 s) first. Marked finished first, so no heartbeat tick
+        re-hides it afterwards (workers/finished_messages.py)."""
+        finished_messages.finish(message["properties"]["delivery_tag"], after_extensions=True)
         self.sqs(queue=self.canonical_queue_name(queue)).change_message_visibility(
             QueueUrl=self._new_queue(queue),
             ReceiptHandle=message["properties"]["delivery_tag"],
@@ -123,6 +127,7 @@ class Channel(SQS.Channel):
     def basic_ack(self, delivery_tag, multiple=False):
         """Delete through a batch, from a thread (workers/delete_batches.py), in a worker's event loop; kombu
         deletes each message with its own blocking DeleteMessage, which stalls the loop for a round trip."""
+        finished_messages.finish(delivery_tag)  # the heartbeat never extends it again
         batches = self._deletes()
         try:
             info = self.qos.get(delivery_tag).delivery_info
@@ -136,10 +141,23 @@ class Channel(SQS.Channel):
         # kombu's virtual channel: the slot frees now (QoS.ack), the SQS delete follows in its batch.
         return super(SQS.Channel, self).basic_ack(delivery_tag, multiple)
 
+    def basic_reject(self, delivery_tag, requeue=False):
+        finished_messages.finish(delivery_tag)  # rejected or requeued: the heartbeat never extends it again
+        return super().basic_reject(delivery_tag, requeue=requeue)
+
     def _deletes(self) -> DeleteBatches | None:
         window = float(self.transport_options.get(DELETE_BATCH_SECONDS_OPTION, 0) or 0)
         if self._delete_batches is None and window > 0 and self.hub is not None:
-            self._delete_batches = DeleteBatches(client_for=lambda queue: self.sqs(queue=queue), window=window)
+            limits = self.transport_options.get(QUEUE_LIMITS_OPTION, {})
+            longest = max((q["visibility_timeout"] for q in limits.values()), default=DEFAULT_KEEP_SECONDS)
+            self._delete_batches = DeleteBatches(
+                client_for=lambda queue: self.sqs(queue=queue),
+                window=window,
+                # A receipt handle is worth retrying while its message may still be in flight: at most one
+                # visibility timeout after the ack (the heartbeat stops extending it at the ack).
+                keep_for=lambda queue: limits.get(queue, {}).get("visibility_timeout", longest),
+                failures=DeleteFailures(unhealthy_after=unhealthy_after()),
+            )
         return self._delete_batches
 
     def close(self):

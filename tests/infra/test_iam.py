@@ -91,9 +91,9 @@ def test_each_worker_consumes_only_its_own_queues_and_publishes_to_the_task_queu
         # AND it may publish (tasks, retries) to every task queue
         publish = by_actions.pop(tuple(sorted(PUBLISH_ACTIONS)))
         assert _queue_names(synthesized, publish) == sorted(PREFIX + q.name for q in topology.queues.values())
-        # AND nothing else
+        # AND nothing else (but task protection: tests/infra/test_task_protection_iam.py)
         assert by_actions == {}
-        assert len(statements) == 2
+        assert len(statements) == 3
 
 
 def test_no_role_but_the_apis_touches_a_dlq(synthesized, topology):
