@@ -216,7 +216,7 @@ def main() -> int:
             if task_id in eta_ids:
                 # A stock Celery producer's ETA (a header, no DelaySeconds), further ahead than the visibility:
                 # the worker must hop it back into SQS rather than hold it.
-                eta = datetime.now(UTC) + timedelta(seconds=spec.visibility_timeout + rng.uniform(1, 6))
+                eta = datetime.now(UTC) + timedelta(seconds=spec.visibility_timeout + rng.uniform(3, 10))
                 publish_stock_eta(endpoint, urls["default"], task_id, key=task_id[:8], seconds=task_seconds, eta=eta)
                 return
             extra = {"expires": datetime.now(UTC) - timedelta(minutes=1)} if task_id in expired_ids else {}
@@ -237,23 +237,30 @@ def main() -> int:
         def depth() -> int:
             return sum(queue_depth(urls["default"], endpoint_url=endpoint).values())
 
-        published = 0
+        sliced = [task_id for task_id in ids if task_id not in eta_ids]
+        published = sliced_out = 0
         last_report = 0.0
         finished = False
         while time.monotonic() < deadline:
             # The first slice goes out at once (an empty queue's first long poll would take 20 s to prove the
-            # workers poll); the first disruption waits until both workers are ready.
+            # workers poll); the first disruption waits until both workers are ready, and so do the ETA tasks
+            # (due a few seconds later: published earlier, they could be due before a slow start-up ends).
             if chaos is None and workers.all_ready():
                 say(f"soak: {time.monotonic() - started:5.0f} s both workers ready and polling")
                 chaos = Chaos(settings_, rng=rng, workers=workers.ready, proxy=proxy, lease_seconds=lease, log=say)
                 chaos.start()
+                for task_id in eta_ids:
+                    publish(task_id)
+                published += len(eta_ids)
             elif chaos is None and time.monotonic() - started > READY_TIMEOUT:
                 raise SystemExit(f"soak: the workers were not ready after {READY_TIMEOUT} s; see {workdir}")
             # Publish in slices while the queue is shallow: the emulator's receive slows as the queue grows.
-            if published < tasks and depth() < SHALLOW:
-                for task_id in ids[published : published + SLICE]:
+            if sliced_out < len(sliced) and depth() < SHALLOW:
+                batch = sliced[sliced_out : sliced_out + SLICE]
+                for task_id in batch:
                     publish(task_id)
-                published = min(tasks, published + SLICE)
+                sliced_out += len(batch)
+                published += len(batch)
             workers.restart_dead()
             try:
                 done = done_count()
