@@ -38,6 +38,7 @@ CONCURRENCY = 2
 SHALLOW = 100  # messages in the queue before the next slice is published
 SLICE = 50
 READY_TIMEOUT = 180  # seconds for both workers' first " ready." and first successful poll (a loaded machine)
+ETA_AHEAD_SECONDS = 45  # a stock producer's ETA is 45 to 90 s ahead (well past the soak's 6 s visibility)
 PUBLISH_ATTEMPTS = 5  # a publish that fails (the proxy's faults) is sent again with the same task id
 
 
@@ -155,7 +156,9 @@ def main() -> int:
     timeout = env_int("SOAK_TIMEOUT", max(1200, tasks))
     use_proxy = env_int("SOAK_FAULTS", 1) != 0
     settings_ = chaos_settings()
-    rng = random.Random(env_int("SOAK_SEED", 1))  # noqa: S311 (choosing victims, not secrets)
+    seed = env_int("SOAK_SEED", 1)
+    rng = random.Random(seed)  # noqa: S311 (choosing victims, not secrets); the chaos thread's own
+    eta_rng = random.Random(seed + 1)  # noqa: S311 (the main thread's)
     if not 0 <= eta_tasks + expired_tasks <= tasks:
         raise SystemExit(f"soak: SOAK_ETA_TASKS + SOAK_EXPIRED_TASKS must be between 0 and SOAK_TASKS ({tasks})")
     signal.signal(signal.SIGTERM, _raise_exit)
@@ -215,9 +218,11 @@ def main() -> int:
         def publish(task_id: str) -> None:
             if task_id in eta_ids:
                 # A stock Celery producer's ETA (a header, no DelaySeconds), further ahead than the visibility:
-                # the worker must hop it back into SQS rather than hold it.
-                eta = datetime.now(UTC) + timedelta(seconds=spec.visibility_timeout + rng.uniform(3, 10))
+                # the worker must hop it back into SQS rather than hold it. Far enough ahead that it is not yet
+                # due when a worker reaches it behind the SHALLOW messages already queued.
+                eta = datetime.now(UTC) + timedelta(seconds=ETA_AHEAD_SECONDS + eta_rng.uniform(0, ETA_AHEAD_SECONDS))
                 publish_stock_eta(endpoint, urls["default"], task_id, key=task_id[:8], seconds=task_seconds, eta=eta)
+                say(f"soak: {task_id} published by a stock producer, due {eta:%H:%M:%S,%f}"[:-3])
                 return
             extra = {"expires": datetime.now(UTC) - timedelta(minutes=1)} if task_id in expired_ids else {}
             kwargs = {"key": task_id[:8], "seconds": task_seconds}
