@@ -15,13 +15,14 @@ THROTTLE_STOPS_THE_CONSUMER = (
     "kombu 5.7's async SQS client raises Exception('Request HTTP Error HTTP 400 ...') on a RequestThrottled answer to "
     "ReceiveMessage: raised from the hub's timer the queue's receive loop ends and the worker, alive, never receives "
     "again; raised from a readable curl handle it ends the worker (Unrecoverable error). Not fixed here: the receive "
-    "error handling is workers/sqs_transport.py's (make soak, issue G item 6)"
+    "error handling is workers/sqs_transport.py's (make soak, issue G item 6). Not strict: 1 run in 4 here the "
+    "worker consumed again"
 )
 
 
 @pytest.mark.parametrize(
     "mode",
-    ["http_5xx", pytest.param("throttle", marks=pytest.mark.xfail(strict=True, reason=THROTTLE_STOPS_THE_CONSUMER))],
+    ["http_5xx", pytest.param("throttle", marks=pytest.mark.xfail(strict=False, reason=THROTTLE_STOPS_THE_CONSUMER))],
 )
 def test_a_worker_consumes_again_after_one_failed_receive(client, start_worker, queues, mode):
     # GIVEN a worker that reaches SQS through the fault proxy
