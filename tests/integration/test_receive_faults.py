@@ -15,7 +15,7 @@ THROTTLE_STOPS_THE_CONSUMER = (
     "kombu 5.7's async SQS client raises Exception('Request HTTP Error HTTP 400 ...') on a RequestThrottled answer to "
     "ReceiveMessage: raised from the hub's timer the queue's receive loop ends and the worker, alive, never receives "
     "again; raised from a readable curl handle it ends the worker (Unrecoverable error). Not fixed here: the receive "
-    "error handling is workers/sqs_transport.py's (make soak, issue G item 6). Not strict: 1 run in 4 here the "
+    "error handling is workers/sqs_transport.py's (make soak, issue G item 6). Not strict: in 1 of 3 runs here the "
     "worker consumed again"
 )
 
