@@ -8,7 +8,13 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
-from workers.sqs_transport import DELETE_BATCH_SECONDS_OPTION, FETCH_WHEN_SLOT_FREES_OPTION, QUEUE_LIMITS_OPTION
+from workers.claim_check import BUCKET_ENV_VAR, ClaimCheckOptions
+from workers.sqs_transport import (
+    CLAIM_CHECK_OPTION,
+    DELETE_BATCH_SECONDS_OPTION,
+    FETCH_WHEN_SLOT_FREES_OPTION,
+    QUEUE_LIMITS_OPTION,
+)
 from workers.topology import Topology
 
 TRANSPORT = "workers.sqs_transport:Transport"
@@ -31,6 +37,7 @@ class BrokerEnv:
     account_id: str | None = None
     queue_prefix: str = ""
     queue_urls: dict[str, str] = field(default_factory=dict)  # per queue key, wins over the rest
+    claim_check_bucket: str | None = None  # the S3 bucket of claim-checked task bodies (on the same endpoint)
 
 
 class BrokerConfigError(ValueError):
@@ -82,6 +89,13 @@ def transport_options(
             key: {"visibility_timeout": q.visibility_timeout, "max_message_bytes": q.max_message_bytes}
             for key, q in topology.queues.items()
         },
+        # Task bodies over a queue's max_message_bytes go to S3, up to its claim_check_max_bytes.
+        CLAIM_CHECK_OPTION: ClaimCheckOptions(
+            bucket=broker.claim_check_bucket,
+            endpoint_url=broker.endpoint_url,
+            region=broker.region,
+            ceilings={key: q.claim_check_max_bytes for key, q in topology.queues.items() if q.claim_check_max_bytes},
+        ).as_option(),
         # read_timeout must outlast the 20 s long poll; few retries so a dead endpoint fails fast.
         "client-config": {
             "connect_timeout": 5,
@@ -105,6 +119,12 @@ def build_celery_settings(
     delete_batch_seconds: float = DELETE_BATCH_SECONDS,
 ) -> dict[str, Any]:
     """Every Celery setting the design depends on, lower-case and without the CELERY_ namespace."""
+    claim_checked = sorted(key for key, q in topology.queues.items() if q.claim_check_max_bytes)
+    if claim_checked and not broker.claim_check_bucket:
+        raise BrokerConfigError(
+            f"queue(s) {claim_checked} have claim_check_max_bytes: set {BUCKET_ENV_VAR} to the S3 bucket of their "
+            "task bodies (infra/ creates it; devstack creates it on the emulator)"
+        )
     settings: dict[str, Any] = {
         "broker_url": broker_url(broker),
         "broker_transport": TRANSPORT,
