@@ -8,7 +8,7 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
-from workers.claim_check import BUCKET_ENV_VAR, ClaimCheckOptions
+from workers.claim_check import ClaimCheckOptions
 from workers.sqs_transport import (
     CLAIM_CHECK_OPTION,
     DELETE_BATCH_SECONDS_OPTION,
@@ -119,12 +119,6 @@ def build_celery_settings(
     delete_batch_seconds: float = DELETE_BATCH_SECONDS,
 ) -> dict[str, Any]:
     """Every Celery setting the design depends on, lower-case and without the CELERY_ namespace."""
-    claim_checked = sorted(key for key, q in topology.queues.items() if q.claim_check_max_bytes)
-    if claim_checked and not broker.claim_check_bucket:
-        raise BrokerConfigError(
-            f"queue(s) {claim_checked} have claim_check_max_bytes: set {BUCKET_ENV_VAR} to the S3 bucket of their "
-            "task bodies (infra/ creates it; devstack creates it on the emulator)"
-        )
     settings: dict[str, Any] = {
         "broker_url": broker_url(broker),
         "broker_transport": TRANSPORT,
