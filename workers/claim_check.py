@@ -26,6 +26,7 @@ BUCKET_ENV_VAR = "CLAIM_CHECK_BUCKET"
 # The SQS message's body while the real one is in S3: not JSON, so a consumer that does not fetch (an old worker)
 # fails to decode it and rejects it into the DLQ, never runs a task without its arguments.
 _PLACEHOLDER = "claim check: the task body is in S3 ({bucket}/{key})"
+_PLACEHOLDER_PREFIX = b"claim check: the task body is in S3"
 
 
 def bucket_name() -> str | None:
@@ -127,6 +128,15 @@ def check_in(message: dict[str, Any], *, queue: str, bodies: S3Bodies, ceiling: 
     message["body"] = base64.b64encode(placeholder).decode("ascii")
     message.setdefault("properties", {})["body_encoding"] = "base64"
     return pointer
+
+
+def drop_stale_pointer(message: dict[str, Any]) -> None:
+    """Remove a pointer the message does not stand for: Celery copies a task's custom headers into its retry
+    (Request.as_execution_options), so a retry carries its original's pointer while its body is its own. A message
+    whose body is still the placeholder (re-sent as received) keeps it."""
+    headers = message.get("headers") or {}
+    if HEADER in headers and not encoded_body_bytes(message).startswith(_PLACEHOLDER_PREFIX):
+        del headers[HEADER]
 
 
 def check_out(payload: dict[str, Any], *, bodies: S3Bodies | None) -> Pointer | None:

@@ -101,6 +101,7 @@ class Channel(SQS.Channel):
             properties["DelaySeconds"] = seconds
             if headers.get("eta"):
                 headers["eta"] = None
+        claim_check.drop_stale_pointer(message)  # a retry carries its original's pointer, not its body
         encoded = encoded_message_bytes(message, sqs_base64=self.sqs_base64_encoding)
         if encoded > limits["max_message_bytes"] and self._claim_checks().ceiling(queue):
             # The body goes to S3; the headers (task, id, retries...) stay in the message, with the pointer.

@@ -148,6 +148,24 @@ def test_an_object_changed_in_s3_is_refused(aws, connection, caplog):
     assert "another SHA-256" in caplog.text
 
 
+def test_a_retry_does_not_keep_its_originals_pointer(aws, connection):
+    # GIVEN a message that carries another message's pointer (Celery copies custom headers into a retry)
+    sqs, s3, urls = aws
+    stale = Pointer(bucket=BUCKET, key="default/old", size=3, sha256="0" * 64).as_header()
+    # WHEN it is published with a small body of its own
+    _publish(connection, {"small": True}, **{HEADER: stale})
+    # THEN it goes without the pointer: the worker must not swap its body for the original's
+    assert HEADER not in decode_sqs_body(_raw_body(sqs, urls["default"])).headers
+    # AND with a large body of its own it gets a new pointer to a new object
+    _publish(connection, {"blob": "n" * 1_500_000}, **{HEADER: stale})
+    [key] = _objects(s3)
+    bodies = [
+        decode_sqs_body(m["Body"])
+        for m in sqs.receive_message(QueueUrl=urls["default"], MaxNumberOfMessages=10)["Messages"]
+    ]
+    assert [e.claim_check["key"] for e in bodies if e.claim_check] == [key]
+
+
 def test_a_body_over_the_ceiling_is_refused_and_nothing_is_stored(aws, connection, topology):
     # GIVEN a payload over `default`'s claim_check_max_bytes
     sqs, s3, urls = aws
