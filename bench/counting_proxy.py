@@ -12,7 +12,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 from devstack.sqs_actions import request_action
-
 from workers.publish_guards import billed_requests
 
 _XML_MESSAGE = re.compile(rb"<Message>")
