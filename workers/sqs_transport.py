@@ -1,5 +1,6 @@
-"""kombu's SQS transport, hardened: publish guards (delays become DelaySeconds, size is checked), a poll that
-survives failures, and a consume pace set by the tasks (fetch when a slot frees, delete in batches)."""
+"""kombu's SQS transport, hardened: publish guards (delays become DelaySeconds, size is checked, a body too large
+for its queue goes through S3 where the queue allows it), a poll that survives failures, and a consume pace set by
+the tasks (fetch when a slot frees, delete in batches)."""
 
 from __future__ import annotations
 

@@ -102,7 +102,7 @@ def test_a_missing_s3_object_ends_in_the_dlq_with_a_clear_error(start_worker, qu
 
     # THEN the redrive policy moves it to the DLQ (never acked, never run), with its task name still readable
     processes.wait_for(
-        lambda: queues.dlq_depth("high_priority")["visible"] == 1, timeout=60, interval=0.5, what="the DLQ"
+        lambda: queues.dlq_depth("high_priority")["visible"] == 1, timeout=90, interval=0.5, what="the DLQ"
     )
     [dead] = queues.receive_dlq("high_priority")
     envelope = decode_sqs_body(dead["Body"])
