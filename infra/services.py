@@ -71,7 +71,8 @@ class ApiService(Construct):
             cluster=cluster,
             task_definition=self.task.definition,
             security_groups=[security_group],
-            desired_count=API_MIN_TASKS,
+            # No DesiredCount: CloudFormation would reset the running count to it on every deploy (aws-cdk
+            # #3919); the scalable target's minimum starts the service.
             min_healthy_percent=100,
             max_healthy_percent=200,
             circuit_breaker=_rollback(),
@@ -146,7 +147,7 @@ class WorkerService(Construct):
             cluster=cluster,
             task_definition=self.task.definition,
             security_groups=[security_group],
-            desired_count=group.min_tasks,
+            # No DesiredCount, as for the api: a deploy in the middle of a backlog keeps the scaled count.
             min_healthy_percent=100,
             max_healthy_percent=200,
             circuit_breaker=_rollback(),

@@ -12,7 +12,9 @@ from infra.alarms import QueueAlarms
 from infra.claim_check import ClaimCheckBucket
 from infra.config import InfraConfig
 from infra.dashboard import build_dashboard
+from infra.database import AppDatabase
 from infra.image import app_image
+from infra.migrations import Migrations
 from infra.naming import alarm_topic_export_name, pascal_case, queue_prefix, resource_name
 from infra.network import build_vpc
 from infra.queues import TopologyQueues
@@ -52,6 +54,7 @@ class CelerySqsStack(Stack):
             self, "TaskSecurityGroup", vpc=vpc, description="api, worker and beat tasks", allow_all_outbound=True
         )
         secrets = AppSecrets(self, "Secrets", config=config)
+        database = AppDatabase(self, "Database", config=config, vpc=vpc, task_security_group=task_security_group)
         # One execution role (pull the image, write logs, read the two secrets); a task role per service.
         execution_role = iam.Role(
             self,
@@ -69,8 +72,18 @@ class CelerySqsStack(Stack):
             environment={
                 **common_environment(prefix=prefix, pairs=queues.pairs, log_level=config.log_level),
                 **(claim_check.environment() if claim_check else {}),
+                **database.environment,
             },
-            secrets=secrets.container_secrets(),
+            secrets={**secrets.container_secrets(), **database.container_secrets},
+        )
+        # Every deploy migrates first; no service starts (or rolls) on a database without its tables.
+        migrations = Migrations(
+            self,
+            "Migrations",
+            cluster=cluster,
+            settings=settings,
+            security_group=task_security_group,
+            subnets=vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnet_ids,
         )
 
         api = ApiService(
@@ -109,6 +122,8 @@ class CelerySqsStack(Stack):
             publish_to=all_queues,
         )
         services["beat"] = beat.service
+        for service in services.values():
+            service.node.add_dependency(migrations.resource)
         if claim_check:
             # Every producer stores bodies; a worker group reads and deletes its own queues' bodies only.
             for producer in (api.task.role, beat.task.role, *(w.task.role for w in workers.values())):
@@ -134,7 +149,7 @@ class CelerySqsStack(Stack):
         CfnOutput(self, "ClusterName", value=cluster.cluster_name)
         CfnOutput(
             self,
-            "DatabaseUrlSecretName",
-            value=secrets.database_url.secret_name,
-            description="Put the PostgreSQL URL here (unless databaseUrlSecretName named an existing secret)",
+            "DatabaseSecretName",
+            value=database.secret.secret_name,
+            description="The database's credentials (created) or its DATABASE_URL (databaseUrlSecretName)",
         )

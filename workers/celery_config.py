@@ -86,7 +86,11 @@ def transport_options(
         # No credentials here: boto3's default chain (env, ECS task role) supplies them.
         "predefined_queues": {key: {"url": queue_url(topology, key, broker)} for key in topology.queues},
         QUEUE_LIMITS_OPTION: {
-            key: {"visibility_timeout": q.visibility_timeout, "max_message_bytes": q.max_message_bytes}
+            key: {
+                "visibility_timeout": q.visibility_timeout,
+                "max_message_bytes": q.max_message_bytes,
+                "retention_seconds": q.retention_seconds,
+            }
             for key, q in topology.queues.items()
         },
         # Task bodies over a queue's max_message_bytes go to S3, up to its claim_check_max_bytes.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 
+from workers.dependency_gate import dependency_down_message
 from workers.health import heartbeat_age, heartbeat_path, max_age
 
 
@@ -16,6 +17,8 @@ def check(kind: str) -> tuple[bool, str]:
         return False, f"{kind} unhealthy: no heartbeat at {heartbeat_path(kind)}"
     if age > limit:
         return False, f"{kind} unhealthy: last heartbeat {age:.0f} s ago (max {limit} s)"
+    if kind == "worker" and (down := dependency_down_message()):
+        return True, f"{kind} {down}; heartbeat {age:.0f} s ago (max {limit} s)"
     return True, f"{kind} healthy: last heartbeat {age:.0f} s ago (max {limit} s)"
 
 

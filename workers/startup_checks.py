@@ -11,7 +11,7 @@ from celery.app.defaults import NAMESPACES, flatten
 from workers.celery_config import ECS_STOP_TIMEOUT_SECONDS
 from workers.claim_check import BUCKET_ENV_VAR
 from workers.sqs_transport import CLAIM_CHECK_OPTION
-from workers.topology import SQS_MAX_DELAY_SECONDS, Topology
+from workers.topology import LONG_DELAY_MARGIN_SECONDS, Topology, longest_delay_seconds
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -124,10 +124,11 @@ def apply_and_check_task_limits(tasks: Mapping[str, Any], topology: Topology) ->
                 "or the soft limit never fires"
             )
         backoff_max = getattr(task, "retry_backoff_max", None)
-        if backoff_max is not None and backoff_max > SQS_MAX_DELAY_SECONDS:
+        longest = longest_delay_seconds(spec.retention_seconds)
+        if backoff_max is not None and backoff_max > longest:
             problems.append(
-                f"task {name!r}: retry_backoff_max {backoff_max} s exceeds SQS DelaySeconds max "
-                f"{SQS_MAX_DELAY_SECONDS} s"
+                f"task {name!r}: retry_backoff_max {backoff_max} s exceeds the longest delay queue {spec.key!r} "
+                f"accepts ({longest} s: its retention less {LONG_DELAY_MARGIN_SECONDS} s)"
             )
     return problems
 
@@ -152,6 +153,18 @@ def apply_worker_prefetch(worker: Any, topology: Topology) -> list[str]:
     return []
 
 
+def check_dependency_errors() -> list[str]:
+    """WORKER_DEPENDENCY_ERRORS names importable exception classes (workers/dependency_errors.py)."""
+    from workers.dependency_errors import dependency_error_classes
+    from workers.env import EnvError
+
+    try:
+        dependency_error_classes()
+    except EnvError as exc:
+        return [str(exc)]
+    return []
+
+
 def run_startup_checks(
     app: Celery, topology: Topology, django_setting_names: Iterable[str] = (), *, worker: Any = None
 ) -> None:
@@ -162,6 +175,7 @@ def run_startup_checks(
         + check_required_settings(app.conf)
         + check_queues(app.conf, topology)
         + apply_and_check_task_limits(app.tasks, topology)
+        + check_dependency_errors()
     )
     if worker is not None and not problems:
         problems += apply_worker_prefetch(worker, topology)

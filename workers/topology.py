@@ -24,6 +24,16 @@ SQS_MAX_MESSAGE_BYTES = 1_048_576  # 1 MiB since 2025, and the default of a new 
 SQS_MIN_RETENTION = 60
 SQS_MAX_RETENTION = 1_209_600
 SQS_MAX_RECEIVE_COUNT = 1_000
+# A countdown/ETA longer than SQS_MAX_DELAY_SECONDS travels in hops (workers/eta_hop.py), each a new message
+# with a fresh retention, so SQS itself sets no upper bound. The bound is policy: a queue accepts delays up to
+# its retention less one hop; anything longer is a schedule (beat's job), refused with the numbers.
+LONG_DELAY_MARGIN_SECONDS = 900
+
+
+def longest_delay_seconds(retention_seconds: int) -> int:
+    """The longest countdown/ETA a queue with this retention accepts (0 if its retention is below the margin)."""
+    return max(retention_seconds - LONG_DELAY_MARGIN_SECONDS, 0)
+
 
 QUEUE_FIELDS = {
     "name": str,
@@ -197,12 +207,12 @@ def _parse_queue(key: str, raw: Any, margin: int) -> QueueSpec:
     _check_range(f"{where}.max_message_bytes", data["max_message_bytes"], SQS_MIN_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES)
     for field in ("retention_seconds", "dlq_retention_seconds"):
         _check_range(f"{where}.{field}", data[field], SQS_MIN_RETENTION, SQS_MAX_RETENTION)
-    if data["dlq_retention_seconds"] < data["retention_seconds"]:
-        # SQS keeps a message's original enqueue time when it moves to the DLQ: a shorter DLQ
-        # retention can expire it there at once.
+    if data["dlq_retention_seconds"] <= data["retention_seconds"]:
+        # SQS keeps a message's original enqueue time when it moves to the DLQ: a DLQ retention no longer
+        # than the queue's can expire it there at once, before anyone looked at it.
         raise TopologyError(
-            f"{where}: dlq_retention_seconds ({data['dlq_retention_seconds']}) must be >= "
-            f"retention_seconds ({data['retention_seconds']})"
+            f"{where}: dlq_retention_seconds ({data['dlq_retention_seconds']}) must be longer than "
+            f"retention_seconds ({data['retention_seconds']}): a message keeps its first enqueue time in the DLQ"
         )
     if not 0 < data["soft_time_limit"] < data["time_limit"]:
         raise TopologyError(
@@ -309,16 +319,19 @@ def parse_topology(raw: Any, source: Path, profile: str | None = None) -> Topolo
     retry = RetryPolicy(**retry_data)
     if retry.max_retries < 0 or retry.backoff_seconds < 1:
         raise TopologyError(f"retry: need max_retries >= 0 and backoff_seconds >= 1, got {retry_data}")
-    if not 0 < retry.backoff_max_seconds <= SQS_MAX_DELAY_SECONDS:
-        raise TopologyError(
-            f"retry.backoff_max_seconds = {retry.backoff_max_seconds}: retry delays travel as SQS "
-            f"DelaySeconds, which cannot exceed {SQS_MAX_DELAY_SECONDS} s"
-        )
 
     queues_raw = raw.get("queues")
     if not isinstance(queues_raw, dict) or not queues_raw:
         raise TopologyError(f"{source}: `queues` must be a non-empty mapping")
     queues = {key: _parse_queue(key, value, margin) for key, value in queues_raw.items()}
+    # A retry is a delayed message on any queue: its backoff must fit the shortest-lived one.
+    longest = min(longest_delay_seconds(q.retention_seconds) for q in queues.values())
+    if not 0 < retry.backoff_max_seconds <= longest:
+        raise TopologyError(
+            f"retry.backoff_max_seconds = {retry.backoff_max_seconds}: retry delays travel as SQS delays "
+            f"(hops of up to {SQS_MAX_DELAY_SECONDS} s), at most the shortest queue retention less "
+            f"{LONG_DELAY_MARGIN_SECONDS} s ({longest} s)"
+        )
 
     sqs_names = [n for q in queues.values() for n in (q.name, q.dlq)]
     duplicated = sorted({n for n in sqs_names if sqs_names.count(n) > 1})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 import dj_database_url
 
@@ -70,13 +71,31 @@ TEMPLATES = [
 
 # --- Database --------------------------------------------------------------------------------------
 # PostgreSQL when DATABASE_URL is set (CI, production); SQLite otherwise (local).
-DATABASE_URL = env_str("DATABASE_URL", None)
+def database_url_from_parts() -> str | None:
+    """The URL from DATABASE_HOST/PORT/NAME/USER/PASSWORD, as ECS injects an RDS-generated secret's fields
+    (infra/database.py); None without DATABASE_HOST."""
+    host = env_str("DATABASE_HOST", None)
+    if host is None:
+        return None
+    user, password = quote(env_str("DATABASE_USER"), safe=""), quote(env_str("DATABASE_PASSWORD"), safe="")
+    return f"postgres://{user}:{password}@{host}:{env_int('DATABASE_PORT', 5432)}/{env_str('DATABASE_NAME')}"
+
+
+DATABASE_URL = env_str("DATABASE_URL", None) or database_url_from_parts()
 SQLITE_PATH = Path(env_str("SQLITE_PATH", str(BASE_DIR / "var" / "db.sqlite3")))
+
+
+# A new PostgreSQL connection gives up after this many seconds: a black-holed database is then an
+# OperationalError the worker pauses on (workers/dependency_errors.py), not a hang until the time limit.
+DATABASE_CONNECT_TIMEOUT = env_int("DATABASE_CONNECT_TIMEOUT", 5)
 
 
 def database_config(url: str | None) -> dict:
     if url:
-        return dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+        config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+        if config["ENGINE"].endswith("postgresql"):
+            config.setdefault("OPTIONS", {}).setdefault("connect_timeout", DATABASE_CONNECT_TIMEOUT)
+        return config
     SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
     # IMMEDIATE transactions and a busy timeout: the api, worker and beat write to one file.
     return {

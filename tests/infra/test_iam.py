@@ -139,8 +139,13 @@ def test_the_only_wildcard_resources_are_actions_without_resource_level_permissi
 
 
 def test_only_the_execution_role_reads_the_secrets_and_only_those(synthesized):
-    # GIVEN the secrets and the (shared) execution role of the task definitions
-    secret_refs = [{"Ref": s} for s in synthesized.of_type("AWS::SecretsManager::Secret")]
+    # GIVEN the secrets (the database's read through its attachment to the instance) and the (shared)
+    # execution role of the task definitions
+    attached = {
+        res["Properties"]["SecretId"]["Ref"]: key
+        for key, res in synthesized.of_type("AWS::SecretsManager::SecretTargetAttachment").items()
+    }
+    secret_refs = [{"Ref": attached.get(s, s)} for s in synthesized.of_type("AWS::SecretsManager::Secret")]
     execution_roles = {
         synthesized.role_id(t["Properties"]["ExecutionRoleArn"])
         for t in synthesized.of_type("AWS::ECS::TaskDefinition").values()
@@ -158,7 +163,7 @@ def test_only_the_execution_role_reads_the_secrets_and_only_those(synthesized):
             if any(a.startswith("secretsmanager:") for a in actions(s))
         ]
 
-        # THEN it may get exactly the two secrets' values
+        # THEN it may get exactly the secrets' values
         assert statements
         assert all("secretsmanager:GetSecretValue" in actions(s) for s in statements)
         assert sorted(json.dumps(r) for s in statements for r in resources(s)) == sorted(

@@ -1,4 +1,4 @@
-"""Unit tests of workers/publish_guards.py: delays SQS can hold, bodies the queue accepts."""
+"""Unit tests of workers/publish_guards.py: delays the queue accepts, bodies it accepts."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ from workers.publish_guards import (
     encoded_message_bytes,
     sqs_delay_seconds,
 )
+from workers.topology import LONG_DELAY_MARGIN_SECONDS
+
+RETENTION = 4 * 86_400  # the default queue's 4 days: delays up to 4 days less 900 s
 
 
 @pytest.mark.parametrize(
@@ -30,31 +33,38 @@ from workers.publish_guards import (
 def test_sqs_delay_seconds(delay, expected):
     # GIVEN a requested delay
     # WHEN converted to DelaySeconds
-    result = sqs_delay_seconds(queue="default", delay=delay, visibility_timeout=360)
+    result = sqs_delay_seconds(queue="default", delay=delay, retention_seconds=RETENTION)
     # THEN no delay, or the delay rounded up (never earlier than asked)
     assert result == expected
 
 
-def test_delay_over_900_refused():
-    # GIVEN a delay of 901 s on a queue with a 360 s visibility timeout
+@pytest.mark.parametrize("delay", [900.01, 901, 86_400, RETENTION - LONG_DELAY_MARGIN_SECONDS])
+def test_a_delay_over_900_travels_its_first_900_s_as_delay_seconds(delay):
+    # GIVEN a delay longer than SQS holds a message, within the queue's retention less the margin
+    # WHEN converted THEN the first leg is SQS's maximum (the worker hops the rest)
+    assert sqs_delay_seconds(queue="default", delay=delay, retention_seconds=RETENTION) == 900
+
+
+def test_delay_over_the_retention_bound_refused():
+    # GIVEN a delay one second longer than the queue's retention less the margin
+    too_long = RETENTION - LONG_DELAY_MARGIN_SECONDS + 1
     # WHEN converted
     with pytest.raises(DelayTooLong) as excinfo:
-        sqs_delay_seconds(queue="default", delay=901, visibility_timeout=360)
-    # THEN the message names the queue, the delay, SQS's maximum and the visibility timeout
+        sqs_delay_seconds(queue="default", delay=too_long, retention_seconds=RETENTION)
+    # THEN the message names the queue, the delay, the bound and where it comes from
     message = str(excinfo.value)
     assert "'default'" in message
-    assert "901 s" in message
-    assert "900 s" in message
-    assert "360 s" in message
+    assert f"{too_long} s" in message
+    assert f"({RETENTION - LONG_DELAY_MARGIN_SECONDS} s: its message retention of {RETENTION} s less 900 s)" in message
     # AND it is a PublishRefused (the API answers 400 for it)
     assert isinstance(excinfo.value, PublishRefused)
 
 
-def test_fractional_delay_just_over_900_refused():
-    # GIVEN 900.01 s, which rounds up to 901
+def test_fractional_delay_just_over_the_bound_refused():
+    # GIVEN 2700.01 s on a queue that keeps messages an hour (bound 2700 s), which rounds up to 2701
     # WHEN converted THEN it is refused
-    with pytest.raises(DelayTooLong, match="901 s"):
-        sqs_delay_seconds(queue="low_priority", delay=900.01, visibility_timeout=1020)
+    with pytest.raises(DelayTooLong, match="2701 s"):
+        sqs_delay_seconds(queue="low_priority", delay=2700.01, retention_seconds=3600)
 
 
 def test_encoded_size_at_limit_accepted():

@@ -186,15 +186,23 @@ def test_task_with_looser_soft_limit_refused(topology):
     assert "'high_priority'" in problem
 
 
-def test_retry_backoff_max_over_900_refused(topology):
-    # GIVEN a task that may back off 901 s
-    task = _task(retry_backoff_max=901)
+def test_retry_backoff_max_over_the_retention_bound_refused(topology):
+    # GIVEN a task routed to the default queue (4 days' retention) that may back off longer than 4 days less 900 s
+    too_long = topology.queue("default").retention_seconds - 900 + 1
+    task = _task(retry_backoff_max=too_long)
     # WHEN checked
     [problem] = apply_and_check_task_limits({"jobs.x": task}, topology)
     # THEN the task and both numbers are named
     assert "'jobs.x'" in problem
-    assert "901" in problem
-    assert "900" in problem
+    assert str(too_long) in problem
+    assert f"({too_long - 1} s: its retention less 900 s)" in problem
+
+
+def test_retry_backoff_max_over_900_accepted(topology):
+    # GIVEN a task that may back off an hour: its retries hop through SQS
+    task = _task(retry_backoff_max=3600)
+    # WHEN checked THEN nothing is refused
+    assert apply_and_check_task_limits({"jobs.x": task}, topology) == []
 
 
 def test_celery_builtin_tasks_are_skipped(topology):

@@ -196,15 +196,23 @@ def test_string_where_int_expected(raw):
     assert "'300'" in message
 
 
-def test_backoff_max_over_sqs_delay_limit(raw):
-    # GIVEN a retry backoff cap of 901 s
-    raw["retry"]["backoff_max_seconds"] = 901
+def test_backoff_max_over_the_shortest_retention_bound(raw):
+    # GIVEN a retry backoff cap one second over the shortest queue retention less the 900 s margin
+    shortest = min(q["retention_seconds"] for q in raw["queues"].values())
+    raw["retry"]["backoff_max_seconds"] = shortest - 900 + 1
     # WHEN parsed
     message = _refused(raw)
-    # THEN the error names the setting, the value and SQS's 900 s
+    # THEN the error names the setting, the value and the bound
     assert "backoff_max_seconds" in message
-    assert "901" in message
-    assert "900" in message
+    assert str(shortest - 900 + 1) in message
+    assert f"({shortest - 900} s)" in message
+
+
+def test_backoff_max_over_900_accepted_it_travels_in_hops(raw):
+    # GIVEN a backoff cap of an hour, longer than one SQS delay
+    raw["retry"]["backoff_max_seconds"] = 3600
+    # WHEN parsed THEN it is accepted
+    assert parse_topology(raw, SOURCE).retry.backoff_max_seconds == 3600
 
 
 def test_backoff_max_of_900_accepted(raw):
@@ -248,6 +256,17 @@ def test_dlq_retention_shorter_than_retention(raw):
     assert "queues.default" in message
     assert "86400" in message
     assert "345600" in message
+
+
+def test_dlq_retention_equal_to_retention_is_refused(raw):
+    # GIVEN a DLQ that keeps messages exactly as long as its queue (SQS keeps a message's first enqueue
+    # time when it moves to the DLQ, so one that waited almost the whole retention would expire there at once)
+    raw["queues"]["default"]["dlq_retention_seconds"] = raw["queues"]["default"]["retention_seconds"]
+    # WHEN parsed
+    message = _refused(raw)
+    # THEN the queue is named and the rule says longer
+    assert "queues.default" in message
+    assert "longer than" in message
 
 
 def test_retention_above_sqs_maximum(raw):
