@@ -6,6 +6,7 @@ import base64
 import inspect
 import json
 import logging
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
@@ -15,9 +16,10 @@ from kombu.transport import SQS
 from moto import mock_aws
 
 from devstack import processes
+from workers import eta_hop
 from workers.celery_config import BrokerEnv, transport_options
 from workers.claim_check import HEADER, ClaimCheckOptions, ClaimChecks, Pointer, S3Bodies
-from workers.envelope import decode_sqs_body
+from workers.envelope import decode_sqs_body, encode_sqs_body
 from workers.publish_guards import PayloadTooLarge
 from workers.topology import DEFAULT_TOPOLOGY_PATH, load_topology
 
@@ -255,3 +257,21 @@ def test_contract_kombu_puts_the_task_body_base64_encoded_in_the_message_dict(aw
     raw = json.loads(base64.b64decode(_raw_body(sqs, urls["default"])))
     assert raw["properties"]["body_encoding"] == "base64"
     assert json.loads(base64.b64decode(raw["body"])) == {"x": 1}
+
+
+def test_a_far_eta_hop_resends_the_pointer_not_the_body(aws, connection):
+    # GIVEN a claim-checked message as SQS delivers it, due in an hour (a hop re-sends what it received)
+    sqs, s3, urls = aws
+    _publish(connection, {"blob": "e" * 1_500_000}, id="task-eta")
+    [message] = sqs.receive_message(QueueUrl=urls["default"], MaxNumberOfMessages=10)["Messages"]
+    envelope = decode_sqs_body(message["Body"]).raw
+    due = datetime.now(UTC) + timedelta(hours=1)
+    message["Body"] = encode_sqs_body({**envelope, "headers": {**envelope["headers"], "eta": due.isoformat()}})
+
+    # WHEN the channel's receive path plans hops (workers/eta_hop.py runs before the claim check's fetch)
+    take, hops = eta_hop.plan([message], now=datetime.now(UTC), hold=5)
+
+    # THEN it hops as received: a small body with the pointer, the object left for the hopped copy
+    assert take == [] and [hop.task_id for hop in hops] == ["task-eta"]
+    assert len(hops[0].message["Body"]) < 4_096
+    assert decode_sqs_body(hops[0].message["Body"]).claim_check["key"] == _objects(s3)[0]
