@@ -14,6 +14,7 @@ from workers.celery_config import (
     as_django_settings,
     build_celery_settings,
 )
+from workers.claim_check import bucket_name as claim_check_bucket_name
 from workers.env import env_bool, env_float, env_int, env_list, env_str
 from workers.topology import get_topology
 
@@ -117,6 +118,7 @@ SQS_BROKER = BrokerEnv(
     account_id=env_str("AWS_ACCOUNT_ID", None),
     queue_prefix=env_str("SQS_QUEUE_PREFIX", ""),
     queue_urls={key: url for key in QUEUE_TOPOLOGY.queues if (url := env_str(f"SQS_QUEUE_URL_{key.upper()}", None))},
+    claim_check_bucket=claim_check_bucket_name(),  # CLAIM_CHECK_BUCKET: large task bodies (workers/claim_check.py)
 )
 # Off by default (fire-and-forget, the Job row carries the state); "django-db" stores results.
 RESULT_BACKEND = env_str("RESULT_BACKEND", None)
