@@ -16,7 +16,7 @@ from infra.naming import alarm_topic_export_name, pascal_case, queue_prefix, res
 from infra.network import build_vpc
 from infra.queues import TopologyQueues
 from infra.secrets import AppSecrets
-from infra.services import ApiService, BeatService, WorkerService
+from infra.services import ApiService, BeatService, OutboxRelayService, WorkerService
 from infra.tasks import AppTaskSettings, common_environment
 from workers.topology import Topology
 
@@ -99,6 +99,15 @@ class CelerySqsStack(Stack):
             publish_to=all_queues,
         )
         services["beat"] = beat.service
+        relay = OutboxRelayService(
+            self,
+            "OutboxRelay",
+            cluster=cluster,
+            settings=settings,
+            security_group=task_security_group,
+            publish_to=all_queues,
+        )
+        services["outbox relay"] = relay.service
 
         build_dashboard(self, name=resource_name(stage, "queues"), pairs=all_queues, cluster=cluster, services=services)
 

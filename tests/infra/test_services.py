@@ -110,7 +110,7 @@ def test_every_container_knows_every_queue_url_and_runs_production_settings(synt
     # GIVEN the queues' logical ids (a queue's Ref is its URL)
     ids = synthesized.queue_ids_by_name()
     containers = synthesized.containers()
-    assert len(containers) == 2 + len(topology.worker_groups)
+    assert len(containers) == 3 + len(topology.worker_groups)  # api, beat, outbox relay, the workers
 
     for container in containers.values():
         # WHEN its environment is read
@@ -164,3 +164,20 @@ def test_the_cluster_has_container_insights_for_running_task_counts(synthesized)
 
     # THEN Container Insights is on (RunningTaskCount feeds worker scaling)
     assert {"Name": "containerInsights", "Value": "enabled"} in settings
+
+
+def test_the_outbox_relay_runs_as_its_own_service_and_may_only_publish(synthesized, topology):
+    # GIVEN the task definition running bin/start-outbox-relay
+    [task_id] = synthesized.task_definitions_running(["bin/start-outbox-relay"])
+
+    # WHEN its service and task role are read
+    _, service = synthesized.service_of(task_id)
+    role_id = synthesized.role_id(synthesized.props(task_id)["TaskRoleArn"])
+    [statement] = synthesized.statements_of_role(role_id)
+
+    # THEN one task runs (more would be safe: every attempt is claimed by compare-and-set)
+    assert service["DesiredCount"] == 1
+    # AND it may publish to the task queues and nothing else
+    from infra.permissions import PUBLISH_ACTIONS
+
+    assert sorted(statement["Action"]) == sorted(PUBLISH_ACTIONS)

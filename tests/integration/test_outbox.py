@@ -130,6 +130,7 @@ def test_api_killed_between_commit_and_publish_is_published_by_the_sweep(
     job.refresh_from_db()
     assert job.state == "pending"
     assert job.published_at is None
+    assert job.publish_error == ""  # the request never came back from its publish to record it
 
     # AND the endpoint answers again, a relay sweeps and a worker runs
     black_hole.restore()
