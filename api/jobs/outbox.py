@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from api.jobs.models import Job, JobState
@@ -46,9 +46,14 @@ def record(job_id: int, attempt: Attempt) -> None:
     now = timezone.now()
     pending = Job.objects.filter(pk=job_id, state=JobState.PENDING)
     if attempt.published:
-        pending.update(state=JobState.QUEUED, published_at=now, next_publish_at=None, publish_error="", updated_at=now)
-        # A fast worker may have started it already: it was published all the same.
-        Job.objects.filter(pk=job_id, published_at__isnull=True).update(published_at=now, next_publish_at=None)
+        # One statement: a pending Job becomes queued; one a fast worker already started keeps its state.
+        Job.objects.filter(pk=job_id, published_at__isnull=True).update(
+            state=Case(When(state=JobState.PENDING, then=Value(JobState.QUEUED)), default=F("state")),
+            published_at=now,
+            next_publish_at=None,
+            publish_error="",
+            updated_at=now,
+        )
     elif attempt.refused is not None:
         logger.warning("job %s refused at publish: %s", job_id, attempt.refused)
         pending.update(
