@@ -37,7 +37,7 @@ class Attempt:
 
 
 _pool_lock = threading.Lock()
-_pools: dict[tuple, ProducerPool] = {}
+_pools: dict[tuple, tuple[object, ProducerPool]] = {}  # each keeps its options alive, so their id stays unique
 
 
 def _producer_pool() -> ProducerPool:
@@ -51,13 +51,12 @@ def _producer_pool() -> ProducerPool:
     conf = celery_app.conf
     key = (conf.broker_url, id(conf.broker_transport_options), settings.PUBLISH_BUDGET)
     with _pool_lock:
-        pool = _pools.get(key)
-        if pool is None:
+        if key not in _pools:
             conn = celery_app.connection_for_write(
                 transport_options={"client-config": settings.PUBLISH_BUDGET.client_config()}
             )
-            pool = _pools[key] = ProducerPool(conn.Pool(limit=POOL_LIMIT), limit=POOL_LIMIT)
-        return pool
+            _pools[key] = (conf.broker_transport_options, ProducerPool(conn.Pool(limit=POOL_LIMIT), limit=POOL_LIMIT))
+        return _pools[key][1]
 
 
 def remaining_countdown(due_at: datetime | None, now: datetime) -> int | None:
