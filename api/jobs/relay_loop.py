@@ -8,7 +8,8 @@ import time
 from collections.abc import Callable
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import Error as DatabaseError
+from django.db import close_old_connections, connection
 
 from api.jobs.outbox import Sweep, sweep_once
 from api.jobs.outbox_config import RelayConfig
@@ -40,8 +41,9 @@ class RelayLoop:
         """One sweep; returns the seconds to wait before the next."""
         self.sweeps += 1
         try:
+            close_old_connections()
             result = self.sweep()
-        except DatabaseError as exc:
+        except DatabaseError as exc:  # django.db.Error: OperationalError, InterfaceError (a closed connection)…
             connection.close()  # reconnect on the next sweep
             self._failed("the database", exc)
         else:
@@ -64,7 +66,7 @@ class RelayLoop:
                 self.config.sweep_max_seconds,
             )
         else:
-            logger.debug("outbox relay: %s still failing: %s", what, error)
+            logger.debug("outbox relay: %s is still failing: %s", what, error)
 
     def _worked(self, result: Sweep) -> None:
         if self.failing is not None:
@@ -83,7 +85,6 @@ class RelayLoop:
         """Sweep until `stop` is set (SIGTERM) or `max_seconds` have passed."""
         deadline = None if max_seconds is None else self.clock() + max_seconds
         while not stop.is_set():
-            close_old_connections()
             delay = self.tick()
             if deadline is not None:
                 delay = min(delay, deadline - self.clock())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from django.db import DatabaseError
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
@@ -51,7 +51,7 @@ def job_create(request: HttpRequest) -> JsonResponse:
         )
     except (JobInputError, PublishRefused) as exc:
         return _error(400, str(exc))
-    except DatabaseError as exc:  # nothing was stored: the one case where the client must try again
+    except (OperationalError, InterfaceError) as exc:  # nothing stored: the one case where the client tries again
         logger.error("job not stored, the database failed: %r", exc)
         return _error(503, f"the job was not stored (database unavailable: {type(exc).__name__}); try again")
 

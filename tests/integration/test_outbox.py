@@ -7,15 +7,21 @@ import json
 import signal
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
+from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.utils import timezone
 
 from api.jobs.models import Job
 from devstack import processes
 from devstack.black_hole import BlackHoleProxy
 from devstack.processes import REPO_ROOT
+from devstack.tcp_proxy import TcpProxy
+from tests.integration.conftest import database_env
 
 pytestmark = pytest.mark.integration
 
@@ -48,8 +54,8 @@ def start_api(start_process, endpoint: str, budget: str):
     return port, proc
 
 
-def start_relay(start_process, endpoint: str, budget: str):
-    env = {"SQS_ENDPOINT_URL": endpoint, "PUBLISH_BUDGET_SECONDS": budget, **RELAY_ENV}
+def start_relay(start_process, endpoint: str, budget: str, env: dict[str, str] | None = None):
+    env = {"SQS_ENDPOINT_URL": endpoint, "PUBLISH_BUDGET_SECONDS": budget, **RELAY_ENV, **(env or {})}
     return start_process("relay", [sys.executable, "manage.py", "outbox_relay"], env=env, ready="outbox relay started")
 
 
@@ -150,3 +156,39 @@ def test_api_killed_between_commit_and_publish_is_published_by_the_sweep(
 def _ignore_errors(fn, *args):
     with contextlib.suppress(OSError):  # the api was killed under the request
         fn(*args)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="cuts a TCP path to PostgreSQL (DATABASE_URL)")
+def test_relay_waits_out_a_database_outage_quietly_then_publishes(queues, start_process, transactional_db):
+    # GIVEN a relay reaching PostgreSQL through a cuttable proxy, logging every failed sweep at DEBUG
+    db_port = int(connection.settings_dict["PORT"] or 5432)
+    proxy = TcpProxy(db_port).start()
+    url = database_env()["DATABASE_URL"].replace(f":{db_port}/", f":{proxy.port}/")
+    relay = start_relay(start_process, queues.endpoint, budget="3", env={"DATABASE_URL": url, "LOG_LEVEL": "DEBUG"})
+    try:
+        # WHEN the database is cut for 8 s, while a Job waits to be published
+        proxy.cut()
+        past = timezone.now() - timedelta(seconds=1)
+        job = Job.objects.create(
+            kind="echo", payload={"message": "x"}, queue="default", publish_attempts=1, next_publish_at=past
+        )
+        processes.wait_for(lambda: "the database is failing" in relay.log(), timeout=30, what="the relay to notice")
+        cut_at = time.monotonic()
+        processes.wait_for(lambda: time.monotonic() - cut_at > 8, timeout=20, what="an 8 s outage")
+        proxy.restore()
+
+        # THEN once it answers again the relay says so, once, and publishes the Job
+        processes.wait_for(lambda: "answers again" in relay.log(), timeout=30, what="the relay's recovery line")
+        processes.wait_for(
+            lambda: Job.objects.get(pk=job.pk).state == "queued", timeout=30, what="the job to be published"
+        )
+        assert queues.total("default") == 1
+        log = relay.log()
+        assert log.count("the database is failing") == 1
+        assert log.count("answers again") == 1
+        # AND it swept less and less often while the database was down: the interval doubled to its 2 s cap
+        retries = log.count("still failing")
+        print(f"failed sweeps during the 8 s outage: {retries + 1} (a fixed 0.5 s interval: 16)")
+        assert retries <= 7
+    finally:
+        proxy.stop()
