@@ -8,25 +8,12 @@ import re
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
+
+from devstack.sqs_actions import request_action
 
 _XML_MESSAGE = re.compile(rb"<Message>")
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
-
-
-def request_action(headers, body: bytes, path: str) -> str:
-    """The SQS action of a request: JSON protocol (X-Amz-Target) or query protocol (Action=)."""
-    target = headers.get("X-Amz-Target", "")
-    if target:
-        return target.rsplit(".", 1)[-1]
-    query = parse_qs(urlsplit(path).query)
-    if "Action" in query:
-        return query["Action"][0]
-    if body and b"Action=" in body:
-        form = parse_qs(body.decode("utf-8", "replace"))
-        if "Action" in form:
-            return form["Action"][0]
-    return "other"
 
 
 def received_messages(body: bytes) -> int:

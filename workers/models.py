@@ -16,7 +16,7 @@ class TaskExecution(models.Model):
     state = models.CharField(max_length=10, choices=ExecutionState.choices)
     owner = models.CharField(max_length=200)  # hostname:pid of the claiming process
     lease_until = models.DateTimeField()
-    runs = models.PositiveIntegerField(default=1)  # claims granted (1 unless a run failed or died)
+    runs = models.PositiveIntegerField(default=1)  # claims granted: the fencing token's generation
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -4,22 +4,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('workers', '0002_beatlease'),
+        ("workers", "0002_beatlease"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='DiscardedMessage',
+            name="DiscardedMessage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('task_id', models.CharField(db_index=True, max_length=64)),
-                ('task_name', models.CharField(max_length=200)),
-                ('queue', models.CharField(max_length=64)),
-                ('reason', models.CharField(choices=[('expired', 'Expired'), ('revoked', 'Revoked'), ('cancelled', 'Cancelled')], max_length=20)),
-                ('detail', models.TextField(blank=True, default='')),
-                ('at', models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("task_id", models.CharField(db_index=True, max_length=64)),
+                ("task_name", models.CharField(max_length=200)),
+                ("queue", models.CharField(max_length=64)),
+                (
+                    "reason",
+                    models.CharField(
+                        choices=[("expired", "Expired"), ("revoked", "Revoked"), ("cancelled", "Cancelled")],
+                        max_length=20,
+                    ),
+                ),
+                ("detail", models.TextField(blank=True, default="")),
+                ("at", models.DateTimeField(auto_now_add=True, db_index=True)),
             ],
         ),
     ]

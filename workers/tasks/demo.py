@@ -43,7 +43,8 @@ def flaky(*, job_id: int, failures: int) -> dict:
 
 @shared_task(bind=True, name="jobs.record_effect", idempotent=True)
 def record_effect(self, *, key: str, seconds: float = 0.0) -> dict:
-    """Idempotent by task id: however often SQS delivers it, one Effect row (used by the soak)."""
+    """Idempotent by task id: however often SQS delivers it, and even if a paused run wakes up after another
+    took its claim over, one Effect row (the README's example; used by the soak)."""
     from api.jobs.demo_services import demo_record_effect
 
     return demo_record_effect(task_id=self.request.id, key=key, seconds=seconds)

@@ -4,40 +4,55 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0002_effect'),
+        ("jobs", "0002_effect"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='job',
-            name='due_at',
+            model_name="job",
+            name="due_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='job',
-            name='next_publish_at',
+            model_name="job",
+            name="next_publish_at",
             field=models.DateTimeField(blank=True, db_index=True, null=True),
         ),
         migrations.AddField(
-            model_name='job',
-            name='publish_attempts',
+            model_name="job",
+            name="publish_attempts",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='job',
-            name='publish_error',
-            field=models.TextField(blank=True, default=''),
+            model_name="job",
+            name="publish_error",
+            field=models.TextField(blank=True, default=""),
         ),
         migrations.AddField(
-            model_name='job',
-            name='published_at',
+            model_name="job",
+            name="published_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='job',
-            name='state',
-            field=models.CharField(choices=[('pending', 'Pending'), ('queued', 'Queued'), ('running', 'Running'), ('retrying', 'Retrying'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('expired', 'Expired'), ('cancelled', 'Cancelled'), ('publish_failed', 'Publish Failed'), ('refused', 'Refused')], db_index=True, default='pending', max_length=20),
+            model_name="job",
+            name="state",
+            field=models.CharField(
+                choices=[
+                    ("pending", "Pending"),
+                    ("queued", "Queued"),
+                    ("running", "Running"),
+                    ("retrying", "Retrying"),
+                    ("succeeded", "Succeeded"),
+                    ("failed", "Failed"),
+                    ("expired", "Expired"),
+                    ("cancelled", "Cancelled"),
+                    ("publish_failed", "Publish Failed"),
+                    ("refused", "Refused"),
+                ],
+                db_index=True,
+                default="pending",
+                max_length=20,
+            ),
         ),
     ]
