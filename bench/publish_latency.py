@@ -92,10 +92,10 @@ def black_holed_round(bench: Stack, n: int, progress: Progress) -> dict[str, Any
     """POST /api/jobs to an api whose SQS endpoint accepts connections and never answers."""
     from django.conf import settings
 
-    from devstack.black_hole import BlackHoleProxy
+    from devstack.fault_proxy import FaultProxy
 
-    proxy = BlackHoleProxy(int(bench.moto_endpoint.rsplit(":", 1)[1])).start()
-    proxy.black_hole()
+    proxy = FaultProxy(int(bench.moto_endpoint.rsplit(":", 1)[1])).start()
+    proxy.set_mode("blackhole")
     try:
         port = start_api(bench, name="api-black-holed", env={"SQS_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}"})
         for _ in range(BLACK_HOLED_WARMUP):  # gunicorn's worker imports the views on its first request

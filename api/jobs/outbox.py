@@ -103,6 +103,8 @@ def due_jobs(now: datetime, limit: int) -> list[tuple[int, datetime | None, int]
 def sweep_once(*, publish: Publish = send_job_task, now: datetime | None = None) -> Sweep:
     """Claim and publish every due Job (up to the batch); stop at the first broker failure.
 
+    A failure about one Job (not the broker) backs that Job off and the sweep goes on.
+
     One failure is enough to know SQS is down: the rest stay due for the next sweep, which the caller
     backs off (api/jobs/relay_loop.py), so an outage costs one attempt per sweep, not one per Job.
     """
@@ -127,6 +129,7 @@ def sweep_once(*, publish: Publish = send_job_task, now: datetime | None = None)
             result.refused += 1
         else:
             result.failed_ids.append(job_id)
-            result.broker_error = attempt.error
-            break
+            if attempt.broker_down:
+                result.broker_error = attempt.error
+                break
     return result

@@ -9,9 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
+from kombu.exceptions import LimitExceeded, OperationalError
 from kombu.pools import ProducerPool
 
 from api.jobs.kinds import JOB_KINDS
@@ -21,6 +23,9 @@ from workers.publish_guards import PublishRefused
 
 logger = logging.getLogger(__name__)
 
+# What says the broker is unreachable or failing, rather than something about one Job: Celery re-raises
+# transport connection errors as kombu's OperationalError; botocore's own; sockets; the producer pool full.
+BROKER_ERRORS = (OperationalError, LimitExceeded, BotoCoreError, ClientError, OSError)
 POOL_LIMIT = 10  # publishes in flight per process; a hung one holds its producer until its timeouts end
 
 Publish = Callable[[Job], None]  # sends the Job's task; raises PublishRefused or the broker's error
@@ -32,8 +37,9 @@ class Attempt:
 
     published: bool = False
     refused: PublishRefused | None = None  # a publish guard refused it: terminal
-    error: str | None = None  # the broker failed or did not answer in time: the relay tries again
+    error: str | None = None  # not published: the relay tries again after the Job's backoff
     timed_out: bool = False
+    broker_down: bool = False  # the error says SQS failed or did not answer (not something about this Job)
 
 
 _pool_lock = threading.Lock()
@@ -121,6 +127,7 @@ def publish_within_budget(
             return Attempt(
                 error=f"SQS did not answer within the {budget:g} s publish budget; the relay will publish it",
                 timed_out=True,
+                broker_down=True,
             )
     return attempt  # type: ignore[return-value]
 
@@ -130,6 +137,9 @@ def _attempt(job: Job, publish: Publish) -> Attempt:
         publish(job)
     except PublishRefused as exc:
         return Attempt(refused=exc)
-    except Exception as exc:  # kombu OperationalError, botocore errors: the broker did not take it
+    except BROKER_ERRORS as exc:  # the broker did not take it
+        return Attempt(error=f"{type(exc).__name__}: {exc}"[:1000], broker_down=True)
+    except Exception as exc:  # something about this Job (a kind no longer known, a payload kombu cannot encode)
+        logger.exception("job %s could not be published", job.pk)
         return Attempt(error=f"{type(exc).__name__}: {exc}"[:1000])
     return Attempt(published=True)

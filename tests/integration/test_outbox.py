@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from api.jobs.models import Job
 from devstack import processes
-from devstack.black_hole import BlackHoleProxy
+from devstack.fault_proxy import FaultProxy
 from devstack.processes import REPO_ROOT
 from devstack.tcp_proxy import TcpProxy
 from tests.integration.conftest import database_env
@@ -31,8 +31,8 @@ RELAY_ENV = {"OUTBOX_SWEEP_SECONDS": "0.5", "OUTBOX_SWEEP_MAX_SECONDS": "2", "OU
 @pytest.fixture
 def black_hole(queues):
     """An endpoint in front of moto, black-holed until the test restores it."""
-    proxy = BlackHoleProxy(int(queues.endpoint.rsplit(":", 1)[1])).start()
-    proxy.black_hole()
+    proxy = FaultProxy(int(queues.endpoint.rsplit(":", 1)[1])).start()
+    proxy.set_mode("blackhole")
     yield proxy
     proxy.stop()
 
@@ -100,7 +100,7 @@ def test_black_holed_sqs_answers_202_pending_and_the_relay_publishes_each_job_on
     relay = start_relay(start_process, f"http://127.0.0.1:{black_hole.port}", budget="3")
     processes.wait_for(lambda: "is failing" in relay.log(), timeout=30, what="the relay to notice SQS failing")
     # AND the endpoint answers again, and a worker runs
-    black_hole.restore()
+    black_hole.set_mode("pass")
     start_worker()
 
     # THEN every Job runs, once, and the queue is empty
@@ -139,7 +139,7 @@ def test_api_killed_between_commit_and_publish_is_published_by_the_sweep(
     assert job.publish_error == ""  # the request never came back from its publish to record it
 
     # AND the endpoint answers again, a relay sweeps and a worker runs
-    black_hole.restore()
+    black_hole.set_mode("pass")
     start_relay(start_process, f"http://127.0.0.1:{black_hole.port}", budget="10")
     start_worker()
 

@@ -113,6 +113,20 @@ def test_a_broker_failure_stops_the_sweep_and_backs_the_job_off(db, settings):
     assert len(outbox.due_jobs(timezone.now(), 100)) == 4
 
 
+def test_a_failure_about_one_job_does_not_stop_the_sweep(db):
+    # GIVEN three due Jobs whose publish fails for a reason of its own (not the broker)
+    _due_jobs(3)
+    publish = CountingPublisher(error=KeyError("kind 'retired' is no longer known"))
+    # WHEN the relay sweeps
+    result = outbox.sweep_once(publish=publish)
+    # THEN each was tried, each shows its error and waits its backoff, and the sweep reports no broker failure
+    assert sum(publish.calls.values()) == 3
+    assert result.broker_error is None
+    assert len(result.failed_ids) == 3
+    assert all("KeyError" in e for e in Job.objects.values_list("publish_error", flat=True))
+    assert outbox.due_jobs(timezone.now(), 100) == []
+
+
 def test_a_refused_publish_is_terminal(db):
     # GIVEN a due Job whose message a publish guard refuses
     [job] = _due_jobs(1)
