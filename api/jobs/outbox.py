@@ -9,6 +9,8 @@ row cannot both claim it. The request's fast path claims the first attempt when 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -63,13 +65,46 @@ def record(job_id: int, attempt: Attempt) -> None:
         pending.update(publish_error=attempt.error or "", updated_at=now)
 
 
-def publish_now(job: Job, *, publish: Publish = send_job_task) -> Attempt:
+class FastPathPause:
+    """After the broker failed a request's publish, this process's requests skip theirs for one budget.
+
+    While SQS is down each request would otherwise wait for its timeouts, tying up gunicorn's workers; with
+    the pause one request per budget pays that, and the others answer `pending` at once for the relay.
+    """
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self.failed_at: float | None = None
+        self._lock = threading.Lock()
+
+    def skip(self, budget: float) -> float | None:
+        """Seconds since the failure that pauses the fast path, or None to try."""
+        with self._lock:
+            if self.failed_at is None:
+                return None
+            since = self.clock() - self.failed_at
+            return since if since < budget else None
+
+    def record(self, attempt: Attempt) -> None:
+        with self._lock:
+            self.failed_at = self.clock() if attempt.broker_down else None
+
+
+fast_path_pause = FastPathPause()
+
+
+def publish_now(job: Job, *, publish: Publish = send_job_task, pause: FastPathPause = fast_path_pause) -> Attempt:
     """The fast path, right after the commit: one attempt within the budget, its outcome on the Job."""
-    attempt = publish_within_budget(
-        job, publish=publish, budget=settings.PUBLISH_BUDGET.seconds, on_late=lambda late: record(job.pk, late)
-    )
-    if attempt.error:
-        logger.warning("job %s not published yet (the relay will retry): %s", job.pk, attempt.error)
+    budget = settings.PUBLISH_BUDGET.seconds
+    if (since := pause.skip(budget)) is not None:
+        attempt = Attempt(
+            error=f"not tried: SQS failed a publish {since:.1f} s ago; the relay will publish it", broker_down=True
+        )
+    else:
+        attempt = publish_within_budget(job, publish=publish, budget=budget, on_late=lambda late: record(job.pk, late))
+        pause.record(attempt)
+        if attempt.error:
+            logger.warning("job %s not published yet (the relay will retry): %s", job.pk, attempt.error)
     record(job.pk, attempt)
     return attempt
 

@@ -195,3 +195,25 @@ def test_only_a_pending_job_can_be_cancelled(db, state):
     Job.objects.filter(pk=job.pk).update(state=state)
     # WHEN it is cancelled THEN it keeps its state
     assert job_cancel(job_id=job.pk).state == state
+
+
+def test_after_a_broker_failure_requests_skip_the_fast_path_for_one_budget(db, settings):
+    # GIVEN a process whose fast path just failed on the broker, with a clock the test moves
+    now = [100.0]
+    pause = outbox.FastPathPause(clock=lambda: now[0])
+    failing = CountingPublisher(error=ConnectionRefusedError("connection refused"))
+    first, second, third = _due_jobs(3)
+    outbox.publish_now(first, publish=failing, pause=pause)
+    # WHEN another request publishes within the budget, and a third after it
+    now[0] += settings.PUBLISH_BUDGET.seconds / 2
+    skipped = outbox.publish_now(second, publish=failing, pause=pause)
+    now[0] += settings.PUBLISH_BUDGET.seconds
+    working = CountingPublisher()
+    tried = outbox.publish_now(third, publish=working, pause=pause)
+    # THEN the second never waited on SQS: pending, its error says why, left to the relay
+    assert sum(failing.calls.values()) == 1
+    assert "not tried: SQS failed a publish 2.5 s ago" in skipped.error
+    assert Job.objects.get(pk=second.pk).state == JobState.PENDING
+    # AND the third tried again, and published
+    assert tried.published
+    assert Job.objects.get(pk=third.pk).state == JobState.QUEUED
