@@ -218,7 +218,16 @@ class OutboxRelayService(Construct):
         publish_to: list[QueuePair],
     ) -> None:
         super().__init__(scope, construct_id)
-        self.task = app_task(self, settings, TaskSpec(command=["bin/start-outbox-relay"], cpu=256, memory_mib=512))
+        # Healthy while it sweeps, also while the database or SQS is down (a new task could not reach them either).
+        health = ecs.HealthCheck(
+            command=["CMD", "python", "manage.py", "outbox_relay", "--check"],
+            interval=Duration.seconds(60),
+            timeout=Duration.seconds(20),
+            retries=3,
+            start_period=Duration.seconds(60),
+        )
+        spec = TaskSpec(command=["bin/start-outbox-relay"], cpu=256, memory_mib=512, health_check=health)
+        self.task = app_task(self, settings, spec)
         allow_publish(self.task.role, publish_to)
         self.service = ecs.FargateService(
             self,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from django.conf import settings
 from django.db import Error as DatabaseError
@@ -26,10 +28,12 @@ class RelayLoop:
         sweep: Callable[[], Sweep] = sweep_once,
         config: RelayConfig | None = None,
         clock: Callable[[], float] = time.monotonic,
+        heartbeat: Path | None = None,
     ):
         self.sweep = sweep
         self.config = config or settings.OUTBOX_RELAY
         self.clock = clock
+        self.heartbeat = heartbeat
         self.delay = self.config.sweep_seconds
         self.failing: str | None = None  # what is down, while it is
         self.failing_since = 0.0
@@ -53,6 +57,9 @@ class RelayLoop:
             else:
                 self._worked(result)
         self.delay = self.config.next_sweep_delay(self.delay, failing=self.failing is not None)
+        if self.heartbeat is not None:
+            with contextlib.suppress(OSError):  # a full disk must not stop the relay; the check will say so
+                self.heartbeat.write_text(f"{time.time():.3f}\n")
         return self.delay
 
     def _failed(self, what: str, error: object) -> None:
@@ -91,3 +98,15 @@ class RelayLoop:
                 if delay <= 0:
                     break
             stop.wait(delay)
+
+
+def heartbeat_problem(path: Path, config: RelayConfig, now: float | None = None) -> str | None:
+    """Why the relay looks dead (no sweep for two of its longest intervals plus a minute), or None."""
+    limit = 2 * config.sweep_max_seconds + 60
+    try:
+        age = (now or time.time()) - float(path.read_text().strip())
+    except (OSError, ValueError):
+        return f"no outbox relay heartbeat in {path}"
+    if age > limit:
+        return f"the outbox relay last swept {age:.0f} s ago (more than {limit:g} s)"
+    return None

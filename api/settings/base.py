@@ -140,6 +140,8 @@ OUTBOX_RELAY = RelayConfig(
     retry_max_seconds=env_float("OUTBOX_RETRY_MAX_SECONDS", 300.0),
     batch=env_int("OUTBOX_BATCH", 100),
 )
+# Touched after every sweep, working or failing; `manage.py outbox_relay --check` is the ECS health check.
+OUTBOX_RELAY_HEARTBEAT_FILE = env_str("OUTBOX_RELAY_HEARTBEAT_FILE", "/tmp/outbox-relay-heartbeat")  # noqa: S108
 
 # --- Operations: the queues page and `manage.py queues` (api/ops) ------------------------------------
 # Age of the oldest message and throughput are CloudWatch AWS/SQS metrics: on AWS its default endpoint;

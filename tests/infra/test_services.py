@@ -177,6 +177,9 @@ def test_the_outbox_relay_runs_as_its_own_service_and_may_only_publish(synthesiz
 
     # THEN one task runs (more would be safe: every attempt is claimed by compare-and-set)
     assert service["DesiredCount"] == 1
+    # AND ECS replaces it when it stops sweeping
+    container = synthesized.containers()[task_id]
+    assert container["HealthCheck"]["Command"] == ["CMD", "python", "manage.py", "outbox_relay", "--check"]
     # AND it may publish to the task queues and nothing else
     from infra.permissions import PUBLISH_ACTIONS
 
