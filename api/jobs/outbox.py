@@ -96,7 +96,7 @@ fast_path_pause = FastPathPause()
 def publish_now(job: Job, *, publish: Publish = send_job_task, pause: FastPathPause = fast_path_pause) -> Attempt:
     """The fast path, right after the commit: one attempt within the budget, its outcome on the Job."""
     budget = settings.PUBLISH_BUDGET.seconds
-    if (since := pause.skip(budget)) is not None:
+    if settings.PUBLISH_FAST_PATH_PAUSE and (since := pause.skip(budget)) is not None:
         attempt = Attempt(
             error=f"not tried: SQS failed a publish {since:.1f} s ago; the relay will publish it", broker_down=True
         )

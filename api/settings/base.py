@@ -140,6 +140,9 @@ OUTBOX_RELAY = RelayConfig(
     retry_max_seconds=env_float("OUTBOX_RETRY_MAX_SECONDS", 300.0),
     batch=env_int("OUTBOX_BATCH", 100),
 )
+# After SQS failed a request's publish, the process's requests skip theirs for one budget (false: every
+# request tries; bench/ compares the two).
+PUBLISH_FAST_PATH_PAUSE = env_bool("PUBLISH_FAST_PATH_PAUSE", True)
 # Touched after every sweep, working or failing; `manage.py outbox_relay --check` is the ECS health check.
 OUTBOX_RELAY_HEARTBEAT_FILE = env_str("OUTBOX_RELAY_HEARTBEAT_FILE", "/tmp/outbox-relay-heartbeat")  # noqa: S108
 
