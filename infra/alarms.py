@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Annotations, Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_sns as sns
@@ -40,8 +40,16 @@ class QueueAlarms(Construct):
             self, "Topic", topic_name=resource_name(stage, "dlq-alarm"), display_name="Celery SQS queue alarms"
         )
         if alarm_email:
-            # Without it, only the dlqAlert Lambda hears these alarms, and it reports only non-empty DLQs.
+            # Every alarm, age and DLQ depth alike, reaches a person; the dlqAlert Lambda (serverless.yml)
+            # subscribes to the same topic and adds a summary of what sits in a DLQ.
             self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
+        else:
+            Annotations.of(self).add_warning_v2(
+                "celery-sqs:no-alarm-email",
+                "alarmEmail=none: nobody is subscribed to the queue alarms; a queue that ages because the workers "
+                "are down is heard by no one (the dlqAlert Lambda reports only non-empty DLQs). "
+                "Give -c alarmEmail=<address> for any real deploy.",
+            )
         action = actions.SnsAction(self.topic)
         self.age_alarms: dict[str, cloudwatch.Alarm] = {}
         self.dlq_alarms: dict[str, cloudwatch.Alarm] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,8 @@ from infra.naming import check_stage
 CDK_JSON = Path(__file__).resolve().parent / "cdk.json"
 DEFAULT_STAGE = "dev"
 LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+NO_ALARM_EMAIL = "none"  # `-c alarmEmail=none`: deploy knowing that nobody is told about the alarms
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class ConfigError(ValueError):
@@ -36,10 +39,12 @@ class InfraConfig:
     nat_gateways: int = 1
     # Existing Secrets Manager secrets by name; the stack creates them when not given.
     database_url_secret_name: str | None = None
+    database_security_group_id: str | None = None  # with database_url_secret_name: admitted to the tasks
     django_secret_key_secret_name: str | None = None
     certificate_arn: str | None = None  # an ACM certificate: HTTPS on 443, HTTP redirected
     allowed_hosts: tuple[str, ...] = ()  # extra DJANGO_ALLOWED_HOSTS (a custom domain), besides the ALB's name
-    alarm_email: str | None = None  # subscribed to the alarm topic as well as the dlqAlert Lambda
+    # Subscribed to the alarm topic, so every age and DLQ alarm reaches a person; None only when declined.
+    alarm_email: str | None = None
     log_level: str = "INFO"
     api_max_tasks: int = 6
 
@@ -59,10 +64,11 @@ class InfraConfig:
             existing_vpc=_existing_vpc(get),
             nat_gateways=_int(get, "natGateways", 1, low=1, high=2),
             database_url_secret_name=_text(get, "databaseUrlSecretName"),
+            database_security_group_id=_database_security_group(get),
             django_secret_key_secret_name=_text(get, "djangoSecretKeySecretName"),
             certificate_arn=_text(get, "certificateArn"),
             allowed_hosts=_list(get, "allowedHosts"),
-            alarm_email=_text(get, "alarmEmail"),
+            alarm_email=_alarm_email(get),
             log_level=log_level,
             api_max_tasks=_int(get, "apiMaxTasks", 6, low=2, high=100),
         )
@@ -104,6 +110,36 @@ def _int(get: Callable[[str], Any], key: str, default: int, *, low: int, high: i
     if not low <= number <= high:
         raise ConfigError(f"context {key} = {number}: expected {low}..{high}")
     return number
+
+
+def _database_security_group(get: Callable[[str], Any]) -> str | None:
+    """An existing database comes with its security group, which the stack opens to the tasks."""
+    secret, group = _text(get, "databaseUrlSecretName"), _text(get, "databaseSecurityGroupId")
+    if secret and not group:
+        raise ConfigError(
+            "context databaseSecurityGroupId is required with databaseUrlSecretName: the security group of the "
+            "existing PostgreSQL, which the stack opens to the tasks on 5432 (without them, omit both and the "
+            "stack creates the database)"
+        )
+    if group and not secret:
+        raise ConfigError("context databaseSecurityGroupId is only used with databaseUrlSecretName")
+    return group
+
+
+def _alarm_email(get: Callable[[str], Any]) -> str | None:
+    """Required: an alarm nobody hears is no alarm. `none` declines it explicitly (synth warns)."""
+    value = _text(get, "alarmEmail")
+    if value is None:
+        raise ConfigError(
+            "context alarmEmail is required: the e-mail address every queue-age and DLQ alarm is sent to "
+            f"(-c alarmEmail=oncall@example.com); -c alarmEmail={NO_ALARM_EMAIL} deploys without one, and then "
+            "nobody hears the alarms"
+        )
+    if value.lower() == NO_ALARM_EMAIL:
+        return None
+    if not _EMAIL.match(value):
+        raise ConfigError(f"context alarmEmail {value!r}: expected an e-mail address (or {NO_ALARM_EMAIL!r})")
+    return value
 
 
 def _existing_vpc(get: Callable[[str], Any]) -> ExistingVpc | None:

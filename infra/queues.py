@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Duration
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -31,6 +31,8 @@ class TopologyQueues(Construct):
             # Always with a suffix: a construct named "Default" (the `default` queue) would be special
             # to CDK (a construct's default child) and lose its name in the logical id.
             cid = pascal_case(key)
+            # The source queue's ARN from its name: a reference would be a cycle (the queue refers to its DLQ).
+            source_arn = Stack.of(self).format_arn(service="sqs", resource=spec.sqs_name(prefix))
             dlq = sqs.Queue(
                 self,
                 f"{cid}Dlq",
@@ -38,6 +40,13 @@ class TopologyQueues(Construct):
                 retention_period=Duration.seconds(spec.dlq_retention_seconds),
                 encryption=sqs.QueueEncryption.SQS_MANAGED,
                 enforce_ssl=True,
+                # Only its own queue may dead-letter into it.
+                redrive_allow_policy=sqs.RedriveAllowPolicy(
+                    redrive_permission=sqs.RedrivePermission.BY_QUEUE,
+                    source_queues=[sqs.Queue.from_queue_arn(self, f"{cid}Source", source_arn)],
+                ),
+                # The failed tasks outlive the stack: deleting or replacing it never deletes them.
+                removal_policy=RemovalPolicy.RETAIN,
             )
             queue = sqs.Queue(
                 self,

@@ -1,4 +1,4 @@
-"""The application's secrets in Secrets Manager: injected by ECS into the containers, never plain env."""
+"""The Django secret key in Secrets Manager: injected by ECS into the containers, never plain env."""
 
 from __future__ import annotations
 
@@ -11,21 +11,11 @@ from infra.naming import resource_name
 
 
 class AppSecrets(Construct):
-    """DATABASE_URL and DJANGO_SECRET_KEY: existing secrets by name (context), else created here.
-
-    A created DATABASE_URL secret holds a random placeholder until an operator puts the PostgreSQL URL
-    in it (`aws secretsmanager put-secret-value`); until then the containers refuse to start. Prefer an
-    existing secret: `-c databaseUrlSecretName=<name>`.
-    """
+    """DJANGO_SECRET_KEY: an existing secret by name (context), else created here with a random value.
+    (The database's credentials come from infra/database.py.)"""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: InfraConfig) -> None:
         super().__init__(scope, construct_id)
-        self.database_url = self._secret(
-            "DatabaseUrl",
-            existing=config.database_url_secret_name,
-            name=resource_name(config.stage, "database-url"),
-            description="DATABASE_URL of the Django api, workers and beat (postgres://user:password@host:5432/db)",
-        )
         self.django_secret_key = self._secret(
             "DjangoSecretKey",
             existing=config.django_secret_key_secret_name,
@@ -47,7 +37,4 @@ class AppSecrets(Construct):
 
     def container_secrets(self) -> dict[str, ecs.Secret]:
         """For ContainerDefinition `secrets`: ECS reads them with the execution role at task start."""
-        return {
-            "DATABASE_URL": ecs.Secret.from_secrets_manager(self.database_url),
-            "DJANGO_SECRET_KEY": ecs.Secret.from_secrets_manager(self.django_secret_key),
-        }
+        return {"DJANGO_SECRET_KEY": ecs.Secret.from_secrets_manager(self.django_secret_key)}

@@ -13,7 +13,13 @@ from constructs import Construct
 
 from infra.config import ConfigError
 from infra.dependencies import drop_redundant_dependency
-from infra.permissions import allow_consume, allow_dlq_replay, allow_publish, allow_read_queue_metrics
+from infra.permissions import (
+    allow_consume,
+    allow_dlq_replay,
+    allow_publish,
+    allow_read_queue_metrics,
+    allow_task_protection,
+)
 from infra.queues import QueuePair
 from infra.scaling import backlog_per_task_policy
 from infra.tasks import WORKER_STOP_TIMEOUT, AppTaskSettings, TaskSpec, app_task, healthcheck, worker_task_size
@@ -71,7 +77,8 @@ class ApiService(Construct):
             cluster=cluster,
             task_definition=self.task.definition,
             security_groups=[security_group],
-            desired_count=API_MIN_TASKS,
+            # No DesiredCount: CloudFormation would reset the running count to it on every deploy (aws-cdk
+            # #3919); the scalable target's minimum starts the service.
             min_healthy_percent=100,
             max_healthy_percent=200,
             circuit_breaker=_rollback(),
@@ -140,13 +147,14 @@ class WorkerService(Construct):
         )
         allow_consume(self.task.role, own_queues)
         allow_publish(self.task.role, publish_to)  # tasks publish tasks, and retries are new messages
+        allow_task_protection(self.task.role, cluster)  # no scale-in while it holds tasks
         self.service = ecs.FargateService(
             self,
             "Service",
             cluster=cluster,
             task_definition=self.task.definition,
             security_groups=[security_group],
-            desired_count=group.min_tasks,
+            # No DesiredCount, as for the api: a deploy in the middle of a backlog keeps the scaled count.
             min_healthy_percent=100,
             max_healthy_percent=200,
             circuit_breaker=_rollback(),

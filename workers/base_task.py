@@ -4,18 +4,30 @@ from __future__ import annotations
 
 from celery import Task
 
+from workers.dependency_errors import (
+    DependencyDown,
+    dependency_down,
+    handed_back_on_dependency_error,
+    is_dependency_error,
+    quiet_hand_back_logs,
+)
 from workers.topology import get_topology
 
 _retry = get_topology().retry
+quiet_hand_back_logs()
 
 
 class BaseTask(Task):
     """Retries any exception with exponential backoff, `max_retries` times.
 
-    A retry is a new message whose countdown workers/sqs_transport.py turns into SQS DelaySeconds, so
-    the worker never holds it as an ETA past the visibility timeout; the backoff is capped at 900 s for
-    that reason. Once retries are spent the task fails unacked and SQS redrives it to the DLQ.
+    A retry is a new message whose countdown workers/sqs_transport.py turns into SQS DelaySeconds (past
+    900 s the worker hops it on: workers/eta_hop.py), so no worker holds it as an ETA past the visibility
+    timeout; the backoff is capped at the queue's retention less 900 s. Once retries are spent the task
+    fails unacked and SQS redrives it to the DLQ.
     The policy comes from the topology file (`retry:`).
+
+    A dependency error (workers/dependency_errors.py: the database is unreachable) is not the task's failure:
+    it neither retries nor fails, the message is handed back and the worker pauses (workers/dependency_gate.py).
     """
 
     abstract = True
@@ -26,16 +38,35 @@ class BaseTask(Task):
     retry_backoff = _retry.backoff_seconds
     retry_backoff_max = _retry.backoff_max_seconds
     retry_jitter = _retry.jitter
+    #: Tells the worker's main process about a hand-back (workers/gate_request.py).
+    Request = "workers.gate_request:GateRequest"
+
+    def before_start(self, task_id, args, kwargs):
+        """A message received while this worker pauses (held, not started) goes back without touching the
+        database."""
+        from workers.dependency_gate import paused_in_parent
+
+        if not self.request.is_eager and paused_in_parent():
+            raise DependencyDown("this worker is paused until the database answers")
 
     def __call__(self, *args, **kwargs):
-        if not self.idempotent or self.request.called_directly:
-            return super().__call__(*args, **kwargs)
-        from workers.idempotency import busy_retry, lease_for, run_once
+        with handed_back_on_dependency_error():  # the claim, the task, the release: wherever the database fails
+            if not self.idempotent or self.request.called_directly:
+                return super().__call__(*args, **kwargs)
+            from workers.idempotency import busy_retry, lease_for, run_once
 
-        return run_once(
-            self.request.id,
-            self.name,
-            lease_for(self),
-            lambda: super(BaseTask, self).__call__(*args, **kwargs),
-            on_busy=busy_retry(self),
-        )
+            return run_once(
+                self.request.id,
+                self.name,
+                lease_for(self),
+                lambda: super(BaseTask, self).__call__(*args, **kwargs),
+                on_busy=busy_retry(self),
+            )
+
+    def retry(
+        self, args=None, kwargs=None, exc=None, throw=True, eta=None, countdown=None, max_retries=None, **options
+    ):
+        """autoretry_for catches every exception: a dependency error must not spend max_retries."""
+        if exc is not None and is_dependency_error(exc):
+            raise dependency_down(exc) from exc
+        return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)

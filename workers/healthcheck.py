@@ -7,15 +7,21 @@ from __future__ import annotations
 
 import sys
 
+from workers.delete_health import failure_reason
+from workers.dependency_gate import dependency_down_message
 from workers.health import heartbeat_age, heartbeat_path, max_age
 
 
 def check(kind: str) -> tuple[bool, str]:
+    if kind == "worker" and (deletes := failure_reason()):
+        return False, f"worker unhealthy: {deletes}"
     age, limit = heartbeat_age(kind), max_age(kind)
     if age is None:
         return False, f"{kind} unhealthy: no heartbeat at {heartbeat_path(kind)}"
     if age > limit:
         return False, f"{kind} unhealthy: last heartbeat {age:.0f} s ago (max {limit} s)"
+    if kind == "worker" and (down := dependency_down_message()):
+        return True, f"{kind} {down}; heartbeat {age:.0f} s ago (max {limit} s)"
     return True, f"{kind} healthy: last heartbeat {age:.0f} s ago (max {limit} s)"
 
 

@@ -1,10 +1,16 @@
-"""Refuse publishes SQS would mishandle: delays it cannot hold, bodies over the queue's size limit."""
+"""Refuse publishes SQS would mishandle: delays longer than the queue accepts, bodies over its size limit."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
-from workers.topology import SQS_MAX_DELAY_SECONDS
+from kombu.utils.json import dumps
+
+from workers.topology import LONG_DELAY_MARGIN_SECONDS, SQS_MAX_DELAY_SECONDS, longest_delay_seconds
+
+# SQS bills each 64 KiB chunk of a request's payload as one request (a 256 KiB message: 4 requests).
+SQS_BILLING_CHUNK_BYTES = 65_536
 
 
 class PublishRefused(ValueError):
@@ -12,30 +18,43 @@ class PublishRefused(ValueError):
 
 
 class DelayTooLong(PublishRefused):
-    """The requested countdown/ETA cannot travel as SQS DelaySeconds."""
+    """The requested countdown/ETA is longer than the queue accepts."""
 
 
 class PayloadTooLarge(PublishRefused):
     """The encoded message is larger than the queue accepts."""
 
 
-def sqs_delay_seconds(*, queue: str, delay: float, visibility_timeout: int) -> int | None:
-    """The DelaySeconds that carries `delay`, or None for no delay; refuse delays SQS cannot hold.
+def sqs_delay_seconds(*, queue: str, delay: float, retention_seconds: int) -> int | None:
+    """The DelaySeconds of the first leg of `delay`, or None for no delay; refuse delays longer than the queue
+    accepts (its retention less LONG_DELAY_MARGIN_SECONDS).
 
-    A delay held by a worker as an ETA outlives the visibility timeout and the message is delivered
-    again (and run again) every visibility timeout, so delays go to SQS, which holds at most 900 s.
+    SQS holds a message at most 900 s. A longer delay keeps its `eta` header and the worker that receives it
+    hops it (workers/eta_hop.py): back into SQS with the time left, never held past its visibility timeout.
     """
     if delay <= 0:
         return None
     seconds = math.ceil(delay)  # never earlier than asked
-    if seconds > SQS_MAX_DELAY_SECONDS:
+    longest = longest_delay_seconds(retention_seconds)
+    if seconds > longest:
         raise DelayTooLong(
-            f"refused to publish to queue {queue!r}: a delay of {seconds} s is longer than SQS can hold "
-            f"a message ({SQS_MAX_DELAY_SECONDS} s DelaySeconds), and a worker holding it as an ETA past "
-            f"the queue's visibility timeout ({visibility_timeout} s) would run it several times; "
+            f"refused to publish to queue {queue!r}: a delay of {seconds} s is longer than the queue accepts "
+            f"({longest} s: its message retention of {retention_seconds} s less {LONG_DELAY_MARGIN_SECONDS} s); "
             f"schedule it with beat instead"
         )
-    return seconds
+    return min(seconds, SQS_MAX_DELAY_SECONDS)
+
+
+def encoded_message_bytes(message: dict[str, Any], *, sqs_base64: bool = True) -> int:
+    """The size of the SQS body kombu sends for a message dict: its JSON, base64-encoded once more by the SQS
+    transport (the task body inside is base64 already): about 1.78x the task's JSON for a large body."""
+    body = dumps(message).encode("utf-8")
+    return 4 * math.ceil(len(body) / 3) if sqs_base64 else len(body)
+
+
+def billed_requests(payload_bytes: int) -> int:
+    """The requests SQS bills for one call carrying `payload_bytes`: one per started 64 KiB chunk, at least one."""
+    return max(1, math.ceil(payload_bytes / SQS_BILLING_CHUNK_BYTES))
 
 
 def check_encoded_size(*, queue: str, encoded_bytes: int, max_message_bytes: int) -> None:

@@ -1,10 +1,11 @@
-"""Celery signal handlers: start-up checks for worker and beat, the unraisable hook in each child."""
+"""Celery signal handlers: start-up checks for worker and beat, the unraisable hook in each child, and the
+record of each task Celery discards without running it."""
 
 from __future__ import annotations
 
 from celery import signals
 
-from workers import unraisable
+from workers import discards, unraisable
 
 
 def _run_checks(sender=None, worker: bool = False, **_kwargs) -> None:
@@ -32,3 +33,7 @@ signals.beat_init.connect(_run_checks, weak=False)
 @signals.worker_process_init.connect(weak=False)
 def _install_unraisable_hook(**_kwargs) -> None:
     unraisable.install()
+
+
+# Sent in the worker's main process when Celery acks a task it will not run (expired or revoked).
+signals.task_revoked.connect(discards.on_task_revoked, weak=False)

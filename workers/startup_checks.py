@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 from celery.app.defaults import NAMESPACES, flatten
 
 from workers.celery_config import ECS_STOP_TIMEOUT_SECONDS
-from workers.topology import SQS_MAX_DELAY_SECONDS, Topology
+from workers.claim_check import BUCKET_ENV_VAR
+from workers.sqs_transport import CLAIM_CHECK_OPTION
+from workers.topology import LONG_DELAY_MARGIN_SECONDS, Topology, longest_delay_seconds
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -76,13 +78,22 @@ def check_required_settings(conf: Mapping[str, Any]) -> list[str]:
 
 
 def check_queues(conf: Mapping[str, Any], topology: Topology) -> list[str]:
-    """Every topology queue has a URL. (Each queue's own numbers are checked when the topology loads.)"""
-    predefined = (conf.get("broker_transport_options") or {}).get("predefined_queues") or {}
-    return [
+    """Every topology queue has a URL, and a bucket if it has a claim check. (Each queue's own numbers are checked
+    when the topology loads.)"""
+    options = conf.get("broker_transport_options") or {}
+    predefined = options.get("predefined_queues") or {}
+    problems = [
         f"queue {key!r} has no URL in broker_transport_options.predefined_queues"
         for key in topology.queues
         if not (predefined.get(key) or {}).get("url")
     ]
+    claim_checked = sorted(key for key, q in topology.queues.items() if q.claim_check_max_bytes)
+    if claim_checked and not (options.get(CLAIM_CHECK_OPTION) or {}).get("bucket"):
+        problems.append(
+            f"queue(s) {claim_checked} have claim_check_max_bytes but no bucket: set {BUCKET_ENV_VAR} (infra/ "
+            "creates the bucket; devstack creates it on the emulator)"
+        )
+    return problems
 
 
 def apply_and_check_task_limits(tasks: Mapping[str, Any], topology: Topology) -> list[str]:
@@ -113,10 +124,11 @@ def apply_and_check_task_limits(tasks: Mapping[str, Any], topology: Topology) ->
                 "or the soft limit never fires"
             )
         backoff_max = getattr(task, "retry_backoff_max", None)
-        if backoff_max is not None and backoff_max > SQS_MAX_DELAY_SECONDS:
+        longest = longest_delay_seconds(spec.retention_seconds)
+        if backoff_max is not None and backoff_max > longest:
             problems.append(
-                f"task {name!r}: retry_backoff_max {backoff_max} s exceeds SQS DelaySeconds max "
-                f"{SQS_MAX_DELAY_SECONDS} s"
+                f"task {name!r}: retry_backoff_max {backoff_max} s exceeds the longest delay queue {spec.key!r} "
+                f"accepts ({longest} s: its retention less {LONG_DELAY_MARGIN_SECONDS} s)"
             )
     return problems
 
@@ -141,6 +153,18 @@ def apply_worker_prefetch(worker: Any, topology: Topology) -> list[str]:
     return []
 
 
+def check_dependency_errors() -> list[str]:
+    """WORKER_DEPENDENCY_ERRORS names importable exception classes (workers/dependency_errors.py)."""
+    from workers.dependency_errors import dependency_error_classes
+    from workers.env import EnvError
+
+    try:
+        dependency_error_classes()
+    except EnvError as exc:
+        return [str(exc)]
+    return []
+
+
 def run_startup_checks(
     app: Celery, topology: Topology, django_setting_names: Iterable[str] = (), *, worker: Any = None
 ) -> None:
@@ -151,6 +175,7 @@ def run_startup_checks(
         + check_required_settings(app.conf)
         + check_queues(app.conf, topology)
         + apply_and_check_task_limits(app.tasks, topology)
+        + check_dependency_errors()
     )
     if worker is not None and not problems:
         problems += apply_worker_prefetch(worker, topology)

@@ -20,10 +20,20 @@ PROFILE_ENV_VAR = "QUEUE_TOPOLOGY_PROFILE"
 SQS_MAX_VISIBILITY_TIMEOUT = 43_200
 SQS_MAX_DELAY_SECONDS = 900
 SQS_MIN_MESSAGE_BYTES = 1_024
-SQS_MAX_MESSAGE_BYTES = 1_048_576
+SQS_MAX_MESSAGE_BYTES = 1_048_576  # 1 MiB since 2025, and the default of a new queue
 SQS_MIN_RETENTION = 60
 SQS_MAX_RETENTION = 1_209_600
 SQS_MAX_RECEIVE_COUNT = 1_000
+# A countdown/ETA longer than SQS_MAX_DELAY_SECONDS travels in hops (workers/eta_hop.py), each a new message
+# with a fresh retention, so SQS itself sets no upper bound. The bound is policy: a queue accepts delays up to
+# its retention less one hop; anything longer is a schedule (beat's job), refused with the numbers.
+LONG_DELAY_MARGIN_SECONDS = 900
+
+
+def longest_delay_seconds(retention_seconds: int) -> int:
+    """The longest countdown/ETA a queue with this retention accepts (0 if its retention is below the margin)."""
+    return max(retention_seconds - LONG_DELAY_MARGIN_SECONDS, 0)
+
 
 QUEUE_FIELDS = {
     "name": str,
@@ -34,13 +44,21 @@ QUEUE_FIELDS = {
     "time_limit": int,
     "retention_seconds": int,
     "dlq_retention_seconds": int,
-    "max_message_bytes": int,
     "oldest_message_age_alarm_seconds": int,
     "tasks": list,
 }
 # Optional per queue. With a heartbeat the worker extends a running task's visibility every N seconds,
 # so the visibility timeout bounds how soon a dead worker's task returns, not how long a task may run.
-OPTIONAL_QUEUE_FIELDS = {"visibility_heartbeat_seconds": 0}
+# max_message_bytes: SQS's own maximum unless a queue wants less. claim_check_max_bytes (0: off): a task whose
+# message would be larger than max_message_bytes has its body stored in S3 (workers/claim_check.py), up to this.
+OPTIONAL_QUEUE_FIELDS = {
+    "visibility_heartbeat_seconds": 0,
+    "max_message_bytes": SQS_MAX_MESSAGE_BYTES,
+    "claim_check_max_bytes": 0,
+}
+# A worker holds a claim-checked body in memory several times over (the S3 object, base64, the decoded task):
+# past this, pass a reference to the data, not the data.
+CLAIM_CHECK_CEILING_BYTES = 64 * 1_048_576
 RETRY_FIELDS = {"max_retries": int, "backoff_seconds": int, "backoff_max_seconds": int, "jitter": bool}
 TOP_FIELDS = {"version", "visibility_margin_seconds", "retry", "queues", "default_queue", "profiles", "worker_groups"}
 WORKER_GROUP_FIELDS = {
@@ -80,10 +98,11 @@ class QueueSpec:
     time_limit: int
     retention_seconds: int
     dlq_retention_seconds: int
-    max_message_bytes: int
     oldest_message_age_alarm_seconds: int
     tasks: tuple[str, ...]
     visibility_heartbeat_seconds: int = 0
+    max_message_bytes: int = SQS_MAX_MESSAGE_BYTES
+    claim_check_max_bytes: int = 0  # 0: no claim check, a message over max_message_bytes is refused
 
     def sqs_name(self, prefix: str = "") -> str:
         return f"{prefix}{self.name}"
@@ -177,20 +196,23 @@ def _check_range(where: str, value: int, low: int, high: int) -> None:
 def _parse_queue(key: str, raw: Any, margin: int) -> QueueSpec:
     where = f"queues.{key}"
     data = _typed(where, raw, QUEUE_FIELDS, OPTIONAL_QUEUE_FIELDS)
+    for field in OPTIONAL_QUEUE_FIELDS:
+        value = data[field]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise TopologyError(f"{where}.{field}: expected a non-negative int, got {value!r}")
     heartbeat = data.pop("visibility_heartbeat_seconds")
-    if not isinstance(heartbeat, int) or isinstance(heartbeat, bool) or heartbeat < 0:
-        raise TopologyError(f"{where}.visibility_heartbeat_seconds: expected a non-negative int, got {heartbeat!r}")
+    _check_claim_check(where, data["claim_check_max_bytes"], data["max_message_bytes"])
     _check_range(f"{where}.visibility_timeout", data["visibility_timeout"], 0, SQS_MAX_VISIBILITY_TIMEOUT)
     _check_range(f"{where}.max_receive_count", data["max_receive_count"], 1, SQS_MAX_RECEIVE_COUNT)
     _check_range(f"{where}.max_message_bytes", data["max_message_bytes"], SQS_MIN_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES)
     for field in ("retention_seconds", "dlq_retention_seconds"):
         _check_range(f"{where}.{field}", data[field], SQS_MIN_RETENTION, SQS_MAX_RETENTION)
-    if data["dlq_retention_seconds"] < data["retention_seconds"]:
-        # SQS keeps a message's original enqueue time when it moves to the DLQ: a shorter DLQ
-        # retention can expire it there at once.
+    if data["dlq_retention_seconds"] <= data["retention_seconds"]:
+        # SQS keeps a message's original enqueue time when it moves to the DLQ: a DLQ retention no longer
+        # than the queue's can expire it there at once, before anyone looked at it.
         raise TopologyError(
-            f"{where}: dlq_retention_seconds ({data['dlq_retention_seconds']}) must be >= "
-            f"retention_seconds ({data['retention_seconds']})"
+            f"{where}: dlq_retention_seconds ({data['dlq_retention_seconds']}) must be longer than "
+            f"retention_seconds ({data['retention_seconds']}): a message keeps its first enqueue time in the DLQ"
         )
     if not 0 < data["soft_time_limit"] < data["time_limit"]:
         raise TopologyError(
@@ -216,6 +238,14 @@ def _parse_queue(key: str, raw: Any, margin: int) -> QueueSpec:
     if not all(isinstance(p, str) and p for p in data["tasks"]):
         raise TopologyError(f"{where}.tasks: expected a list of task-name patterns")
     return QueueSpec(key=key, **{**data, "tasks": tuple(data["tasks"])}, visibility_heartbeat_seconds=heartbeat)
+
+
+def _check_claim_check(where: str, ceiling: int, max_message_bytes: int) -> None:
+    if ceiling and not max_message_bytes < ceiling <= CLAIM_CHECK_CEILING_BYTES:
+        raise TopologyError(
+            f"{where}.claim_check_max_bytes = {ceiling}: must be above max_message_bytes ({max_message_bytes}) "
+            f"and at most {CLAIM_CHECK_CEILING_BYTES} (a worker holds the body in memory), or 0 for no claim check"
+        )
 
 
 def apply_profile(raw: dict[str, Any], profile: str) -> dict[str, Any]:
@@ -289,16 +319,19 @@ def parse_topology(raw: Any, source: Path, profile: str | None = None) -> Topolo
     retry = RetryPolicy(**retry_data)
     if retry.max_retries < 0 or retry.backoff_seconds < 1:
         raise TopologyError(f"retry: need max_retries >= 0 and backoff_seconds >= 1, got {retry_data}")
-    if not 0 < retry.backoff_max_seconds <= SQS_MAX_DELAY_SECONDS:
-        raise TopologyError(
-            f"retry.backoff_max_seconds = {retry.backoff_max_seconds}: retry delays travel as SQS "
-            f"DelaySeconds, which cannot exceed {SQS_MAX_DELAY_SECONDS} s"
-        )
 
     queues_raw = raw.get("queues")
     if not isinstance(queues_raw, dict) or not queues_raw:
         raise TopologyError(f"{source}: `queues` must be a non-empty mapping")
     queues = {key: _parse_queue(key, value, margin) for key, value in queues_raw.items()}
+    # A retry is a delayed message on any queue: its backoff must fit the shortest-lived one.
+    longest = min(longest_delay_seconds(q.retention_seconds) for q in queues.values())
+    if not 0 < retry.backoff_max_seconds <= longest:
+        raise TopologyError(
+            f"retry.backoff_max_seconds = {retry.backoff_max_seconds}: retry delays travel as SQS delays "
+            f"(hops of up to {SQS_MAX_DELAY_SECONDS} s), at most the shortest queue retention less "
+            f"{LONG_DELAY_MARGIN_SECONDS} s ({longest} s)"
+        )
 
     sqs_names = [n for q in queues.values() for n in (q.name, q.dlq)]
     duplicated = sorted({n for n in sqs_names if sqs_names.count(n) > 1})

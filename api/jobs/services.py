@@ -44,7 +44,7 @@ def job_submit(*, kind: str, payload: object, queue: str | None = None, countdow
     if isinstance(countdown, bool) or not isinstance(countdown, int) or countdown < 0:
         raise JobInputError(f"countdown must be a non-negative integer (seconds), got {countdown!r}")
     # Refuse an impossible delay before anything is stored.
-    sqs_delay_seconds(queue=queue, delay=countdown, visibility_timeout=topology.queue(queue).visibility_timeout)
+    sqs_delay_seconds(queue=queue, delay=countdown, retention_seconds=topology.queue(queue).retention_seconds)
 
     holder: list[Attempt] = []
     now = timezone.now()
@@ -101,3 +101,12 @@ def job_mark_retrying(*, job_id: int, error: str) -> None:
 
 def job_mark_failed(*, job_id: int, error: str) -> None:
     _set_state(job_id, JobState.FAILED, finished=True, error=error)
+
+
+def job_mark_expired(*, job_id: int, detail: str = "") -> None:
+    """A worker deleted the Job's message unrun because its `expires` had passed. A Job already finished (by an
+    earlier copy of the message) keeps its outcome."""
+    now = timezone.now()
+    Job.objects.filter(pk=job_id, finished_at__isnull=True).update(
+        state=JobState.EXPIRED, error=f"expired: {detail}" if detail else "expired", finished_at=now, updated_at=now
+    )

@@ -24,6 +24,7 @@ SOURCES = {
     "counts": "SQS GetQueueAttributes (ApproximateNumberOfMessages, ...NotVisible, ...Delayed), read now",
     "oldest_age": "CloudWatch AWS/SQS ApproximateAgeOfOldestMessage, Maximum per minute, latest datapoint",
     "throughput": "CloudWatch AWS/SQS NumberOfMessagesDeleted, Sum per minute",
+    "expired": "the workers' records of messages deleted unrun because their `expires` had passed (DiscardedMessage)",
 }
 
 
@@ -44,6 +45,8 @@ class QueueStats:
     oldest_age_at: datetime | None = None  # the minute of the datapoint
     throughput: list[tuple[datetime, float]] = field(default_factory=list)  # (minute, messages deleted)
     error: str | None = None
+    expired_recent: int | None = None  # expirations in the last EXPIRED_WINDOW_MINUTES (api/ops/services.py)
+    expired_total: int | None = None
 
     @property
     def dlq_depth(self) -> int | None:
@@ -67,6 +70,8 @@ class QueueStats:
             "oldest_age_at": self.oldest_age_at.isoformat() if self.oldest_age_at else None,
             "deleted_last_minute": self.deleted_last_minute,
             "throughput": [{"minute": at.isoformat(), "deleted": value} for at, value in self.throughput],
+            "expired_recent": self.expired_recent,
+            "expired_total": self.expired_total,
             "error": self.error,
         }
 

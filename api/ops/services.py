@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import DatabaseError
+from django.db.models import Count, Q
+from django.utils import timezone
 
 from api.jobs.models import Job
 from api.ops import aws
@@ -12,13 +17,17 @@ from api.ops.queue_stats import QueuesSnapshot, queue_stats
 from lambdas.dlq_replay.replay import STOP_WHEN_SECONDS_LEFT, ReplayReport, replay_dlq
 from lambdas.dlq_replay.request import parse_replay_request
 
+logger = logging.getLogger(__name__)
+
+EXPIRED_WINDOW_MINUTES = 15  # the "recent" expirations on the queues page and in manage.py queues
+
 
 def _endpoint(url: str | None, service: str) -> str:
     return url or f"AWS {service} ({settings.SQS_BROKER.region})"
 
 
 def queues_snapshot() -> QueuesSnapshot:
-    return queue_stats(
+    snapshot = queue_stats(
         sqs=aws.sqs_client(),
         cloudwatch=aws.cloudwatch_client(),
         topology=settings.QUEUE_TOPOLOGY,
@@ -29,6 +38,31 @@ def queues_snapshot() -> QueuesSnapshot:
             "cloudwatch": _endpoint(settings.CLOUDWATCH_ENDPOINT_URL, "CloudWatch"),
         },
     )
+    _add_expired_counts(snapshot)
+    return snapshot
+
+
+def expired_counts(*, since: datetime) -> dict[str, tuple[int, int]]:
+    """{queue key: (expirations since `since`, all expirations)} from the workers' discard records."""
+    from workers.models import DiscardedMessage, DiscardReason
+
+    rows = (
+        DiscardedMessage.objects.filter(reason=DiscardReason.EXPIRED)
+        .values("queue")
+        .annotate(recent=Count("id", filter=Q(at__gte=since)), total=Count("id"))
+    )
+    return {row["queue"]: (row["recent"], row["total"]) for row in rows}
+
+
+def _add_expired_counts(snapshot: QueuesSnapshot) -> None:
+    """Each queue's expirations in the last EXPIRED_WINDOW_MINUTES and in all (None when the database fails)."""
+    try:
+        counts = expired_counts(since=timezone.now() - timedelta(minutes=EXPIRED_WINDOW_MINUTES))
+    except DatabaseError as exc:
+        logger.warning("expired counts unavailable: %r", exc)
+        return
+    for q in snapshot.queues:
+        q.expired_recent, q.expired_total = counts.get(q.key, (0, 0))
 
 
 def jobs_latest(*, limit: int) -> list[dict]:

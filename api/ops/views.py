@@ -12,7 +12,7 @@ from django.http import HttpRequest, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
-from api.ops.services import dlq_replay_run, jobs_latest, queues_snapshot
+from api.ops.services import EXPIRED_WINDOW_MINUTES, dlq_replay_run, jobs_latest, queues_snapshot
 from lambdas.dlq_replay.request import ReplayRequestError
 
 # A web request must end well before gunicorn's worker timeout (30 s); the report says where it stopped.
@@ -41,6 +41,7 @@ def queues_page(request: HttpRequest):
     context = {
         "refresh_seconds": settings.OPS_REFRESH_SECONDS,
         "window_minutes": settings.OPS_THROUGHPUT_MINUTES,
+        "expired_window_minutes": EXPIRED_WINDOW_MINUTES,
     }
     return render(request, "ops/queues.html", context)
 

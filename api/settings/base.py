@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 import dj_database_url
 
@@ -15,6 +16,7 @@ from workers.celery_config import (
     as_django_settings,
     build_celery_settings,
 )
+from workers.claim_check import bucket_name as claim_check_bucket_name
 from workers.env import env_bool, env_float, env_int, env_list, env_str
 from workers.topology import get_topology
 
@@ -71,13 +73,31 @@ TEMPLATES = [
 
 # --- Database --------------------------------------------------------------------------------------
 # PostgreSQL when DATABASE_URL is set (CI, production); SQLite otherwise (local).
-DATABASE_URL = env_str("DATABASE_URL", None)
+def database_url_from_parts() -> str | None:
+    """The URL from DATABASE_HOST/PORT/NAME/USER/PASSWORD, as ECS injects an RDS-generated secret's fields
+    (infra/database.py); None without DATABASE_HOST."""
+    host = env_str("DATABASE_HOST", None)
+    if host is None:
+        return None
+    user, password = quote(env_str("DATABASE_USER"), safe=""), quote(env_str("DATABASE_PASSWORD"), safe="")
+    return f"postgres://{user}:{password}@{host}:{env_int('DATABASE_PORT', 5432)}/{env_str('DATABASE_NAME')}"
+
+
+DATABASE_URL = env_str("DATABASE_URL", None) or database_url_from_parts()
 SQLITE_PATH = Path(env_str("SQLITE_PATH", str(BASE_DIR / "var" / "db.sqlite3")))
+
+
+# A new PostgreSQL connection gives up after this many seconds: a black-holed database is then an
+# OperationalError the worker pauses on (workers/dependency_errors.py), not a hang until the time limit.
+DATABASE_CONNECT_TIMEOUT = env_int("DATABASE_CONNECT_TIMEOUT", 5)
 
 
 def database_config(url: str | None) -> dict:
     if url:
-        return dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+        config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+        if config["ENGINE"].endswith("postgresql"):
+            config.setdefault("OPTIONS", {}).setdefault("connect_timeout", DATABASE_CONNECT_TIMEOUT)
+        return config
     SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
     # IMMEDIATE transactions and a busy timeout: the api, worker and beat write to one file.
     return {
@@ -100,6 +120,7 @@ SQS_BROKER = BrokerEnv(
     account_id=env_str("AWS_ACCOUNT_ID", None),
     queue_prefix=env_str("SQS_QUEUE_PREFIX", ""),
     queue_urls={key: url for key in QUEUE_TOPOLOGY.queues if (url := env_str(f"SQS_QUEUE_URL_{key.upper()}", None))},
+    claim_check_bucket=claim_check_bucket_name(),  # CLAIM_CHECK_BUCKET: large task bodies (workers/claim_check.py)
 )
 # Off by default (fire-and-forget, the Job row carries the state); "django-db" stores results.
 RESULT_BACKEND = env_str("RESULT_BACKEND", None)

@@ -24,6 +24,7 @@ os.environ.setdefault("LOCAL_SQS_METRICS_SECONDS", "2")  # the emulator's metric
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("CLAIM_CHECK_BUCKET", "celery-sqs-test-claim-check")  # on the emulator (devstack/queues.py)
 os.environ.setdefault("SQLITE_PATH", str(Path(tempfile.gettempdir()) / f"celery-sqs-test-{os.getpid()}.sqlite3"))
 
 from api.settings.base import *  # noqa: E402,F403

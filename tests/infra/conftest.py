@@ -13,6 +13,7 @@ import pytest
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 import aws_cdk as cdk  # noqa: E402
+import aws_cdk.cx_api as cxapi  # noqa: E402
 from aws_cdk.assertions import Template  # noqa: E402
 
 from infra.app import build_app  # noqa: E402
@@ -23,13 +24,20 @@ STAGE = "ci"  # the stage tests/integration/test_serverless_package.py packages 
 PREFIX = f"celery-sqs-{STAGE}-"
 
 
+ALARM_EMAIL = "oncall@example.com"  # the context every deploy must give (or decline with alarmEmail=none)
+
+
 def synthesize(tmp_dir: Path, **context: Any) -> Synthesized:
     """Build the app as `cdk synth` would (infra/cdk.json's context plus `context`) into tmp_dir."""
-    app = cdk.App(context={**cdk_json_context(), "stage": STAGE, **context}, outdir=str(tmp_dir))
+    full = {**cdk_json_context(), "stage": STAGE, "alarmEmail": ALARM_EMAIL, **context}
+    app = cdk.App(context={k: v for k, v in full.items() if v is not None}, outdir=str(tmp_dir))
     stack = build_app(app)
     assembly = app.synth()
     artifact = assembly.get_stack_by_name(stack.stack_name)
-    return Synthesized(template=artifact.template, outdir=Path(assembly.directory), stack_name=stack.stack_name)
+    warnings = [m.entry.data for m in artifact.messages if m.level == cxapi.SynthesisMessageLevel.WARNING]
+    return Synthesized(
+        template=artifact.template, outdir=Path(assembly.directory), stack_name=stack.stack_name, warnings=warnings
+    )
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,7 @@ class Synthesized:
     template: dict[str, Any]
     outdir: Path
     stack_name: str
+    warnings: list[Any]  # what `cdk synth` prints as warnings
 
     @property
     def resources(self) -> dict[str, Any]:
@@ -75,6 +84,15 @@ class Synthesized:
             (key, res["Properties"])
             for key, res in self.of_type("AWS::ECS::Service").items()
             if res["Properties"]["TaskDefinition"] == {"Ref": task_definition_id}
+        ]
+        return found
+
+    def scalable_target_of(self, service_id: str) -> dict[str, Any]:
+        """The Application Auto Scaling target of an ECS service."""
+        [found] = [
+            target["Properties"]
+            for target in self.of_type("AWS::ApplicationAutoScaling::ScalableTarget").values()
+            if service_id in str(target["Properties"]["ResourceId"])
         ]
         return found
 

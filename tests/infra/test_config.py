@@ -10,17 +10,18 @@ import yaml
 
 from infra.config import ConfigError, InfraConfig
 from infra.naming import SERVICE, alarm_topic_export_name, queue_prefix
-from tests.infra.conftest import env_of, synthesize
+from tests.infra.conftest import ALARM_EMAIL, env_of, synthesize
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _config(**context) -> InfraConfig:
-    return InfraConfig.from_context(context.get)
+    """The config from `context`, with the one key every deploy must give (the alarm e-mail)."""
+    return InfraConfig.from_context({"alarmEmail": ALARM_EMAIL, **context}.get)
 
 
-def test_defaults_need_no_context():
-    # GIVEN no context at all
+def test_defaults_need_no_context_but_the_alarm_email():
+    # GIVEN no context but the required alarm e-mail
     # WHEN the config is read
     config = _config()
 
@@ -101,6 +102,7 @@ def test_the_optional_context_is_honoured_without_any_lookup(tmp_path):
         "privateSubnetIds": "subnet-0aaaaaaaaaaaaaaa1,subnet-0bbbbbbbbbbbbbbb2",
         "publicSubnetIds": "subnet-0ccccccccccccccc3,subnet-0ddddddddddddddd4",
         "databaseUrlSecretName": "prod/celery/database-url",
+        "databaseSecurityGroupId": "sg-0123456789abcdef0",
         "djangoSecretKeySecretName": "prod/celery/secret-key",
     }
 

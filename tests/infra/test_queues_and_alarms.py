@@ -7,8 +7,9 @@ import json
 
 import pytest
 
+from infra.config import ConfigError, InfraConfig
 from infra.naming import alarm_topic_export_name
-from tests.infra.conftest import PREFIX, STAGE
+from tests.infra.conftest import ALARM_EMAIL, PREFIX, STAGE, synthesize
 from workers.topology import DEFAULT_TOPOLOGY_PATH, load_topology
 
 
@@ -40,10 +41,32 @@ def test_each_queue_has_its_numbers_sse_and_a_redrive_to_its_dlq(synthesized, to
         "deadLetterTargetArn": {"Fn::GetAtt": [ids[PREFIX + spec.dlq], "Arn"]},
         "maxReceiveCount": spec.max_receive_count,
     }
-    # AND the DLQ keeps messages as long as the topology says, encrypted too, and redrives nowhere
-    assert dlq["MessageRetentionPeriod"] == spec.dlq_retention_seconds
+    # AND the DLQ keeps messages as long as the topology says (longer than its queue), encrypted too, and
+    # redrives nowhere
+    assert dlq["MessageRetentionPeriod"] == spec.dlq_retention_seconds > spec.retention_seconds
     assert dlq["SqsManagedSseEnabled"] is True
     assert "RedrivePolicy" not in dlq
+    # AND only its own queue may use it as a DLQ (named by ARN, not by a reference: the queue already refers
+    # to the DLQ, and a reference back would be a cycle)
+    allow = dlq["RedriveAllowPolicy"]
+    assert allow["redrivePermission"] == "byQueue"
+    [source] = allow["sourceQueueArns"]
+    assert PREFIX + spec.name in json.dumps(source)
+    assert ids[PREFIX + spec.name] not in json.dumps(source)
+
+
+@pytest.mark.parametrize("key", _queue_keys())
+def test_each_dlq_is_kept_when_the_stack_is_deleted(synthesized, topology, key):
+    # GIVEN the DLQ of a topology queue (the failed tasks an operator has not replayed yet)
+    spec = topology.queue(key)
+    dlq_id = synthesized.queue_ids_by_name()[PREFIX + spec.dlq]
+
+    # WHEN its deletion policies are read
+    resource = synthesized.resources[dlq_id]
+
+    # THEN deleting or replacing the stack keeps the queue and its messages
+    assert resource["DeletionPolicy"] == "Retain"
+    assert resource["UpdateReplacePolicy"] == "Retain"
 
 
 def test_there_are_exactly_the_topology_queues_and_dlqs(synthesized, topology):
@@ -143,3 +166,53 @@ def test_the_dashboard_shows_depth_in_flight_age_dlq_and_running_tasks(synthesiz
         assert metric in body
     for key in topology.queues:
         assert f"{key}: messages" in body
+
+
+def _email_subscriptions(synthesized) -> dict[str, list[str]]:
+    """Topic logical id -> the e-mail addresses subscribed to it."""
+    found: dict[str, list[str]] = {}
+    for sub in synthesized.of_type("AWS::SNS::Subscription").values():
+        props = sub["Properties"]
+        if props["Protocol"] == "email":
+            found.setdefault(props["TopicArn"]["Ref"], []).append(props["Endpoint"])
+    return found
+
+
+def test_every_alarm_reaches_a_person_by_email(synthesized):
+    # GIVEN the stack deployed with the alarm e-mail it requires
+    emails = _email_subscriptions(synthesized)
+
+    # WHEN each alarm's actions are followed to their topics' subscriptions
+    alarms = synthesized.of_type("AWS::CloudWatch::Alarm")
+    assert alarms
+
+    # THEN every alarm (queue age and DLQ depth alike) notifies a topic with the e-mail subscribed
+    for alarm_id, alarm in alarms.items():
+        reached = {email for action in alarm["Properties"]["AlarmActions"] for email in emails.get(action["Ref"], [])}
+        assert reached == {ALARM_EMAIL}, alarm_id
+
+
+def test_without_an_alarm_email_the_stack_is_refused_naming_the_key():
+    # GIVEN a deploy that neither gives nor declines an alarm e-mail
+    # WHEN its context is read
+    with pytest.raises(ConfigError) as refused:
+        InfraConfig.from_context({"stage": "prod"}.get)
+    # THEN it is refused, naming the key and how to decline
+    assert "alarmEmail" in str(refused.value)
+    assert "alarmEmail=none" in str(refused.value)
+
+
+@pytest.mark.parametrize("value", ["not-an-address", "a@b"])
+def test_a_malformed_alarm_email_is_refused(value):
+    with pytest.raises(ConfigError, match="alarmEmail"):
+        InfraConfig.from_context({"alarmEmail": value}.get)
+
+
+def test_declining_the_alarm_email_synthesizes_with_a_warning(tmp_path):
+    # GIVEN a first look that explicitly declines the e-mail
+    # WHEN the stack is synthesized
+    synthesized = synthesize(tmp_path, alarmEmail="none")
+
+    # THEN nobody is subscribed, and synth says so in a warning
+    assert not _email_subscriptions(synthesized)
+    assert any("nobody" in str(w) and "alarmEmail" in str(w) for w in synthesized.warnings), synthesized.warnings

@@ -3,6 +3,8 @@ containers' commands, health checks, environment, secrets and logs."""
 
 from __future__ import annotations
 
+import json
+
 from tests.infra.conftest import PREFIX, env_of
 
 API = ["bin/start-api"]
@@ -42,8 +44,11 @@ def test_there_is_one_worker_service_per_worker_group_consuming_the_groups_queue
     for group in topology.worker_groups.values():
         task_id = by_queues[",".join(group.queues)]
         assert env_of(synthesized.containers()[task_id])["WORKER_CONCURRENCY"] == str(group.concurrency)
-        _, service = synthesized.service_of(task_id)
-        assert service["DesiredCount"] == group.min_tasks >= 2
+        service_id, service = synthesized.service_of(task_id)
+        # AND a deployment never resets its count: no DesiredCount (CloudFormation would set it on every
+        # update, in the middle of a backlog; aws-cdk #3919); the scalable target's minimum starts it
+        assert "DesiredCount" not in service
+        assert synthesized.scalable_target_of(service_id)["MinCapacity"] == group.min_tasks >= 2
 
 
 def test_workers_get_the_full_ecs_grace_period_and_a_consumer_heartbeat_health_check(synthesized):
@@ -67,12 +72,14 @@ def test_the_api_sits_behind_an_alb_checking_healthz_with_at_least_two_tasks(syn
     [task_id] = synthesized.task_definitions_running(API)
 
     # WHEN its service and the target group it registers with are read
-    _, service = synthesized.service_of(task_id)
+    service_id, service = synthesized.service_of(task_id)
     [load_balancer] = service["LoadBalancers"]
     target_group = synthesized.props(load_balancer["TargetGroupArn"]["Ref"])
 
-    # THEN it runs at least two tasks, and the ALB checks /healthz for a 200
-    assert service["DesiredCount"] >= 2
+    # THEN it runs at least two tasks (the scalable target's minimum: no DesiredCount, which every deploy
+    # would reset to), and the ALB checks /healthz for a 200
+    assert "DesiredCount" not in service
+    assert synthesized.scalable_target_of(service_id)["MinCapacity"] >= 2
     assert load_balancer["ContainerPort"] == 8000
     assert target_group["HealthCheckPath"] == "/healthz"
     assert target_group["Matcher"] == {"HttpCode": "200"}
@@ -110,7 +117,8 @@ def test_every_container_knows_every_queue_url_and_runs_production_settings(synt
     # GIVEN the queues' logical ids (a queue's Ref is its URL)
     ids = synthesized.queue_ids_by_name()
     containers = synthesized.containers()
-    assert len(containers) == 3 + len(topology.worker_groups)  # api, beat, outbox relay, the workers
+    # api, beat, the outbox relay, the migration task, the workers
+    assert len(containers) == 4 + len(topology.worker_groups)
 
     for container in containers.values():
         # WHEN its environment is read
@@ -128,19 +136,21 @@ def test_every_container_knows_every_queue_url_and_runs_production_settings(synt
 
 
 def test_secrets_come_from_secrets_manager_never_from_plain_environment(synthesized):
-    # GIVEN the stack's secrets
+    # GIVEN the stack's secrets (the Django key, and the created database's credentials)
     secret_ids = set(synthesized.of_type("AWS::SecretsManager::Secret"))
+    secret_ids |= set(synthesized.of_type("AWS::SecretsManager::SecretTargetAttachment"))
+    secret_names = {"DJANGO_SECRET_KEY", "DATABASE_USER", "DATABASE_PASSWORD"}
 
     for container in synthesized.containers().values():
         # WHEN the container's secrets and environment are read
-        secrets = {s["Name"]: s["ValueFrom"] for s in container["Secrets"]}
+        secrets = {s["Name"]: json.dumps(s["ValueFrom"]) for s in container["Secrets"]}
         env = env_of(container)
 
-        # THEN DATABASE_URL and DJANGO_SECRET_KEY are injected by ECS from Secrets Manager
-        assert set(secrets) == {"DATABASE_URL", "DJANGO_SECRET_KEY"}
-        assert {v["Ref"] for v in secrets.values()} == secret_ids
-        # AND neither is in the plain environment
-        assert not {"DATABASE_URL", "DJANGO_SECRET_KEY"} & set(env)
+        # THEN the Django key and the database's user and password are injected by ECS from Secrets Manager
+        assert set(secrets) == secret_names
+        assert all(any(secret_id in ref for secret_id in secret_ids) for ref in secrets.values())
+        # AND none is in the plain environment, nor a DATABASE_URL
+        assert not (secret_names | {"DATABASE_URL"}) & set(env)
 
 
 def test_every_container_logs_to_its_own_log_group_kept_a_month(synthesized):
@@ -173,7 +183,8 @@ def test_the_outbox_relay_runs_as_its_own_service_and_may_only_publish(synthesiz
     # WHEN its service and task role are read
     _, service = synthesized.service_of(task_id)
     role_id = synthesized.role_id(synthesized.props(task_id)["TaskRoleArn"])
-    [statement] = synthesized.statements_of_role(role_id)
+    statements = synthesized.statements_of_role(role_id)
+    [statement] = [s for s in statements if any(a.startswith("sqs:") for a in _actions(s))]
 
     # THEN one task runs (more would be safe: every attempt is claimed by compare-and-set)
     assert service["DesiredCount"] == 1
@@ -183,4 +194,12 @@ def test_the_outbox_relay_runs_as_its_own_service_and_may_only_publish(synthesiz
     # AND it may publish to the task queues and nothing else
     from infra.permissions import PUBLISH_ACTIONS
 
-    assert sorted(statement["Action"]) == sorted(PUBLISH_ACTIONS)
+    assert sorted(_actions(statement)) == sorted(PUBLISH_ACTIONS)
+    # AND, like every producer, store a body too large for its queue (the claim check), nothing more
+    others = {a for s in statements if s is not statement for a in _actions(s)}
+    assert others <= {"s3:PutObject"}, others
+
+
+def _actions(statement: dict) -> list[str]:
+    action = statement["Action"]
+    return [action] if isinstance(action, str) else action

@@ -1,4 +1,4 @@
-"""Publishes SQS would mishandle are refused through Django before SQS sees them; short delays go to SQS."""
+"""Publishes SQS would mishandle are refused through Django before SQS sees them; delays go to SQS."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ def _all_queues_empty(queues) -> bool:
 
 
 def test_too_long_countdown_is_refused_and_nothing_is_stored(client, transactional_db, queues):
-    # WHEN a job asks for a delay longer than SQS DelaySeconds can hold
-    response = post_job(client, kind="echo", payload={"message": "later"}, countdown=1000)
+    # WHEN a job asks for a delay longer than the queue accepts (its retention, 3600 s, less 900 s)
+    response = post_job(client, kind="echo", payload={"message": "later"}, countdown=2701)
 
     # THEN it is refused with the numbers, and nothing is stored or queued
     assert response.status_code == 400
     error = response.json()["error"]
-    assert "1000 s" in error and "900 s" in error and "visibility timeout (5 s)" in error
+    assert "2701 s" in error and "(2700 s: its message retention of 3600 s less 900 s)" in error
     assert Job.objects.count() == 0
     assert _all_queues_empty(queues)
 

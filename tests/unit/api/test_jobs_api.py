@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime
 
 import boto3
 import pytest
@@ -136,14 +137,14 @@ INVALID = [
         id="bool-countdown",
     ),
     pytest.param(
-        {"kind": "echo", "payload": {"message": "x"}, "countdown": 1000},
-        "a delay of 1000 s is longer than SQS can hold",
-        id="countdown-1000",
+        {"kind": "echo", "payload": {"message": "x"}, "countdown": 2701},
+        "a delay of 2701 s is longer than the queue accepts (2700 s: its message retention of 3600 s less 900 s)",
+        id="countdown-over-retention-bound",
     ),
     pytest.param(
-        {"kind": "echo", "payload": {"message": "x"}, "countdown": 901, "queue": "low_priority"},
+        {"kind": "echo", "payload": {"message": "x"}, "countdown": 3600, "queue": "low_priority"},
         "refused to publish to queue 'low_priority'",
-        id="countdown-901",
+        id="countdown-of-the-whole-retention",
     ),
 ]
 
@@ -335,6 +336,21 @@ def test_post_with_queue_and_countdown_is_delayed_by_sqs(client, transactional_d
     assert 4 <= (job.due_at - job.created_at).total_seconds() <= 6
     assert _queue_counts(sqs, urls["high_priority"]) == (0, 1)
     assert _queue_counts(sqs, urls["default"]) == (0, 0)
+
+
+def test_countdown_over_900_is_accepted_and_keeps_its_eta(client, transactional_db, moto_broker, settings):
+    # GIVEN SQS (moto) reachable, and the default queue's bound: retention 3600 s less 900 s
+    sqs, urls = moto_broker
+    # WHEN a job asks for 2700 s, longer than SQS holds a message
+    response = _post(client, {"kind": "echo", "payload": {"message": "later"}, "countdown": 2700})
+    # THEN it is accepted: SQS holds the first 900 s, and the eta header stays for the worker's hops
+    assert response.status_code == 202, response.json()
+    assert _queue_counts(sqs, urls["default"]) == (0, 1)
+    [message] = sqs_backends[LOCAL_ACCOUNT_ID][REGION].queues[settings.QUEUE_TOPOLOGY.queue("default").name]._messages
+    assert round((message.delayed_until - message.sent_timestamp) / 1000) == 900
+    headers = json.loads(base64.b64decode(message.body))["headers"]
+    eta = datetime.fromisoformat(headers["eta"])
+    assert 2690 < (eta - Job.objects.get().created_at).total_seconds() < 2710
 
 
 def test_newsletter_kind_routes_to_low_priority(client, transactional_db, moto_broker):

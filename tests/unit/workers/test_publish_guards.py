@@ -1,16 +1,29 @@
-"""Unit tests of workers/publish_guards.py: delays SQS can hold, bodies the queue accepts."""
+"""Unit tests of workers/publish_guards.py: delays the queue accepts, bodies it accepts."""
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from kombu.asynchronous.aws.sqs.message import AsyncMessage
+from kombu.utils.json import dumps
 
 from workers.publish_guards import (
+    SQS_BILLING_CHUNK_BYTES,
     DelayTooLong,
     PayloadTooLarge,
     PublishRefused,
+    billed_requests,
     check_encoded_size,
+    encoded_message_bytes,
     sqs_delay_seconds,
 )
+from workers.topology import LONG_DELAY_MARGIN_SECONDS
+
+RETENTION = 4 * 86_400  # the default queue's 4 days: delays up to 4 days less 900 s
 
 
 @pytest.mark.parametrize(
@@ -20,31 +33,38 @@ from workers.publish_guards import (
 def test_sqs_delay_seconds(delay, expected):
     # GIVEN a requested delay
     # WHEN converted to DelaySeconds
-    result = sqs_delay_seconds(queue="default", delay=delay, visibility_timeout=360)
+    result = sqs_delay_seconds(queue="default", delay=delay, retention_seconds=RETENTION)
     # THEN no delay, or the delay rounded up (never earlier than asked)
     assert result == expected
 
 
-def test_delay_over_900_refused():
-    # GIVEN a delay of 901 s on a queue with a 360 s visibility timeout
+@pytest.mark.parametrize("delay", [900.01, 901, 86_400, RETENTION - LONG_DELAY_MARGIN_SECONDS])
+def test_a_delay_over_900_travels_its_first_900_s_as_delay_seconds(delay):
+    # GIVEN a delay longer than SQS holds a message, within the queue's retention less the margin
+    # WHEN converted THEN the first leg is SQS's maximum (the worker hops the rest)
+    assert sqs_delay_seconds(queue="default", delay=delay, retention_seconds=RETENTION) == 900
+
+
+def test_delay_over_the_retention_bound_refused():
+    # GIVEN a delay one second longer than the queue's retention less the margin
+    too_long = RETENTION - LONG_DELAY_MARGIN_SECONDS + 1
     # WHEN converted
     with pytest.raises(DelayTooLong) as excinfo:
-        sqs_delay_seconds(queue="default", delay=901, visibility_timeout=360)
-    # THEN the message names the queue, the delay, SQS's maximum and the visibility timeout
+        sqs_delay_seconds(queue="default", delay=too_long, retention_seconds=RETENTION)
+    # THEN the message names the queue, the delay, the bound and where it comes from
     message = str(excinfo.value)
     assert "'default'" in message
-    assert "901 s" in message
-    assert "900 s" in message
-    assert "360 s" in message
+    assert f"{too_long} s" in message
+    assert f"({RETENTION - LONG_DELAY_MARGIN_SECONDS} s: its message retention of {RETENTION} s less 900 s)" in message
     # AND it is a PublishRefused (the API answers 400 for it)
     assert isinstance(excinfo.value, PublishRefused)
 
 
-def test_fractional_delay_just_over_900_refused():
-    # GIVEN 900.01 s, which rounds up to 901
+def test_fractional_delay_just_over_the_bound_refused():
+    # GIVEN 2700.01 s on a queue that keeps messages an hour (bound 2700 s), which rounds up to 2701
     # WHEN converted THEN it is refused
-    with pytest.raises(DelayTooLong, match="901 s"):
-        sqs_delay_seconds(queue="low_priority", delay=900.01, visibility_timeout=1020)
+    with pytest.raises(DelayTooLong, match="2701 s"):
+        sqs_delay_seconds(queue="low_priority", delay=2700.01, retention_seconds=3600)
 
 
 def test_encoded_size_at_limit_accepted():
@@ -64,3 +84,52 @@ def test_encoded_size_over_limit_refused():
     assert "262145 bytes" in message
     assert "262144 bytes" in message
     assert isinstance(excinfo.value, PublishRefused)
+
+
+# --- size arithmetic -----------------------------------------------------------------------------------
+
+
+def _kombu_message(task_json: bytes) -> dict:
+    """A kombu message dict as the virtual channel hands it to the SQS channel's _put (body base64 once)."""
+    return {
+        "body": base64.b64encode(task_json).decode("ascii"),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {"task": "jobs.echo", "id": "0" * 36, "retries": 0},
+        "properties": {"body_encoding": "base64", "delivery_tag": "x", "priority": 0},
+    }
+
+
+@given(st.binary(max_size=5_000), st.booleans())
+def test_encoded_size_is_what_kombus_sqs_channel_sends(task_json, sqs_base64):
+    # GIVEN any task body, with or without the SQS transport's own base64 pass
+    message = _kombu_message(task_json)
+    # WHEN measured THEN it is the length of the body kombu 5.7's Channel._put would send
+    sent = AsyncMessage().encode(dumps(message)) if sqs_base64 else dumps(message)
+    assert encoded_message_bytes(message, sqs_base64=sqs_base64) == len(sent.encode("utf-8"))
+
+
+@pytest.mark.parametrize("size", [100_000, 500_000, 2_000_000])
+def test_a_large_body_grows_about_1_78_times(size):
+    # GIVEN a task's JSON of `size` bytes
+    message = _kombu_message(json.dumps({"blob": "x" * (size - 12)}).encode())
+    # WHEN measured THEN base64 twice makes it (4/3)^2 = 1.78x, plus the envelope
+    ratio = encoded_message_bytes(message) / size
+    assert 1.777 < ratio < 1.79
+
+
+def test_the_largest_task_json_that_fits_1_mib_is_about_589_kb():
+    # GIVEN SQS's 1 MiB limit
+    fits = [n for n in range(585_000, 592_000, 250) if encoded_message_bytes(_kombu_message(b"x" * n)) <= 1_048_576]
+    # THEN the largest task JSON that fits is 1 MiB / 1.78 less the envelope
+    assert 588_000 < max(fits) < 590_000
+
+
+@pytest.mark.parametrize(
+    ("payload", "requests"),
+    [(0, 1), (1, 1), (65_536, 1), (65_537, 2), (262_144, 4), (600_000, 10), (1_048_576, 16)],
+)
+def test_sqs_bills_one_request_per_started_64_kib_chunk(payload, requests):
+    # GIVEN a call carrying `payload` bytes WHEN billed THEN one request per 64 KiB chunk, at least one
+    assert SQS_BILLING_CHUNK_BYTES == 65_536
+    assert billed_requests(payload) == requests

@@ -151,52 +151,67 @@ def test_explicit_delay_seconds_property(sqs, producer, topology):
     assert round((stored.delayed_until - stored.sent_timestamp) / 1000) == 3
 
 
-def test_delay_over_900_refused_and_nothing_sent(sqs, producer):
-    # GIVEN an ETA 1000 s ahead
-    client, urls = sqs
+def test_eta_over_900_travels_as_900_s_and_keeps_its_eta_for_the_hops(sqs, producer, topology):
+    # GIVEN an ETA 1000 s ahead, longer than SQS holds a message
     eta = (datetime.now(UTC) + timedelta(seconds=1000)).isoformat()
+    # WHEN published
+    _publish(producer, {"n": 1}, headers={"eta": eta, "task": "jobs.echo"})
+    # THEN SQS holds the first 900 s, and the ETA header stays as it was, for the worker to hop it on
+    [stored] = _stored(topology, "default")
+    assert round((stored.delayed_until - stored.sent_timestamp) / 1000) == 900
+    assert _decode(stored.body)["headers"]["eta"] == eta
+
+
+def test_explicit_delay_over_900_gets_an_eta_header(sqs, producer, topology):
+    # GIVEN DelaySeconds=1000 as a property, with no ETA header (kombu alone would clamp it to 900)
+    before = datetime.now(UTC)
+    # WHEN published
+    _publish(producer, {"n": 1}, DelaySeconds=1000)
+    # THEN SQS holds 900 s and an ETA header 1000 s ahead tells the worker the rest
+    [stored] = _stored(topology, "default")
+    assert round((stored.delayed_until - stored.sent_timestamp) / 1000) == 900
+    eta = datetime.fromisoformat(_decode(stored.body)["headers"]["eta"])
+    assert timedelta(seconds=999) < eta - before < timedelta(seconds=1002)
+
+
+def test_delay_over_the_retention_bound_refused_and_nothing_sent(sqs, producer, topology):
+    # GIVEN an ETA one second past the default queue's bound (its 4 days' retention less 900 s)
+    client, urls = sqs
+    bound = topology.queue("default").retention_seconds - 900
+    eta = (datetime.now(UTC) + timedelta(seconds=bound + 2)).isoformat()
     # WHEN published
     with pytest.raises(DelayTooLong) as excinfo:
         _publish(producer, {"n": 1}, headers={"eta": eta})
-    # THEN the refusal names the queue and SQS's limit
+    # THEN the refusal names the queue and the bound
     assert "'default'" in str(excinfo.value)
-    assert "900 s" in str(excinfo.value)
-    # AND the queue stays empty (not silently clamped to 900 s)
-    assert _counts(client, urls["default"]) == (0, 0)
-
-
-def test_explicit_delay_over_900_refused(sqs, producer):
-    # GIVEN DelaySeconds=1000 as a property
-    client, urls = sqs
-    # WHEN published THEN it is refused, not clamped to 900 by kombu
-    with pytest.raises(DelayTooLong):
-        _publish(producer, {"n": 1}, DelaySeconds=1000)
+    assert f"({bound} s: its message retention" in str(excinfo.value)
+    # AND the queue stays empty
     assert _counts(client, urls["default"]) == (0, 0)
 
 
 def test_oversized_body_refused_and_nothing_sent(sqs, producer):
-    # GIVEN a ~300 KB payload (the queue takes 262144 bytes)
+    # GIVEN a ~600 KB payload for a queue without a claim check (it takes 1048576 bytes, SQS's maximum)
     client, urls = sqs
     # WHEN published
     with pytest.raises(PayloadTooLarge) as excinfo:
-        _publish(producer, {"blob": "x" * 300_000})
+        _publish(producer, {"blob": "x" * 600_000}, queue="high_priority")
     # THEN the refusal names the queue, the encoded size and the limit
     message = str(excinfo.value)
-    assert "'default'" in message
-    assert "262144 bytes" in message
+    assert "'high_priority'" in message
+    assert "1048576 bytes" in message
     encoded = int(message.split("the encoded message is ")[1].split(" bytes")[0])
-    assert encoded > 300_000 * 1.7  # two base64 passes
+    assert encoded > 600_000 * 1.7  # two base64 passes
     # AND nothing reached SQS
-    assert _counts(client, urls["default"]) == (0, 0)
+    assert _counts(client, urls["high_priority"]) == (0, 0)
 
 
 def test_body_that_fits_only_before_encoding_is_refused(sqs, producer):
-    # GIVEN a 200 KB payload: under 256 KiB as JSON, over it after kombu's two base64 passes
+    # GIVEN a 590 KB payload: under 1 MiB as JSON, over it after kombu's two base64 passes
     client, urls = sqs
     # WHEN published THEN the guard measures the final SQS body and refuses it
     with pytest.raises(PayloadTooLarge):
-        _publish(producer, {"blob": "x" * 200_000})
-    assert _counts(client, urls["default"]) == (0, 0)
+        _publish(producer, {"blob": "x" * 590_000}, queue="high_priority")
+    assert _counts(client, urls["high_priority"]) == (0, 0)
 
 
 def test_queue_outside_topology_is_not_guarded_here(connection):
@@ -227,21 +242,34 @@ def test_celery_countdown_travels_as_delay_seconds(sqs, connection, settings):
     assert headers["eta"] is None
 
 
-def test_celery_countdown_over_900_refused(sqs, connection):
+def test_celery_countdown_over_900_travels_with_its_eta(sqs, connection):
+    # GIVEN the Celery app
+    from workers.celery_app import app
+
+    # WHEN a task is sent with countdown=1000
+    app.send_task("jobs.echo", kwargs={"job_id": 1, "message": "hi"}, countdown=1000, connection=connection)
+    # THEN SQS holds it 900 s and Celery's ETA header stays for the worker's hop
+    stored = sqs_backends[ACCOUNT][REGION].queues["default"]._messages[0]
+    assert round((stored.delayed_until - stored.sent_timestamp) / 1000) == 900
+    assert _decode(stored.body)["headers"]["eta"] is not None
+
+
+def test_celery_countdown_over_the_retention_bound_refused(sqs, connection):
     # GIVEN the Celery app
     from workers.celery_app import app
 
     client, urls = sqs
-    # WHEN a task is sent with countdown=1000 THEN DelayTooLong reaches the caller and nothing is sent
+    # WHEN a task is sent with a countdown of 5 days (default keeps messages 4)
+    # THEN DelayTooLong reaches the caller and nothing is sent
     with pytest.raises(DelayTooLong):
-        app.send_task("jobs.echo", kwargs={"job_id": 1, "message": "hi"}, countdown=1000, connection=connection)
+        app.send_task("jobs.echo", kwargs={"job_id": 1, "message": "hi"}, countdown=5 * 86_400, connection=connection)
     assert _counts(client, urls["default"]) == (0, 0)
 
 
-def test_snake_case_delay_over_900_refused_when_camel_case_is_none(sqs, producer):
-    # GIVEN delay_seconds=1000 with DelaySeconds explicitly None (kombu: "not supplied under this spelling")
+def test_snake_case_delay_over_the_bound_refused_when_camel_case_is_none(sqs, producer):
+    # GIVEN delay_seconds of 5 days with DelaySeconds explicitly None (kombu: "not supplied under this spelling")
     client, urls = sqs
     # WHEN published THEN the guard refuses it and nothing is sent
     with pytest.raises(DelayTooLong):
-        _publish(producer, {"n": 1}, DelaySeconds=None, delay_seconds=1000)
+        _publish(producer, {"n": 1}, DelaySeconds=None, delay_seconds=5 * 86_400)
     assert _counts(client, urls["default"]) == (0, 0)

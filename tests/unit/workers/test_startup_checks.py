@@ -27,7 +27,8 @@ def topology():
 
 @pytest.fixture
 def conf(topology) -> dict:
-    return copy.deepcopy(build_celery_settings(topology, BrokerEnv(endpoint_url="http://127.0.0.1:9324")))
+    broker = BrokerEnv(endpoint_url="http://127.0.0.1:9324", claim_check_bucket="claim-check")
+    return copy.deepcopy(build_celery_settings(topology, broker))
 
 
 def _task(**attrs) -> SimpleNamespace:
@@ -110,6 +111,14 @@ def test_queue_without_url(conf, topology):
     ]
 
 
+def test_a_claim_check_queue_without_a_bucket_is_refused(conf, topology):
+    # GIVEN queues.yml's `default` with a claim check, and no CLAIM_CHECK_BUCKET
+    conf["broker_transport_options"]["claim_check"]["bucket"] = None
+    # WHEN checked THEN the queue and the variable are named
+    [problem] = check_queues(conf, topology)
+    assert "['default'] have claim_check_max_bytes but no bucket: set CLAIM_CHECK_BUCKET" in problem
+
+
 def test_check_unknown_settings():
     # GIVEN a misspelt CELERY_ setting, a correct one and non-Celery names
     names = ["CELERY_TASK_TIME_LIMT", "CELERY_TASK_ACKS_LATE", "DEBUG", "SQS_ENDPOINT_URL", "celery_lower"]
@@ -177,15 +186,23 @@ def test_task_with_looser_soft_limit_refused(topology):
     assert "'high_priority'" in problem
 
 
-def test_retry_backoff_max_over_900_refused(topology):
-    # GIVEN a task that may back off 901 s
-    task = _task(retry_backoff_max=901)
+def test_retry_backoff_max_over_the_retention_bound_refused(topology):
+    # GIVEN a task routed to the default queue (4 days' retention) that may back off longer than 4 days less 900 s
+    too_long = topology.queue("default").retention_seconds - 900 + 1
+    task = _task(retry_backoff_max=too_long)
     # WHEN checked
     [problem] = apply_and_check_task_limits({"jobs.x": task}, topology)
     # THEN the task and both numbers are named
     assert "'jobs.x'" in problem
-    assert "901" in problem
-    assert "900" in problem
+    assert str(too_long) in problem
+    assert f"({too_long - 1} s: its retention less 900 s)" in problem
+
+
+def test_retry_backoff_max_over_900_accepted(topology):
+    # GIVEN a task that may back off an hour: its retries hop through SQS
+    task = _task(retry_backoff_max=3600)
+    # WHEN checked THEN nothing is refused
+    assert apply_and_check_task_limits({"jobs.x": task}, topology) == []
 
 
 def test_celery_builtin_tasks_are_skipped(topology):

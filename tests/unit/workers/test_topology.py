@@ -196,15 +196,23 @@ def test_string_where_int_expected(raw):
     assert "'300'" in message
 
 
-def test_backoff_max_over_sqs_delay_limit(raw):
-    # GIVEN a retry backoff cap of 901 s
-    raw["retry"]["backoff_max_seconds"] = 901
+def test_backoff_max_over_the_shortest_retention_bound(raw):
+    # GIVEN a retry backoff cap one second over the shortest queue retention less the 900 s margin
+    shortest = min(q["retention_seconds"] for q in raw["queues"].values())
+    raw["retry"]["backoff_max_seconds"] = shortest - 900 + 1
     # WHEN parsed
     message = _refused(raw)
-    # THEN the error names the setting, the value and SQS's 900 s
+    # THEN the error names the setting, the value and the bound
     assert "backoff_max_seconds" in message
-    assert "901" in message
-    assert "900" in message
+    assert str(shortest - 900 + 1) in message
+    assert f"({shortest - 900} s)" in message
+
+
+def test_backoff_max_over_900_accepted_it_travels_in_hops(raw):
+    # GIVEN a backoff cap of an hour, longer than one SQS delay
+    raw["retry"]["backoff_max_seconds"] = 3600
+    # WHEN parsed THEN it is accepted
+    assert parse_topology(raw, SOURCE).retry.backoff_max_seconds == 3600
 
 
 def test_backoff_max_of_900_accepted(raw):
@@ -248,6 +256,17 @@ def test_dlq_retention_shorter_than_retention(raw):
     assert "queues.default" in message
     assert "86400" in message
     assert "345600" in message
+
+
+def test_dlq_retention_equal_to_retention_is_refused(raw):
+    # GIVEN a DLQ that keeps messages exactly as long as its queue (SQS keeps a message's first enqueue
+    # time when it moves to the DLQ, so one that waited almost the whole retention would expire there at once)
+    raw["queues"]["default"]["dlq_retention_seconds"] = raw["queues"]["default"]["retention_seconds"]
+    # WHEN parsed
+    message = _refused(raw)
+    # THEN the queue is named and the rule says longer
+    assert "queues.default" in message
+    assert "longer than" in message
 
 
 def test_retention_above_sqs_maximum(raw):
@@ -523,3 +542,46 @@ def test_a_profile_may_change_a_worker_groups_numbers_but_not_its_queues():
         parse_topology(raw, DEFAULT_TOPOLOGY_PATH, profile="moved")
     with pytest.raises(TopologyError, match=r"profiles\.ghost\.worker_groups\.nope: no such worker group"):
         parse_topology(raw, DEFAULT_TOPOLOGY_PATH, profile="ghost")
+
+
+# --- message size and the claim check ---------------------------------------------------------------
+
+
+def test_max_message_bytes_defaults_to_sqs_maximum_of_1_mib(raw):
+    # GIVEN the real file, and a queue that does not say
+    assert all(spec["max_message_bytes"] == 1_048_576 for spec in raw["queues"].values())
+    del raw["queues"]["high_priority"]["max_message_bytes"]
+    # WHEN loaded THEN the queue takes SQS's maximum; a smaller limit stays a per-queue choice
+    raw["queues"]["low_priority"]["max_message_bytes"] = 262_144
+    topology = parse_topology(raw, SOURCE)
+    assert topology.queues["high_priority"].max_message_bytes == 1_048_576
+    assert topology.queues["low_priority"].max_message_bytes == 262_144
+    # AND over SQS's maximum is refused
+    raw["queues"]["low_priority"]["max_message_bytes"] = 1_048_577
+    assert "max_message_bytes = 1048577 is outside the range SQS accepts (1024..1048576)" in _refused(raw)
+
+
+def test_claim_check_is_off_unless_a_queue_opts_in(raw):
+    # GIVEN the real file: `default` opts in
+    topology = parse_topology(raw, SOURCE)
+    # THEN its ceiling is read, and the others have none
+    assert topology.queues["default"].claim_check_max_bytes == 16 * 1_048_576
+    assert topology.queues["high_priority"].claim_check_max_bytes == 0
+
+
+@pytest.mark.parametrize(
+    ("ceiling", "expected"),
+    [
+        (1_048_576, "claim_check_max_bytes = 1048576: must be above max_message_bytes (1048576)"),
+        (65 * 1_048_576, "and at most 67108864"),
+        (-1, "claim_check_max_bytes: expected a non-negative int"),
+        (True, "claim_check_max_bytes: expected a non-negative int"),
+        ("4MiB", "claim_check_max_bytes: expected a non-negative int"),
+    ],
+)
+def test_bad_claim_check_ceiling_is_refused(raw, ceiling, expected):
+    # GIVEN a queue whose claim-check ceiling is not above its message limit, too large, or no number
+    raw["queues"]["high_priority"]["claim_check_max_bytes"] = ceiling
+    # WHEN loaded THEN it is refused naming the queue and the numbers
+    message = _refused(raw)
+    assert "queues.high_priority" in message and expected in message

@@ -8,10 +8,21 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from api.ops.queue_stats import SOURCES, QueuesSnapshot
-from api.ops.services import queues_snapshot
+from api.ops.services import EXPIRED_WINDOW_MINUTES, queues_snapshot
 from lambdas.dlq_alert.summary import format_age
 
-COLUMNS = ("queue", "visible", "in flight", "delayed", "oldest age", "deleted/min", "dlq depth", "error")
+COLUMNS = (
+    "queue",
+    "visible",
+    "in flight",
+    "delayed",
+    "oldest age",
+    "deleted/min",
+    "dlq depth",
+    f"expired {EXPIRED_WINDOW_MINUTES}m",
+    "expired",
+    "error",
+)
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
 
 
@@ -29,6 +40,8 @@ def format_table(snapshot: QueuesSnapshot) -> str:
             format_age(q.oldest_age_seconds),
             _na(q.deleted_last_minute),
             _na(q.dlq_depth),
+            _na(q.expired_recent),
+            _na(q.expired_total),
             q.error or "",
         )
         for q in snapshot.queues
@@ -48,6 +61,7 @@ def format_table(snapshot: QueuesSnapshot) -> str:
         f"counts: {SOURCES['counts']}",
         f"oldest age: {SOURCES['oldest_age']}",
         f"deleted/min: {SOURCES['throughput']}, latest datapoint",
+        f"expired: {SOURCES['expired']}, last {EXPIRED_WINDOW_MINUTES} min and in all",
     ]
     if snapshot.metrics_error:
         notes.append(f"CloudWatch failed: {snapshot.metrics_error}")

@@ -9,6 +9,8 @@ import re
 import pytest
 from django.core.management import CommandError, call_command
 
+pytestmark = pytest.mark.django_db  # expirations are counted from the workers' discard records
+
 
 def _run(*args: str) -> str:
     out = io.StringIO()
@@ -30,12 +32,23 @@ def test_table_has_a_row_per_queue_with_the_numbers_and_their_sources(one_failur
 
     # THEN a header and one row per topology queue; n/a where CloudWatch has no datapoint yet
     lines = out.splitlines()
-    header = ["queue", "visible", "in flight", "delayed", "oldest age", "deleted/min", "dlq depth", "error"]
+    header = [
+        "queue",
+        "visible",
+        "in flight",
+        "delayed",
+        "oldest age",
+        "deleted/min",
+        "dlq depth",
+        "expired 15m",
+        "expired",
+        "error",
+    ]
     assert re.split(r"\s{2,}", lines[0]) == header
     rows = {line.split()[0]: line.split() for line in lines[1:4]}
     assert set(rows) == set(one_failure.sqs.topology.queues)
-    assert rows["default"] == ["default", "1", "0", "0", "n/a", "n/a", "2"]
-    assert rows["low_priority"] == ["low_priority", "0", "0", "0", "n/a", "n/a", "0"]
+    assert rows["default"] == ["default", "1", "0", "0", "n/a", "n/a", "2", "0", "0"]
+    assert rows["low_priority"] == ["low_priority", "0", "0", "0", "n/a", "n/a", "0", "0", "0"]
     # AND it says where the numbers came from
     assert "counts: SQS GetQueueAttributes" in out
     assert "oldest age: CloudWatch AWS/SQS ApproximateAgeOfOldestMessage" in out
@@ -50,7 +63,7 @@ def test_table_shows_cloudwatch_numbers_once_published(one_failure):
 
     # THEN the age is a number, and deleted/min counts the 2 messages the fixture received and deleted
     # from the default queue to put them into its DLQ
-    *age, deleted = rows["default"][4:-1]
+    *age, deleted = rows["default"][4:-3]
     assert deleted == "2" and "n/a" not in age
 
 
@@ -62,7 +75,31 @@ def test_json_is_the_snapshot_the_page_shows(one_failure):
     default = {q["key"]: q for q in data["queues"]}["default"]
     assert (default["visible"], default["in_flight"], default["delayed"], default["dlq_depth"]) == (1, 0, 0, 2)
     assert default["oldest_age_seconds"] is None
-    assert set(data["sources"]) == {"counts", "oldest_age", "throughput"}
+    assert set(data["sources"]) == {"counts", "oldest_age", "throughput", "expired"}
+
+
+def test_expirations_are_counted_per_queue_recent_and_in_all(ops_world):
+    # GIVEN two expirations on default (one 20 minutes ago), one on low_priority, and a revoke on default
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from workers.models import DiscardedMessage, DiscardReason
+
+    expired, revoked = DiscardReason.EXPIRED, DiscardReason.REVOKED
+    for queue, reason in [("default", expired), ("default", expired), ("low_priority", expired), ("default", revoked)]:
+        DiscardedMessage.objects.create(task_id="t", task_name="jobs.echo", queue=queue, reason=reason)
+    oldest = DiscardedMessage.objects.filter(queue="default").order_by("pk").first()
+    DiscardedMessage.objects.filter(pk=oldest.pk).update(at=timezone.now() - timedelta(minutes=20))
+
+    # WHEN the command runs, as a table and as JSON
+    rows = {line.split()[0]: line.split() for line in _run().splitlines()[1:4]}
+    data = {q["key"]: q for q in json.loads(_run("--json"))["queues"]}
+
+    # THEN each queue shows its expirations of the last 15 minutes and in all (revokes are not expirations)
+    assert rows["default"][-2:] == ["1", "2"] and rows["low_priority"][-2:] == ["1", "1"]
+    assert rows["high_priority"][-2:] == ["0", "0"]
+    assert (data["default"]["expired_recent"], data["default"]["expired_total"]) == (1, 2)
 
 
 def test_watch_refreshes_until_the_count(one_failure, monkeypatch):

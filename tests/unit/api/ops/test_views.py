@@ -96,6 +96,22 @@ def test_json_has_every_queue_with_sources_and_the_latest_jobs(staff_client, ops
     assert body["jobs"][0]["error"] == "boom"
 
 
+def test_page_and_json_show_each_queues_expirations(staff_client, ops_world):
+    # GIVEN one message of the low_priority queue deleted unrun because it had expired
+    from workers.models import DiscardedMessage, DiscardReason
+
+    DiscardedMessage.objects.create(
+        task_id="t", task_name="newsletter.send_one", queue="low_priority", reason=DiscardReason.EXPIRED
+    )
+    # WHEN the page and its JSON are fetched
+    page = staff_client.get(PAGE).content.decode()
+    queues = {q["key"]: q for q in staff_client.get(DATA).json()["snapshot"]["queues"]}
+    # THEN the page has the column and the JSON the counts: recent (15 min) and in all
+    assert "Expired, 15 min / all" in page
+    assert (queues["low_priority"]["expired_recent"], queues["low_priority"]["expired_total"]) == (1, 1)
+    assert (queues["default"]["expired_recent"], queues["default"]["expired_total"]) == (0, 0)
+
+
 # --- the replay ------------------------------------------------------------------------------------
 
 
