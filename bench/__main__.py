@@ -109,6 +109,29 @@ def summary_rows(results: dict[str, dict]) -> list[list]:
             raw,
             r["delay_vs_raw_p50"],
         )
+        if bh := p.get("black_holed"):
+            add(
+                "publish latency",
+                "POST, SQS black-holed, every POST tries, p50 / p99 ms",
+                f"{bh['figure']['p50_ms']} / {bh['figure']['p99_ms']}",
+                f"budget {bh['budget_ms']:.0f} ms; answers {bh['answers']}",
+                bh["p99_vs_budget"],
+            )
+        if bhp := p.get("black_holed_fast_path_pause"):
+            add(
+                "publish latency",
+                "POST, SQS black-holed, fast-path pause, p50 / p99 ms",
+                f"{bhp['figure']['p50_ms']} / {bhp['figure']['p99_ms']}",
+                f"budget {bhp['budget_ms']:.0f} ms; answers {bhp['answers']}",
+                bhp["p99_vs_budget"],
+            )
+        if idle := p.get("idle_relay"):
+            add(
+                "publish latency",
+                "idle outbox relay: db queries / SQS requests per minute",
+                f"{idle['db_queries_per_minute']} / {round(idle['sqs_requests'] * 60 / idle['seconds'], 1)}",
+                f"a sweep every {idle['sweep_seconds']:g} s",
+            )
     if rec := results.get("recovery"):
         kill, term = rec["sigkill"], rec["sigterm"]
         hb, no_hb = kill["heartbeat"], kill["no_heartbeat"]

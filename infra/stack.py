@@ -19,7 +19,7 @@ from infra.naming import alarm_topic_export_name, pascal_case, queue_prefix, res
 from infra.network import build_vpc
 from infra.queues import TopologyQueues
 from infra.secrets import AppSecrets
-from infra.services import ApiService, BeatService, WorkerService
+from infra.services import ApiService, BeatService, OutboxRelayService, WorkerService
 from infra.tasks import AppTaskSettings, common_environment
 from workers.topology import Topology
 
@@ -122,11 +122,20 @@ class CelerySqsStack(Stack):
             publish_to=all_queues,
         )
         services["beat"] = beat.service
+        relay = OutboxRelayService(
+            self,
+            "OutboxRelay",
+            cluster=cluster,
+            settings=settings,
+            security_group=task_security_group,
+            publish_to=all_queues,
+        )
+        services["outbox relay"] = relay.service
         for service in services.values():
             service.node.add_dependency(migrations.resource)
         if claim_check:
             # Every producer stores bodies; a worker group reads and deletes its own queues' bodies only.
-            for producer in (api.task.role, beat.task.role, *(w.task.role for w in workers.values())):
+            for producer in (api.task.role, beat.task.role, relay.task.role, *(w.task.role for w in workers.values())):
                 claim_check.allow_put(producer)
             for group, worker in workers.items():
                 claim_check.allow_read_and_delete(worker.task.role, topology.worker_groups[group].queues)
