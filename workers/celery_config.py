@@ -9,7 +9,13 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
-from workers.sqs_transport import DELETE_BATCH_SECONDS_OPTION, FETCH_WHEN_SLOT_FREES_OPTION, QUEUE_LIMITS_OPTION
+from workers.claim_check import ClaimCheckOptions
+from workers.sqs_transport import (
+    CLAIM_CHECK_OPTION,
+    DELETE_BATCH_SECONDS_OPTION,
+    FETCH_WHEN_SLOT_FREES_OPTION,
+    QUEUE_LIMITS_OPTION,
+)
 from workers.topology import Topology
 
 TRANSPORT = "workers.sqs_transport:Transport"
@@ -39,6 +45,7 @@ class BrokerEnv:
     account_id: str | None = None
     queue_prefix: str = ""
     queue_urls: dict[str, str] = field(default_factory=dict)  # per queue key, wins over the rest
+    claim_check_bucket: str | None = None  # the S3 bucket of claim-checked task bodies (on the same endpoint)
 
 
 class BrokerConfigError(ValueError):
@@ -94,6 +101,13 @@ def transport_options(
             }
             for key, q in topology.queues.items()
         },
+        # Task bodies over a queue's max_message_bytes go to S3, up to its claim_check_max_bytes.
+        CLAIM_CHECK_OPTION: ClaimCheckOptions(
+            bucket=broker.claim_check_bucket,
+            endpoint_url=broker.endpoint_url,
+            region=broker.region,
+            ceilings={key: q.claim_check_max_bytes for key, q in topology.queues.items() if q.claim_check_max_bytes},
+        ).as_option(),
         "client-config": copy.deepcopy(SQS_CLIENT_CONFIG),
     }
 

@@ -102,11 +102,28 @@ def test_outside_ecs_there_is_no_agent(monkeypatch):
 
 
 def test_contract_celery_worker_state_tracks_running_reserved_and_scheduled_requests():
-    # GIVEN Celery's worker state, which protection reads from its own thread (celery 5.7: WeakSets)
+    # GIVEN Celery's worker state, which protection reads from its own thread (celery 5.7: WeakSets), empty
+    # (other tests of this process may have left requests in the real sets)
+    import weakref
+
     from celery.worker import state
 
     from workers.task_protection import holds_tasks
 
+    # (Celery binds these sets as default arguments of task_reserved & co: clear them, don't replace them.)
+    left = {}
+    for name in ("active_requests", "reserved_requests", "scheduled_requests"):
+        assert isinstance(getattr(state, name), weakref.WeakSet), name
+        left[name] = list(getattr(state, name))
+        getattr(state, name).clear()
+    try:
+        _reserve_accept_ready(state, holds_tasks)
+    finally:
+        for name, requests in left.items():
+            getattr(state, name).update(requests)
+
+
+def _reserve_accept_ready(state, holds_tasks) -> None:
     request = type("Request", (), {"id": "contract-test", "name": "jobs.noop"})()
 
     # WHEN a request is reserved, accepted, then ready
