@@ -38,15 +38,21 @@ class VisibilityHeartbeatStep(bootsteps.StartStopStep):
         from celery.worker import state
         from django.conf import settings
 
+        from workers.celery_config import heartbeat_client_config
         from workers.sqs_clients import new_sqs_client
         from workers.topology import get_topology
-        from workers.visibility import VisibilityHeartbeat
+        from workers.visibility import VisibilityHeartbeat, heartbeat_interval
 
         if self.heartbeat is None:
-            sqs = new_sqs_client(endpoint_url=settings.SQS_ENDPOINT_URL, region=settings.SQS_BROKER.region)
+            topology = get_topology()
+            sqs = new_sqs_client(
+                endpoint_url=settings.SQS_ENDPOINT_URL,
+                region=settings.SQS_BROKER.region,
+                config=heartbeat_client_config(heartbeat_interval(topology)),
+            )
             self.heartbeat = VisibilityHeartbeat(
                 sqs=sqs,
-                topology=get_topology(),
+                topology=topology,
                 held=lambda: [*state.active_requests, *state.reserved_requests],
             )
         self.heartbeat.start()

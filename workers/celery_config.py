@@ -36,6 +36,17 @@ SQS_CLIENT_CONFIG: dict[str, Any] = {
 }
 
 
+def heartbeat_client_config(interval: float) -> dict[str, Any]:
+    """The visibility heartbeat's client: the config above, but each call gives up within one heartbeat interval
+    (at least 1 s). No heartbeat call waits on a long poll, and with the 30 s read timeout one hung
+    ChangeMessageVisibilityBatch stalled every extension for up to 3 x 30 s, past the visibility timeout."""
+    seconds = max(1, int(interval))
+    config = copy.deepcopy(SQS_CLIENT_CONFIG)
+    config["connect_timeout"] = min(config["connect_timeout"], seconds)
+    config["read_timeout"] = seconds
+    return config
+
+
 @dataclass(frozen=True)
 class BrokerEnv:
     """Where the queues are: a local endpoint, or AWS (by region, account, or explicit URLs)."""

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import boto3
 from botocore.config import Config
 
 from workers.celery_config import SQS_CLIENT_CONFIG
 
 
-def client_config() -> Config:
-    """The botocore config kombu's clients get from transport_options' "client-config" (the same numbers)."""
-    return Config(**SQS_CLIENT_CONFIG)
+def client_config(config: dict[str, Any] | None = None) -> Config:
+    """The botocore config kombu's clients get from transport_options' "client-config" (the same numbers), or
+    one derived from it (workers.celery_config.heartbeat_client_config)."""
+    return Config(**(config or SQS_CLIENT_CONFIG))
 
 
-def new_sqs_client(*, endpoint_url: str | None, region: str):
+def new_sqs_client(*, endpoint_url: str | None, region: str, config: dict[str, Any] | None = None):
     """An SQS client like kombu's own: botocore's defaults (60 s connect and read, 5 attempts) would let one
     hung call stall a heartbeat past the visibility timeout."""
-    return boto3.client("sqs", endpoint_url=endpoint_url, region_name=region, config=client_config())
+    return boto3.client("sqs", endpoint_url=endpoint_url, region_name=region, config=client_config(config))

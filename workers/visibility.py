@@ -25,6 +25,14 @@ def _snapshot(requests: Callable[[], Iterable]) -> list:
     return []
 
 
+def heartbeat_interval(topology: Topology) -> int:
+    """Seconds between ticks: the shortest visibility_heartbeat_seconds of the topology (0: no heartbeat)."""
+    beats = [
+        spec.visibility_heartbeat_seconds for spec in topology.queues.values() if spec.visibility_heartbeat_seconds
+    ]
+    return min(beats) if beats else 0
+
+
 class VisibilityHeartbeat:
     """Every `interval` seconds, ChangeMessageVisibilityBatch for each message the worker holds (running or
     reserved) on a heartbeat queue, to that queue's visibility timeout.
@@ -45,10 +53,7 @@ class VisibilityHeartbeat:
         self.timeouts = {
             key: spec.visibility_timeout for key, spec in topology.queues.items() if spec.visibility_heartbeat_seconds
         }
-        beats = [
-            spec.visibility_heartbeat_seconds for spec in topology.queues.values() if spec.visibility_heartbeat_seconds
-        ]
-        self.interval = min(beats) if beats else 0
+        self.interval = heartbeat_interval(topology)
         self._stop: threading.Event | None = None
         self.extended = 0  # messages extended so far (for tests and logs)
 
