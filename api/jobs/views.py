@@ -8,6 +8,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from api.jobs.auth import token_required
 from api.jobs.kinds import JobInputError
 from api.jobs.models import Job
 from api.jobs.services import job_submit
@@ -25,7 +26,8 @@ def _error(status: int, message: str, **extra) -> JsonResponse:
     return JsonResponse({"error": message, **extra}, status=status)
 
 
-@csrf_exempt  # a JSON API without cookie authentication
+@csrf_exempt  # a JSON API authenticated by a bearer token, not a cookie
+@token_required
 @require_POST
 def job_create(request: HttpRequest) -> JsonResponse:
     try:
@@ -56,6 +58,7 @@ def job_create(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"job_id": job.pk, "task_id": str(job.task_id), "state": job.state}, status=202)
 
 
+@token_required
 @require_GET
 def job_detail(request: HttpRequest, job_id: int) -> JsonResponse:
     job = Job.objects.filter(pk=job_id).first()
