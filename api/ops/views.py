@@ -12,6 +12,7 @@ from django.http import HttpRequest, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
+from api.ops.audit import audited_replay
 from api.ops.services import EXPIRED_WINDOW_MINUTES, dlq_replay_run, jobs_latest, queues_snapshot
 from lambdas.dlq_replay.request import ReplayRequestError
 
@@ -54,6 +55,7 @@ def queues_data(request: HttpRequest) -> JsonResponse:
 
 @staff_json
 @require_POST
+@audited_replay
 def dlq_replay(request: HttpRequest, queue: str) -> JsonResponse:
     """The replay Lambda's payload fields (dry run unless "dry_run": false); the queue comes from the URL."""
     if queue not in settings.QUEUE_TOPOLOGY.queues:
