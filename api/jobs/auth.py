@@ -1,7 +1,7 @@
 """Bearer-token authentication of the jobs API: `Authorization: Bearer <token>`, one of settings.API_TOKENS.
 
-Tokens come from Secrets Manager in production (infra/secrets.py; required there). With none configured
-(local settings, tests) the API is open, and the log says so at start-up (warn_if_open).
+Tokens come from Secrets Manager in production (infra/secrets.py), where the api does not start without one.
+With none configured (local settings, tests) the API is open, and the log says so at start-up (warn_if_open).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import logging
 from functools import wraps
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, JsonResponse
 
 logger = logging.getLogger("api.jobs.auth")
@@ -54,8 +55,14 @@ def token_required(view):
 
 
 def warn_if_open() -> bool:
-    """Logs OPEN_WARNING when no token is configured; True if it did."""
+    """At the api's start-up: refuses to serve without a token where one is required (production), else logs
+    OPEN_WARNING when no token is configured; True if it did."""
     if not settings.API_TOKENS:
+        if settings.API_TOKENS_REQUIRED:
+            raise ImproperlyConfigured(
+                "API_TOKENS is required by the api in production (the jobs API's bearer tokens, injected from "
+                "Secrets Manager: infra/secrets.py)"
+            )
         logger.warning(OPEN_WARNING)
         return True
     return False

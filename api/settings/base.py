@@ -175,6 +175,7 @@ LOG_FORMAT = env_str("LOG_FORMAT", "plain")
 LOGGING = logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL)
 
 # --- The jobs API's bearer tokens (api/jobs/auth.py) ------------------------------------------------
-# Comma-separated; injected from Secrets Manager in production, where at least one is required. Empty
-# (local, tests): the jobs API is open, and says so in the log.
+# Comma-separated; injected from Secrets Manager in production, where the api refuses to start without one
+# (API_TOKENS_REQUIRED). Empty (local, tests): the jobs API is open, and says so in the log at start-up.
 API_TOKENS = env_list("API_TOKENS", [])
+API_TOKENS_REQUIRED = False

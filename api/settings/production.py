@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from api.log_format import logging_config
 from api.settings.base import *  # noqa: F403
-from api.settings.base import API_TOKENS, COLLECTED_STATIC_STORAGES, DATABASE_URL, LOG_LEVEL
+from api.settings.base import COLLECTED_STATIC_STORAGES, DATABASE_URL, LOG_LEVEL
 from workers.env import EnvError, env_bool, env_int, env_str
 
 if not DATABASE_URL:
@@ -18,8 +18,8 @@ if not DATABASE_URL:
         "DATABASE_URL (or DATABASE_HOST, DATABASE_PORT, DATABASE_NAME, DATABASE_USER, DATABASE_PASSWORD) is required "
         "in production (injected from Secrets Manager)"
     )
-if not API_TOKENS:
-    raise EnvError("API_TOKENS is required in production (the jobs API's bearer tokens, injected from Secrets Manager)")
+# The api refuses to start without a token (api/wsgi.py); workers, beat and migrations need none.
+API_TOKENS_REQUIRED = True
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")  # injected from Secrets Manager; required
 DEBUG = False
 

@@ -8,8 +8,6 @@ import secrets
 import subprocess
 import sys
 
-import pytest
-
 from devstack.processes import REPO_ROOT
 
 
@@ -114,12 +112,26 @@ def test_http_only_mode_drops_secure_cookies_redirect_and_hsts(tmp_path):
         assert check in done.stderr + done.stdout
 
 
-@pytest.mark.parametrize("missing", ["API_TOKENS", "DJANGO_SECRET_KEY"])
-def test_production_refuses_to_start_without_a_secret(tmp_path, missing):
-    # GIVEN production settings without one of the injected secrets
+def test_production_refuses_to_start_without_its_secret_key(tmp_path):
+    # GIVEN production settings without the injected DJANGO_SECRET_KEY
     env = _production_env(tmp_path)
-    del env[missing]
+    del env["DJANGO_SECRET_KEY"]
     # WHEN Django starts THEN it refuses, naming the variable
     done = _manage(env, "check")
     assert done.returncode != 0
-    assert missing in done.stderr
+    assert "DJANGO_SECRET_KEY" in done.stderr
+
+
+def test_the_api_refuses_to_start_without_a_token_but_other_processes_need_none(tmp_path):
+    # GIVEN production settings without API_TOKENS
+    env = _production_env(tmp_path)
+    del env["API_TOKENS"]
+    # WHEN the api's WSGI application loads (what gunicorn imports)
+    api = subprocess.run(
+        [sys.executable, "-c", "import api.wsgi"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    # THEN it refuses, naming the variable
+    assert api.returncode != 0
+    assert "API_TOKENS is required by the api in production" in api.stderr
+    # AND Django itself (workers, beat, migrations) starts without it
+    assert _manage(env, "check").returncode == 0
