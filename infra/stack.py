@@ -91,6 +91,8 @@ class CelerySqsStack(Stack):
             certificate_arn=config.certificate_arn,
             allowed_hosts=config.allowed_hosts,
         )
+        for name, secret in secrets.api_container_secrets().items():
+            api.task.container.add_secret(name, secret)  # grants the execution role read on it
         services: dict[str, ecs.FargateService] = {"api": api.service}
         for name, group in topology.worker_groups.items():
             worker = WorkerService(
