@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 from api.ops.audit import audited_replay
 from api.ops.services import EXPIRED_WINDOW_MINUTES, dlq_replay_run, jobs_latest, queues_snapshot
 from lambdas.dlq_replay.request import ReplayRequestError
+from lambdas.queue_urls import QueueNotFoundError
 
 # A web request must end well before gunicorn's worker timeout (30 s); the report says where it stopped.
 REPLAY_MAX_SECONDS = 15
@@ -72,6 +73,8 @@ def dlq_replay(request: HttpRequest, queue: str) -> JsonResponse:
         report = dlq_replay_run(payload={**body, "queue": queue}, max_seconds=REPLAY_MAX_SECONDS)
     except ReplayRequestError as exc:
         return _error(400, str(exc))
+    except QueueNotFoundError as exc:
+        return _error(502, str(exc))
     except (ClientError, BotoCoreError) as exc:
         return _error(502, f"SQS refused or did not answer: {type(exc).__name__}: {exc}")
     return JsonResponse(report.as_dict())
