@@ -205,3 +205,13 @@ def test_the_cluster_has_container_insights_for_running_task_counts(synthesized)
 
     # THEN Container Insights is on (RunningTaskCount feeds worker scaling)
     assert {"Name": "containerInsights", "Value": "enabled"} in settings
+
+
+def test_the_outputs_name_what_a_one_off_task_and_a_client_need(synthesized):
+    # GIVEN the stack's outputs
+    outputs = synthesized.template["Outputs"]
+    [api_task] = synthesized.task_definitions_running(API)
+    # WHEN the runbook's first login and first API call read them THEN they are there
+    assert outputs["ApiTaskDefinitionArn"]["Value"] == {"Ref": api_task}
+    assert "Fn::Join" in outputs["PrivateSubnetIds"]["Value"]
+    assert {"ClusterName", "TaskSecurityGroupId", "ApiTokensSecretName", "DlqAlarmTopicArn"} <= set(outputs)
