@@ -12,9 +12,11 @@ bootstrap:
 run: bootstrap
 	$(PY) -m devstack.run
 
-## test: lint, every test (unit, infra, integration: real processes), then every benchmark at smoke size
+## test: lint, every test (unit, infra, integration: real processes) on TEST_WORKERS parallel pytest workers
+## (default 3: integration tests mostly wait on queues and timeouts), then every benchmark at smoke size
+TEST_WORKERS ?= 3
 test: bootstrap lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 	$(MAKE) --no-print-directory bench-smoke
 
 lint: bootstrap
@@ -60,6 +62,6 @@ soak: bootstrap
 bench: bootstrap
 	$(PY) -m bench $(BENCH)
 
-## bench-smoke: every benchmark at a tiny size, to prove they run (part of `make test`); figures mean nothing
+## bench-smoke: every benchmark at a tiny size, side by side, to prove they run (part of `make test`); figures mean nothing
 bench-smoke: bootstrap
 	BENCH_SMOKE=1 $(PY) -m bench $(BENCH)

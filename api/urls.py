@@ -11,3 +11,5 @@ urlpatterns = [
     path("ops/", include("api.ops.urls")),
     path("admin/", admin.site.urls),
 ]
+
+handler500 = "api.jobs.views.server_error"  # JSON under /api/

@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from bench.harness import RESULTS_DIR, is_smoke, print_table
 
@@ -109,6 +111,29 @@ def summary_rows(results: dict[str, dict]) -> list[list]:
             raw,
             r["delay_vs_raw_p50"],
         )
+        if bh := p.get("black_holed"):
+            add(
+                "publish latency",
+                "POST, SQS black-holed, every POST tries, p50 / p99 ms",
+                f"{bh['figure']['p50_ms']} / {bh['figure']['p99_ms']}",
+                f"budget {bh['budget_ms']:.0f} ms; answers {bh['answers']}",
+                bh["p99_vs_budget"],
+            )
+        if bhp := p.get("black_holed_fast_path_pause"):
+            add(
+                "publish latency",
+                "POST, SQS black-holed, fast-path pause, p50 / p99 ms",
+                f"{bhp['figure']['p50_ms']} / {bhp['figure']['p99_ms']}",
+                f"budget {bhp['budget_ms']:.0f} ms; answers {bhp['answers']}",
+                bhp["p99_vs_budget"],
+            )
+        if idle := p.get("idle_relay"):
+            add(
+                "publish latency",
+                "idle outbox relay: db queries / SQS requests per minute",
+                f"{idle['db_queries_per_minute']} / {round(idle['sqs_requests'] * 60 / idle['seconds'], 1)}",
+                f"a sweep every {idle['sweep_seconds']:g} s",
+            )
     if rec := results.get("recovery"):
         kill, term = rec["sigkill"], rec["sigterm"]
         hb, no_hb = kill["heartbeat"], kill["no_heartbeat"]
@@ -143,20 +168,64 @@ def summary_rows(results: dict[str, dict]) -> list[list]:
     return rows
 
 
+def parallel() -> bool:
+    """BENCH_PARALLEL (default: on for smoke runs, whose figures mean nothing; off for real ones, whose would
+    suffer from sharing the CPU)."""
+    return os.environ.get("BENCH_PARALLEL", "1" if is_smoke() else "0") not in ("", "0")
+
+
+def _argv(name: str) -> list[str]:
+    return [sys.executable, "-m", f"bench.{name}"]
+
+
+_ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def run_one_by_one(chosen: list[str]) -> dict[str, int]:
+    codes = {}
+    for name in chosen:
+        started = time.monotonic()
+        print(f"=== bench.{name} {'(smoke)' if is_smoke() else ''}", flush=True)
+        codes[name] = subprocess.call(_argv(name), env=_ENV)
+        print(f"=== bench.{name}: exit {codes[name]} in {time.monotonic() - started:.0f} s", flush=True)
+    return codes
+
+
+def run_side_by_side(chosen: list[str]) -> dict[str, int]:
+    """Every benchmark at once (each has a stack of its own on free ports); their output in order, whole."""
+    started = time.monotonic()
+    print(f"=== {', '.join(chosen)} side by side {'(smoke)' if is_smoke() else ''}", flush=True)
+    codes: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="celery-sqs-bench-logs-") as folder:
+        logs = {name: Path(folder) / f"{name}.log" for name in chosen}
+        procs = {}
+        try:
+            for name in chosen:
+                with logs[name].open("wb") as log:
+                    procs[name] = subprocess.Popen(_argv(name), env=_ENV, stdout=log, stderr=subprocess.STDOUT)
+            for name, proc in procs.items():
+                codes[name] = proc.wait()
+                print(f"=== bench.{name}: exit {codes[name]} at {time.monotonic() - started:.0f} s", flush=True)
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.terminate()  # each benchmark stops its own stack on SIGTERM
+                    proc.wait()
+            for name in procs:
+                print(f"=== bench.{name} output", flush=True)
+                sys.stdout.buffer.write(logs[name].read_bytes())
+                sys.stdout.flush()
+    return codes
+
+
 def main() -> int:
     chosen = sys.argv[1:] or BENCHMARKS
     unknown = set(chosen) - set(BENCHMARKS)
     if unknown:
         print(f"unknown benchmark(s) {sorted(unknown)}; choose from {BENCHMARKS}", file=sys.stderr)
         return 2
-    failed = []
-    for name in chosen:
-        started = time.monotonic()
-        print(f"=== bench.{name} {'(smoke)' if is_smoke() else ''}", flush=True)
-        code = subprocess.call([sys.executable, "-m", f"bench.{name}"], env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        print(f"=== bench.{name}: exit {code} in {time.monotonic() - started:.0f} s", flush=True)
-        if code:
-            failed.append(name)
+    run = run_side_by_side if parallel() else run_one_by_one
+    failed = [name for name, code in run(chosen).items() if code]
     folder = RESULTS_DIR / "smoke" if is_smoke() else RESULTS_DIR
     results = {}
     for name in chosen:

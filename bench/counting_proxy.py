@@ -1,4 +1,5 @@
-"""An HTTP proxy in front of the SQS endpoint that counts requests by action, as SQS would bill them."""
+"""An HTTP proxy in front of the SQS endpoint that counts requests by action, and the requests SQS bills for them
+(one per started 64 KiB chunk of a request's payload)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 from devstack.sqs_actions import request_action
+from workers.publish_guards import billed_requests
 
 _XML_MESSAGE = re.compile(rb"<Message>")
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
@@ -40,6 +42,7 @@ class CountingProxy:
         self.upstream_host, self.upstream_port = parts.hostname or "127.0.0.1", parts.port or 80
         self.counts: Counter = Counter()
         self.messages_received = 0
+        self.billed = 0  # requests as billed: a call carrying 100 KiB counts 2
         self._lock = threading.Lock()
         self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -64,9 +67,17 @@ class CountingProxy:
         with self._lock:
             self.counts.clear()
             self.messages_received = 0
+            self.billed = 0
 
-    def _record(self, action: str, response_body: bytes) -> None:
+    def billed_requests(self) -> int:
         with self._lock:
+            return self.billed
+
+    def _record(self, action: str, response_body: bytes, request_body: bytes = b"") -> None:
+        with self._lock:
+            # The payload is what the call carries either way (a send's message, a receive's messages); the HTTP
+            # body slightly overstates it (JSON framing), so a message just under a 64 KiB boundary may count one more.
+            self.billed += billed_requests(max(len(request_body), len(response_body)))
             if action == "ReceiveMessage":
                 n = received_messages(response_body)
                 self.messages_received += n
@@ -99,7 +110,7 @@ class CountingProxy:
                 upstream.request(self.command, self.path, body=body, headers=headers)
                 response = upstream.getresponse()
                 payload = response.read()
-                proxy._record(request_action(self.headers, body, self.path), payload)
+                proxy._record(request_action(self.headers, body, self.path), payload, body)
                 self.send_response(response.status, response.reason)
                 for key, value in response.getheaders():
                     if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":

@@ -1,4 +1,5 @@
-"""Publish latency: `POST /api/jobs` (real gunicorn) vs a bare `.delay()` vs a raw boto3 `send_message`.
+"""Publish latency: `POST /api/jobs` (real gunicorn) vs a bare `.delay()` vs a raw boto3 `send_message`; then the
+POST with SQS black-holed (p99 against the publish budget) and what an idle outbox relay costs.
 
 Each round publishes once by each method, in a shuffled order, so drift (the emulator, the machine's other load)
 touches all three alike. The clock runs around one call: the HTTP request until the 202 is read, `.delay()` until
@@ -16,6 +17,7 @@ import random
 import string
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -26,18 +28,19 @@ from devstack.processes import REPO_ROOT
 QUEUE = "default"  # jobs.* route here: the echo job's task and jobs.noop alike
 ECHO = {"kind": "echo", "payload": {"message": "benchmark"}}
 WARMUP = 10
+BLACK_HOLED_WARMUP = 2  # each waits for the publish's read timeout
 EMPTY_EVERY = 20  # rounds: keeps the queue under 3 x 20 messages
 API_WORKERS = 1  # requests are sequential: one gunicorn worker, warmed up, serves them all
 SEED = 20261
 
 
-def start_api(bench: Stack) -> str:
+def start_api(bench: Stack, *, name: str = "api", env: dict[str, str] | None = None) -> str:
     """bin/start-api, the command the image runs, on a free 127.0.0.1 port."""
     port = processes.free_port()
     bench.start(
-        "api",
+        name,
         [str(REPO_ROOT / "bin" / "start-api")],
-        env={"API_BIND": f"127.0.0.1:{port}", "API_WORKERS": str(API_WORKERS)},
+        env={"API_BIND": f"127.0.0.1:{port}", "API_WORKERS": str(API_WORKERS), **(env or {})},
         ready="Booting worker",
     )
 
@@ -83,6 +86,83 @@ def body_size(sqs, url: str, publish: Callable[[], None]) -> int:
         raise RuntimeError("the published message did not reach the queue")
     sqs.delete_message(QueueUrl=url, ReceiptHandle=messages[0]["ReceiptHandle"])
     return len(messages[0]["Body"])
+
+
+def black_holed_round(bench: Stack, n: int, progress: Progress, *, pause: bool) -> dict[str, Any]:
+    """POST /api/jobs to an api whose SQS endpoint accepts connections and never answers. Without the fast-path
+    pause every POST waits on SQS (the budget's bound); with it (the default) one POST per budget does."""
+    from django.conf import settings
+
+    from devstack.fault_proxy import FaultProxy
+
+    proxy = FaultProxy(int(bench.moto_endpoint.rsplit(":", 1)[1])).start()
+    proxy.set_mode("blackhole")
+    try:
+        env = {"SQS_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}", "PUBLISH_FAST_PATH_PAUSE": str(pause).lower()}
+        port = start_api(bench, name=f"api-black-holed-pause-{pause}", env=env)
+        for _ in range(BLACK_HOLED_WARMUP):  # gunicorn's worker imports the views on its first request
+            request_json(port, "POST", "/api/jobs", ECHO)
+        timings: list[float] = []
+        answers: Counter[str] = Counter()
+        for i in range(n):
+            t0 = time.perf_counter()
+            status, payload = request_json(port, "POST", "/api/jobs", ECHO)
+            timings.append(time.perf_counter() - t0)
+            state = json.loads(payload).get("state") if payload.startswith(b"{") else "not JSON"
+            answers[f"{status} {state}"] += 1
+            progress(f"black-holed POST {i + 1}/{n} (fast-path pause {'on' if pause else 'off'})")
+    finally:
+        proxy.stop()
+    figure = summary_ms(timings)
+    budget_ms = settings.PUBLISH_BUDGET.seconds * 1000
+    return {
+        "figure": figure,
+        "answers": dict(answers),
+        "budget_ms": budget_ms,
+        "p99_vs_budget": ratio(figure["p99_ms"], budget_ms),
+        "max_vs_budget": ratio(max(timings) * 1000, budget_ms),
+    }
+
+
+def idle_relay_cost(bench: Stack, seconds: float) -> dict[str, Any]:
+    """What an idle outbox relay costs: SQS requests (counted at a proxy, by a real relay process) and
+    database queries per sweep (counted in this process over the same sweeps)."""
+    import threading
+
+    from django.conf import settings
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from api.jobs.relay_loop import RelayLoop
+    from bench.counting_proxy import CountingProxy
+
+    counting = CountingProxy(bench.moto_endpoint)
+    counting.start()
+    try:
+        relay = bench.start(
+            "relay",
+            [sys.executable, "manage.py", "outbox_relay"],
+            env={"SQS_ENDPOINT_URL": counting.endpoint},
+            ready="outbox relay started",
+        )
+        loop = RelayLoop()
+        stop = threading.Event()
+        with CaptureQueriesContext(connection) as queries:
+            loop.run(stop, max_seconds=seconds)
+        bench.stop(relay)
+        sqs_requests = sum(counting.snapshot().values())
+    finally:
+        counting.stop()
+    per_minute = 60 / settings.OUTBOX_RELAY.sweep_seconds
+    return {
+        "seconds": seconds,
+        "sweeps": loop.sweeps,
+        "db_queries": len(queries),
+        "db_queries_per_sweep": ratio(len(queries), loop.sweeps),
+        "db_queries_per_minute": round(len(queries) / max(loop.sweeps, 1) * per_minute, 1),
+        "sqs_requests": sqs_requests,
+        "sweep_seconds": settings.OUTBOX_RELAY.sweep_seconds,
+    }
 
 
 def main() -> int:
@@ -133,6 +213,13 @@ def main() -> int:
                 empty(sqs, url)
             progress(f"round {i + 1}/{n}")
         progress(f"round {n}/{n} in {time.monotonic() - started:.1f} s", force=True)
+        n_black_holed = size("BENCH_PUBLISH_BLACK_HOLED_N", 30, 3)
+        black_holed = black_holed_round(bench, n_black_holed, progress, pause=False)
+        black_holed_paused = black_holed_round(bench, n_black_holed, progress, pause=True)
+        from api.jobs.models import Job
+
+        Job.objects.filter(state="pending").update(state="cancelled")  # the relay sample below is of an idle relay
+        idle = idle_relay_cost(bench, size("BENCH_RELAY_IDLE_SECONDS", 60, 6))
 
     figures = {name: summary_ms(values) for name, values in timings.items()}
     sizes = {"post_api_jobs": post_bytes, "delay": delay_bytes, "raw_send_message": post_bytes}
@@ -151,6 +238,19 @@ def main() -> int:
         [[name, f["p50_ms"], f["p99_ms"], f["mean_ms"], f["sqs_body_bytes"]] for name, f in figures.items()],
     )
     print_table("ratios", ["ratio", "value"], [[k, v] for k, v in ratios.items()])
+    print_table(
+        f"POST /api/jobs, SQS black-holed ({n_black_holed} requests each, budget {black_holed['budget_ms']:.0f} ms)",
+        ["fast-path pause", "p50 ms", "p99 ms", "p99 / budget", "answers"],
+        [
+            [label, r["figure"]["p50_ms"], r["figure"]["p99_ms"], r["p99_vs_budget"], r["answers"]]
+            for label, r in (("off: every POST tries", black_holed), ("on (default)", black_holed_paused))
+        ],
+    )
+    print_table(
+        f"idle outbox relay ({idle['seconds']:g} s, a sweep every {idle['sweep_seconds']:g} s)",
+        ["sweeps", "db queries per sweep", "db queries per minute", "SQS requests"],
+        [[idle["sweeps"], idle["db_queries_per_sweep"], idle["db_queries_per_minute"], idle["sqs_requests"]]],
+    )
     write_results(
         "publish_latency",
         {
@@ -165,6 +265,9 @@ def main() -> int:
             },
             "figures": figures,
             "ratios": ratios,
+            "black_holed": black_holed,
+            "black_holed_fast_path_pause": black_holed_paused,
+            "idle_relay": idle,
         },
     )
     return 0

@@ -2,8 +2,9 @@
 
 A counting proxy sits in front of the emulator. Each way of draining BENCH_REQUESTS_TASKS (300) tasks is counted:
 the project's worker as shipped, with only fetch-when-a-slot-frees, and as before (kombu's pace), and a raw
-boto3 loop (receive 10, delete the batch). SQS bills every request (a batch of up to 10 is one), so $ per
-million tasks is requests per task times the price per million requests (BENCH_SQS_PRICE_PER_MILLION, 0.40).
+boto3 loop (receive 10, delete the batch). SQS bills every request (a batch of up to 10 is one) and each 64 KiB
+chunk of its payload as one more, so $ per million tasks is billed requests per task (the proxy counts the chunks)
+times the price per million requests (BENCH_SQS_PRICE_PER_MILLION, 0.40).
 Then a worker consuming every topology queue idles for BENCH_IDLE_SECONDS (180); its requests are scaled
 to one hour, per queue.
 """
@@ -48,40 +49,43 @@ def price_per_million() -> float:
     return float(os.environ.get("BENCH_SQS_PRICE_PER_MILLION", "0.40"))
 
 
-def per_task(counts: Counter, n: int) -> dict[str, Any]:
-    """Requests per task by kind; `total` counts every request, including any kind not listed."""
+def per_task(counts: Counter, n: int, billed: int | None = None) -> dict[str, Any]:
+    """Requests per task by kind; `total` counts every request, including any kind not listed; `billed` counts
+    each 64 KiB chunk of a request's payload as one request, as SQS bills (the $ figure)."""
     row: dict[str, Any] = {kind: round(sum(counts[a] for a in actions) / n, 3) for kind, actions in COLUMNS.items()}
     total = sum(v for k, v in counts.items() if k != "messages_received")
+    billed = total if billed is None else billed
     row["total"] = round(total / n, 3)
-    row["usd_per_million_tasks"] = round(total / n * price_per_million(), 3)
+    row["billed"] = round(billed / n, 3)
+    row["usd_per_million_tasks"] = round(billed / n * price_per_million(), 3)
     row["raw_counts"] = dict(counts)
     return row
 
 
-def publish(bench: Stack, n: int, progress: Progress) -> Counter:
-    """Fresh queues, then n tasks through the project's transport (via the proxy); returns what it counted."""
+def publish(bench: Stack, n: int, progress: Progress) -> tuple[Counter, int]:
+    """Fresh queues, then n tasks through the project's transport (via the proxy); what it counted, and billed."""
     bench.proxy.reset()
     publish_tasks(bench, TASK, n, progress)  # fresh_queues() talks to the emulator directly: not counted
-    return bench.proxy.snapshot()
+    return bench.proxy.snapshot(), bench.proxy.billed_requests()
 
 
 def drain_with_worker(bench: Stack, n: int, progress: Progress, *, variant: str) -> dict[str, Any]:
-    sent = publish(bench, n, progress)
+    sent, sent_billed = publish(bench, n, progress)
     label = variant.replace("_", " ")
     bench.proxy.reset()
     worker = bench.start_worker(concurrency=CONCURRENCY, env=WORKER_VARIANTS[variant], name=variant)
     wait_for_worker_drain(worker, n, progress, label=label, pending=bench.total, timeout=DRAIN_TIMEOUT)
     # Counted up to the drain, not the shutdown: a stopping worker's requests are not per-task costs.
-    consumed = bench.proxy.snapshot()
+    consumed, consumed_billed = bench.proxy.snapshot(), bench.proxy.billed_requests()
     bench.stop(worker)
-    return per_task(sent + consumed, n)
+    return per_task(sent + consumed, n, sent_billed + consumed_billed)
 
 
 def drain_raw_boto3(bench: Stack, n: int, progress: Progress) -> dict[str, Any]:
-    sent = publish(bench, n, progress)
+    sent, sent_billed = publish(bench, n, progress)
     bench.proxy.reset()
     raw_boto3_drain(bench.endpoint, bench.urls["default"], n, progress, timeout=DRAIN_TIMEOUT)
-    return per_task(sent + bench.proxy.snapshot(), n)
+    return per_task(sent + bench.proxy.snapshot(), n, sent_billed + bench.proxy.billed_requests())
 
 
 def idle_worker(bench: Stack, seconds: int, progress: Progress) -> dict[str, Any]:
@@ -124,8 +128,10 @@ def main() -> int:
             "raw_boto3": drain_raw_boto3(bench, n, progress),
         }
         idle = idle_worker(bench, idle_seconds, progress)
-    header = ["drained by", *COLUMNS, "total", f"$ / 1M tasks at ${price_per_million():.2f}/1M req"]
-    rows = [[name, *(r[k] for k in COLUMNS), r["total"], r["usd_per_million_tasks"]] for name, r in drains.items()]
+    price = f"$ / 1M tasks at ${price_per_million():.2f}/1M"
+    header = ["drained by", *COLUMNS, "total", "billed (64 KiB chunks)", price]
+    keys = [*COLUMNS, "total", "billed", "usd_per_million_tasks"]
+    rows = [[name, *(r[k] for k in keys)] for name, r in drains.items()]
     print_table(f"requests per task ({n} tasks, concurrency {CONCURRENCY}, sends included)", header, rows)
     print_table(
         "idle worker",

@@ -16,6 +16,7 @@ EMULATOR_DEFAULTS = {
     "AWS_ACCESS_KEY_ID": "local",
     "AWS_SECRET_ACCESS_KEY": "local",
     "AWS_DEFAULT_REGION": "us-east-1",
+    "CLAIM_CHECK_BUCKET": "celery-sqs-local-claim-check",  # large task bodies, on the emulator's S3
 }
 
 

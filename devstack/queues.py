@@ -7,6 +7,7 @@ import json
 import boto3
 
 from lambdas.sqs_batches import message_counts
+from workers.claim_check import BUCKET_ENV_VAR, bucket_name
 from workers.topology import Topology
 
 
@@ -15,7 +16,10 @@ def sqs_client(endpoint_url: str | None, region: str = "us-east-1"):
 
 
 def create_queues(topology: Topology, *, endpoint_url: str | None, prefix: str = "") -> dict[str, str]:
-    """Create (idempotently) each queue and its DLQ; returns {queue key: queue URL}."""
+    """Create (idempotently) each queue and its DLQ, and the claim-check bucket when a queue uses one; returns
+    {queue key: queue URL}."""
+    if any(q.claim_check_max_bytes for q in topology.queues.values()):
+        create_claim_check_bucket(endpoint_url=endpoint_url)
     sqs = sqs_client(endpoint_url)
     urls = {}
     for key, spec in topology.queues.items():
@@ -36,6 +40,16 @@ def create_queues(topology: Topology, *, endpoint_url: str | None, prefix: str =
             },
         )["QueueUrl"]
     return urls
+
+
+def create_claim_check_bucket(*, endpoint_url: str | None, bucket: str | None = None) -> str:
+    """The claim-check bucket ($CLAIM_CHECK_BUCKET) on the emulator, created if missing; infra/ makes the real one."""
+    bucket = bucket or bucket_name()
+    if not bucket:
+        raise RuntimeError(f"a queue has claim_check_max_bytes but {BUCKET_ENV_VAR} is unset")
+    s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name="us-east-1")
+    s3.create_bucket(Bucket=bucket)  # idempotent in us-east-1 for the bucket's owner
+    return bucket
 
 
 def dlq_url(topology: Topology, key: str, *, endpoint_url: str | None, prefix: str = "") -> str:

@@ -1,4 +1,4 @@
-"""`make run`: moto server, queues from the topology, migrations, then api, worker and beat; Ctrl-C stops all."""
+"""`make run`: moto, queues from the topology, migrations, then api, worker, beat, outbox relay; Ctrl-C stops all."""
 
 from __future__ import annotations
 
@@ -81,6 +81,7 @@ def main() -> int:
             "api": [str(bin_dir / "start-api")],
             "worker": [str(bin_dir / "start-worker")],
             "beat": [str(bin_dir / "start-beat")],
+            "relay": [str(bin_dir / "start-outbox-relay")],  # publishes what the api stored but did not
         }
         env = {
             "PATH": processes.venv_path(),

@@ -3,6 +3,8 @@ resource only where the action has no resource-level permissions)."""
 
 from __future__ import annotations
 
+from aws_cdk import Stack
+from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 
 from infra.queues import QueuePair
@@ -20,6 +22,11 @@ CONSUME_ACTIONS = (
     "sqs:GetQueueAttributes",
     "sqs:GetQueueUrl",
 )
+
+
+# A worker protects its own task from scale-in while it holds tasks (workers/task_protection.py): the ECS
+# agent's endpoint calls UpdateTaskProtection with the task role's credentials.
+TASK_PROTECTION_ACTIONS = ("ecs:UpdateTaskProtection",)
 
 
 # The queues page (api/ops) replays DLQs with the replay Lambda's code, so it needs that Lambda's permissions
@@ -51,3 +58,9 @@ def allow_dlq_replay(role: iam.IRole, pairs: list[QueuePair]) -> None:
 def allow_read_queue_metrics(role: iam.IRole) -> None:
     """Read CloudWatch metrics: GetMetricData has no resource-level permissions, so its resource is "*"."""
     _allow(role, "ReadQueueMetrics", METRICS_ACTIONS, ["*"])
+
+
+def allow_task_protection(role: iam.IRole, cluster: ecs.ICluster) -> None:
+    """Protect a task of this cluster from scale-in; the task's own ARN is known only at run time."""
+    tasks = Stack.of(role).format_arn(service="ecs", resource="task", resource_name=f"{cluster.cluster_name}/*")
+    _allow(role, "ProtectOwnTaskFromScaleIn", TASK_PROTECTION_ACTIONS, [tasks])

@@ -1,4 +1,4 @@
-"""The three ECS services of the one image: api (behind an ALB), one worker service per worker group, beat."""
+"""The ECS services of the one image: api (behind an ALB), one worker service per worker group, beat, outbox relay."""
 
 from __future__ import annotations
 
@@ -13,7 +13,13 @@ from constructs import Construct
 
 from infra.config import ConfigError
 from infra.dependencies import drop_redundant_dependency
-from infra.permissions import allow_consume, allow_dlq_replay, allow_publish, allow_read_queue_metrics
+from infra.permissions import (
+    allow_consume,
+    allow_dlq_replay,
+    allow_publish,
+    allow_read_queue_metrics,
+    allow_task_protection,
+)
 from infra.queues import QueuePair
 from infra.scaling import backlog_per_task_policy
 from infra.tasks import WORKER_STOP_TIMEOUT, AppTaskSettings, TaskSpec, app_task, healthcheck, worker_task_size
@@ -145,6 +151,7 @@ class WorkerService(Construct):
         )
         allow_consume(self.task.role, own_queues)
         allow_publish(self.task.role, publish_to)  # tasks publish tasks, and retries are new messages
+        allow_task_protection(self.task.role, cluster)  # no scale-in while it holds tasks
         self.service = ecs.FargateService(
             self,
             "Service",
@@ -203,5 +210,43 @@ class BeatService(Construct):
             desired_count=1,
             min_healthy_percent=0,
             max_healthy_percent=100,
+            circuit_breaker=_rollback(),
+        )
+
+
+class OutboxRelayService(Construct):
+    """`manage.py outbox_relay` (bin/start-outbox-relay): publishes committed Jobs the api did not. Each
+    attempt is claimed by compare-and-set in the database, so two tasks during a deployment (or more) are
+    safe; one is enough. It needs the database and may only publish."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        cluster: ecs.ICluster,
+        settings: AppTaskSettings,
+        security_group: ec2.ISecurityGroup,
+        publish_to: list[QueuePair],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        # Healthy while it sweeps, also while the database or SQS is down (a new task could not reach them either).
+        health = ecs.HealthCheck(
+            command=["CMD", "python", "manage.py", "outbox_relay", "--check"],
+            interval=Duration.seconds(60),
+            timeout=Duration.seconds(20),
+            retries=3,
+            start_period=Duration.seconds(60),
+        )
+        spec = TaskSpec(command=["bin/start-outbox-relay"], cpu=256, memory_mib=512, health_check=health)
+        self.task = app_task(self, settings, spec)
+        allow_publish(self.task.role, publish_to)
+        self.service = ecs.FargateService(
+            self,
+            "Service",
+            cluster=cluster,
+            task_definition=self.task.definition,
+            security_groups=[security_group],
+            desired_count=1,
             circuit_breaker=_rollback(),
         )

@@ -9,6 +9,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from infra.alarms import QueueAlarms
+from infra.claim_check import ClaimCheckBucket
 from infra.config import InfraConfig
 from infra.dashboard import build_dashboard
 from infra.database import AppDatabase
@@ -18,7 +19,7 @@ from infra.naming import alarm_topic_export_name, pascal_case, queue_prefix, res
 from infra.network import build_vpc
 from infra.queues import TopologyQueues
 from infra.secrets import AppSecrets
-from infra.services import ApiService, BeatService, WorkerService
+from infra.services import ApiService, BeatService, OutboxRelayService, WorkerService
 from infra.tasks import AppTaskSettings, common_environment
 from workers.topology import Topology
 
@@ -61,11 +62,16 @@ class CelerySqsStack(Stack):
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
             description="ECS: pulls the app image, reads its secrets, writes its logs",
         )
+        # Task bodies over a queue's max_message_bytes, for the queues with claim_check_max_bytes (none: no bucket).
+        claim_check = None
+        if any(q.claim_check_max_bytes for q in topology.queues.values()):
+            claim_check = ClaimCheckBucket(self, "ClaimCheck", topology=topology)
         settings = AppTaskSettings(
             image=ecs.ContainerImage.from_docker_image_asset(app_image(self)),
             execution_role=execution_role,
             environment={
                 **common_environment(prefix=prefix, pairs=queues.pairs, log_level=config.log_level),
+                **(claim_check.environment() if claim_check else {}),
                 **database.environment,
             },
             secrets={**secrets.container_secrets(), **database.container_secrets},
@@ -94,6 +100,7 @@ class CelerySqsStack(Stack):
         for name, secret in secrets.api_container_secrets().items():
             api.task.container.add_secret(name, secret)  # grants the execution role read on it
         services: dict[str, ecs.FargateService] = {"api": api.service}
+        workers: dict[str, WorkerService] = {}
         for name, group in topology.worker_groups.items():
             worker = WorkerService(
                 self,
@@ -107,6 +114,7 @@ class CelerySqsStack(Stack):
                 policy_name=resource_name(stage, f"worker-{name}-backlog-per-task"),
             )
             services[f"worker {name}"] = worker.service
+            workers[name] = worker
         beat = BeatService(
             self,
             "Beat",
@@ -116,8 +124,23 @@ class CelerySqsStack(Stack):
             publish_to=all_queues,
         )
         services["beat"] = beat.service
+        relay = OutboxRelayService(
+            self,
+            "OutboxRelay",
+            cluster=cluster,
+            settings=settings,
+            security_group=task_security_group,
+            publish_to=all_queues,
+        )
+        services["outbox relay"] = relay.service
         for service in services.values():
             service.node.add_dependency(migrations.resource)
+        if claim_check:
+            # Every producer stores bodies; a worker group reads and deletes its own queues' bodies only.
+            for producer in (api.task.role, beat.task.role, relay.task.role, *(w.task.role for w in workers.values())):
+                claim_check.allow_put(producer)
+            for group, worker in workers.items():
+                claim_check.allow_read_and_delete(worker.task.role, topology.worker_groups[group].queues)
 
         build_dashboard(self, name=resource_name(stage, "queues"), pairs=all_queues, cluster=cluster, services=services)
 

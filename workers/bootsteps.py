@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import bootsteps
 
+from workers import delete_health
 from workers.health import poll_heartbeat
 
 
@@ -14,7 +15,9 @@ class PollHeartbeatFile(bootsteps.StartStopStep):
     requires = ("celery.worker.consumer.connection:Connection",)
 
     def start(self, parent) -> None:
+        delete_health.unhealthy_after()  # a bad WORKER_DELETE_FAILURE_SECONDS stops the worker here, not at an ack
         poll_heartbeat.clear()
+        delete_health.clear()  # a new channel starts with no failed deletes
 
     def stop(self, parent) -> None:
         poll_heartbeat.clear()
@@ -32,15 +35,15 @@ class VisibilityHeartbeatStep(bootsteps.StartStopStep):
         self.heartbeat = None
 
     def start(self, parent) -> None:
-        import boto3
         from celery.worker import state
         from django.conf import settings
 
+        from workers.sqs_clients import new_sqs_client
         from workers.topology import get_topology
         from workers.visibility import VisibilityHeartbeat
 
         if self.heartbeat is None:
-            sqs = boto3.client("sqs", endpoint_url=settings.SQS_ENDPOINT_URL, region_name=settings.SQS_BROKER.region)
+            sqs = new_sqs_client(endpoint_url=settings.SQS_ENDPOINT_URL, region=settings.SQS_BROKER.region)
             self.heartbeat = VisibilityHeartbeat(
                 sqs=sqs,
                 topology=get_topology(),
@@ -51,5 +54,39 @@ class VisibilityHeartbeatStep(bootsteps.StartStopStep):
     def stop(self, parent) -> None:
         if self.heartbeat is not None:
             self.heartbeat.stop()
+
+    shutdown = stop
+
+
+class TaskProtectionStep(bootsteps.StartStopStep):
+    """On ECS (ECS_AGENT_URI set), keeps the task protected from scale-in while the worker runs or holds tasks
+    (workers/task_protection.py); elsewhere it does nothing."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, parent, **kwargs):
+        super().__init__(parent, **kwargs)
+        self.protection = None
+
+    def start(self, parent) -> None:
+        from celery.worker import state
+
+        from workers.task_protection import ProtectionSettings, TaskProtection, agent_uri, holds_tasks
+
+        settings = ProtectionSettings.from_env()  # checked on every worker, so a bad value fails before ECS
+        uri = agent_uri()
+        if uri is None:
+            return
+        if self.protection is None:
+            self.protection = TaskProtection(
+                uri=uri,
+                busy=lambda: holds_tasks(state),
+                settings=settings,
+            )
+        self.protection.start()
+
+    def stop(self, parent) -> None:
+        if self.protection is not None:
+            self.protection.stop()
 
     shutdown = stop

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from kombu import Exchange, Queue
 
-from workers.sqs_transport import DELETE_BATCH_SECONDS_OPTION, FETCH_WHEN_SLOT_FREES_OPTION, QUEUE_LIMITS_OPTION
+from workers.claim_check import ClaimCheckOptions
+from workers.sqs_transport import (
+    CLAIM_CHECK_OPTION,
+    DELETE_BATCH_SECONDS_OPTION,
+    FETCH_WHEN_SLOT_FREES_OPTION,
+    QUEUE_LIMITS_OPTION,
+)
 from workers.topology import Topology
 
 TRANSPORT = "workers.sqs_transport:Transport"
@@ -20,6 +27,13 @@ WAIT_TIME_SECONDS = 20  # SQS long poll maximum: the fewest empty receives
 # task again after the visibility timeout (at least once, as always), so it stays far below any task's length.
 DELETE_BATCH_SECONDS = 0.1
 RESULT_BACKEND_DJANGO_DB = "django-db"
+# Every SQS client of the worker (kombu's through transport_options, the heartbeat's through
+# workers/sqs_clients.py): read_timeout must outlast the 20 s long poll; few retries so a dead endpoint fails fast.
+SQS_CLIENT_CONFIG: dict[str, Any] = {
+    "connect_timeout": 5,
+    "read_timeout": WAIT_TIME_SECONDS + 10,
+    "retries": {"mode": "standard", "max_attempts": 2},
+}
 
 
 @dataclass(frozen=True)
@@ -31,6 +45,7 @@ class BrokerEnv:
     account_id: str | None = None
     queue_prefix: str = ""
     queue_urls: dict[str, str] = field(default_factory=dict)  # per queue key, wins over the rest
+    claim_check_bucket: str | None = None  # the S3 bucket of claim-checked task bodies (on the same endpoint)
 
 
 class BrokerConfigError(ValueError):
@@ -86,12 +101,14 @@ def transport_options(
             }
             for key, q in topology.queues.items()
         },
-        # read_timeout must outlast the 20 s long poll; few retries so a dead endpoint fails fast.
-        "client-config": {
-            "connect_timeout": 5,
-            "read_timeout": WAIT_TIME_SECONDS + 10,
-            "retries": {"mode": "standard", "max_attempts": 2},
-        },
+        # Task bodies over a queue's max_message_bytes go to S3, up to its claim_check_max_bytes.
+        CLAIM_CHECK_OPTION: ClaimCheckOptions(
+            bucket=broker.claim_check_bucket,
+            endpoint_url=broker.endpoint_url,
+            region=broker.region,
+            ceilings={key: q.claim_check_max_bytes for key, q in topology.queues.items() if q.claim_check_max_bytes},
+        ).as_option(),
+        "client-config": copy.deepcopy(SQS_CLIENT_CONFIG),
     }
 
 

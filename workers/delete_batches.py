@@ -7,14 +7,21 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
+
+from workers.delete_health import DeleteFailures
 
 logger = logging.getLogger(__name__)
 
 SQS_BATCH = 10
 STOP_TIMEOUT_SECONDS = 15  # close() waits this long for the last batches (a DeleteMessageBatch or two)
+DEFAULT_KEEP_SECONDS = 30.0  # retry a delete this long after its ack when its queue's visibility is unknown
+MAX_BACKOFF_SECONDS = 10.0
+# Entry failures no retry can fix: the handle is stale (the message is back in the queue or gone).
+STALE_HANDLE_CODES = ("ReceiptHandleIsInvalid", "InvalidParameterValue")
+DENIED_CODES = ("AccessDenied", "AccessDeniedException")  # the query-compatible code, and the JSON __type
 
 
 @dataclass(frozen=True)
@@ -22,6 +29,20 @@ class PendingDelete:
     queue: str | None  # the kombu queue name, for the channel's per-queue client
     url: str
     receipt_handle: str
+    acked_at: float = field(default_factory=time.monotonic, compare=False)
+
+
+@dataclass
+class _Retry:
+    item: PendingDelete
+    attempts: int
+    due: float
+
+
+def _error_code(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return type(exc).__name__
 
 
 class DeleteBatches:
@@ -32,27 +53,54 @@ class DeleteBatches:
     The event loop never waits for a delete (kombu's DeleteMessage per ack blocks it for a round trip). Until
     its batch goes out a message is still in SQS: a worker killed in that window has the task run again
     after the visibility timeout, exactly as if it had died just before the ack (tasks are at least once,
-    and idempotent where it matters). A failed delete is logged, never raised: the message comes back after
-    its visibility timeout, which the same rule covers.
+    and idempotent where it matters).
+
+    A failed delete, whatever the exception, is kept and sent again with backoff while its message may
+    still be in flight (`keep_for(queue)` seconds after the ack, the queue's visibility timeout: after that
+    the receipt handle is worth nothing, the message is back and runs again). The thread survives any
+    exception, and add() restarts it if it died anyway. A streak of failures is reported to `failures`
+    (workers/delete_health.py: health check and ERROR log).
     """
 
-    def __init__(self, *, client_for: Callable[[str | None], object], window: float):
-        self.client_for, self.window = client_for, window
+    def __init__(
+        self,
+        *,
+        client_for: Callable[[str | None], object],
+        window: float,
+        keep_for: Callable[[str | None], float] = lambda queue: DEFAULT_KEEP_SECONDS,
+        backoff: float = 1.0,
+        failures: DeleteFailures | None = None,
+    ):
+        self.client_for, self.window, self.keep_for, self.backoff = client_for, window, keep_for, backoff
+        self.failures = failures or DeleteFailures()
         self._inbox: queue.Queue[PendingDelete | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._retries: list[_Retry] = []  # only the delete thread touches these two
+        self._holding: list[PendingDelete] = []  # taken from the inbox, not yet sent: a dying thread's leftovers
+        self._given_up_in_streak = 0
         self.deleted = 0  # for tests and logs
-        self.failed = 0
+        self.failed = 0  # given up: never deleted, they run again after their visibility timeout
+        self.retried = 0
+        self.restarts = 0
+
+    @property
+    def pending(self) -> int:
+        """Acked messages whose delete failed and waits for another try."""
+        return len(self._retries)
 
     def add(self, item: PendingDelete) -> None:
         with self._lock:
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():
+                if self._thread is not None:
+                    self.restarts += 1
+                    logger.error("the SQS delete thread had stopped; restarting it")
                 self._thread = threading.Thread(target=self._run, name="sqs-delete-batches", daemon=True)
                 self._thread.start()
         self._inbox.put(item)
 
     def close(self) -> None:
-        """Send every pending delete, then stop the thread."""
+        """Send every pending delete (one last try for those waiting to be retried), then stop the thread."""
         with self._lock:
             thread, self._thread = self._thread, None
         if thread is not None:
@@ -62,12 +110,31 @@ class DeleteBatches:
                 logger.warning("SQS deletes still pending after %s s at shutdown", STOP_TIMEOUT_SECONDS)
 
     def _run(self) -> None:
+        # A thread restarted after a death sends what its predecessor held first.
+        held, self._holding = self._holding, []
+        self._retries.extend(_Retry(item, 0, 0.0) for item in held)
+        while True:
+            try:
+                if not self._cycle():
+                    return
+            except Exception:  # a bug of ours: keep what was held, and the thread
+                logger.exception("the SQS delete thread failed; it carries on")
+                held, self._holding = self._holding, []
+                self._retries.extend(_Retry(item, 1, time.monotonic() + self.backoff) for item in held)
+
+    def _cycle(self) -> bool:
+        """Gather one window of acks (or wait for the next retry), send them; False once told to stop."""
         stopping = False
-        while not stopping:
-            first = self._inbox.get()
-            if first is None:
-                break
-            batches: dict[str, list[PendingDelete]] = {first.url: [first]}
+        try:
+            first = self._inbox.get(timeout=self._until_next_retry())
+        except queue.Empty:
+            first = None
+        else:
+            stopping = first is None
+        batches: dict[str, list[PendingDelete]] = {}
+        if first is not None:
+            self._holding.append(first)
+            batches[first.url] = [first]
             deadline = time.monotonic() + self.window
             while (left := deadline - time.monotonic()) > 0:
                 try:
@@ -77,36 +144,110 @@ class DeleteBatches:
                 if item is None:
                     stopping = True
                     break
+                self._holding.append(item)
                 batch = batches.setdefault(item.url, [])
                 batch.append(item)
                 if len(batch) >= SQS_BATCH:
-                    self._delete(item.url, batches.pop(item.url))
-            for url, batch in batches.items():
-                self._delete(url, batch)
+                    self._send(item.url, batches.pop(item.url), attempts=0)
+        for url, batch in batches.items():
+            self._send(url, batch, attempts=0)
+        self._send_retries(everything=stopping)
+        if stopping:
+            for retry in self._retries:  # the last try failed too
+                self._give_up(retry.item)
+            self._retries = []
+        return not stopping
 
-    def _delete(self, url: str, batch: list[PendingDelete]) -> None:
+    def _until_next_retry(self) -> float | None:
+        if not self._retries:
+            return None
+        return max(0.0, min(r.due for r in self._retries) - time.monotonic())
+
+    def _send_retries(self, *, everything: bool) -> None:
+        now = time.monotonic()
+        due = [r for r in self._retries if everything or r.due <= now]
+        if not due:
+            return
+        sending = {id(r) for r in due}
+        self._retries = [r for r in self._retries if id(r) not in sending]
+        by_url: dict[tuple[str, int], list[PendingDelete]] = {}
+        for retry in due:
+            by_url.setdefault((retry.item.url, retry.attempts), []).append(retry.item)
+        for (url, attempts), items in by_url.items():
+            self.retried += len(items)
+            for start in range(0, len(items), SQS_BATCH):
+                self._send(url, items[start : start + SQS_BATCH], attempts=attempts)
+
+    def _send(self, url: str, batch: list[PendingDelete], *, attempts: int) -> None:
         try:
             response = self.client_for(batch[0].queue).delete_message_batch(
                 QueueUrl=url,
                 Entries=[{"Id": str(i), "ReceiptHandle": item.receipt_handle} for i, item in enumerate(batch)],
             )
-        except (ClientError, BotoCoreError, OSError) as exc:
-            self.failed += len(batch)
-            logger.warning(
-                "DeleteMessageBatch of %d acked message(s) on %s failed (%r): they run again after their "
-                "visibility timeout",
-                len(batch),
-                url,
-                exc,
-            )
+        except Exception as exc:  # noqa: BLE001 (whatever it is, the deletes are kept and retried)
+            self._release(batch)
+            self._failed(url, batch, attempts=attempts, error=repr(exc), denied=_error_code(exc) in DENIED_CODES)
             return
+        self._release(batch)
         failures = response.get("Failed") or []
-        self.deleted += len(batch) - len(failures)
-        self.failed += len(failures)
+        failed_ids = {str(f.get("Id")) for f in failures}
+        self.deleted += len(batch) - len(failed_ids)
+        retry = []
         for failure in failures:
-            logger.warning(
-                "Deleting an acked message on %s failed (%s: %s): it runs again after its visibility timeout",
-                url,
-                failure.get("Code"),
-                failure.get("Message"),
-            )
+            item = batch[int(failure.get("Id"))]
+            if failure.get("Code") in STALE_HANDLE_CODES:
+                self.failed += 1
+                logger.warning(
+                    "Deleting an acked message on %s failed (%s: %s): it runs again after its visibility timeout",
+                    url,
+                    failure.get("Code"),
+                    failure.get("Message"),
+                )
+            else:
+                retry.append(item)
+        if retry:
+            codes = sorted({str(f.get("Code")) for f in failures if f.get("Code") not in STALE_HANDLE_CODES})
+            denied = bool(set(codes) & set(DENIED_CODES))
+            self._failed(url, retry, attempts=attempts, error=", ".join(codes), denied=denied)
+        elif not self._retries:
+            self._given_up_in_streak = 0
+            self.failures.recovered()
+
+    def _release(self, batch: list[PendingDelete]) -> None:
+        sent = {id(item) for item in batch}
+        self._holding = [item for item in self._holding if id(item) not in sent]
+
+    def _failed(self, url: str, batch: list[PendingDelete], *, attempts: int, error: str, denied: bool) -> None:
+        now = time.monotonic()
+        attempts += 1
+        kept = 0
+        first_of_streak = self.failures.since is None
+        for item in batch:
+            if now - item.acked_at >= self.keep_for(item.queue):
+                self._give_up(item)
+            else:
+                due = now + min(self.backoff * 2 ** (attempts - 1), MAX_BACKOFF_SECONDS)
+                self._retries.append(_Retry(item, attempts, due))
+                kept += 1
+        # One WARNING when a streak starts; a streak that lasts is the ERROR of workers/delete_health.py.
+        log = logger.warning if first_of_streak else logger.info
+        log(
+            "DeleteMessageBatch of %d acked message(s) on %s failed (%s): %d kept to retry, the rest run again "
+            "after their visibility timeout",
+            len(batch),
+            url,
+            error,
+            kept,
+        )
+        self.failures.failed(undeleted=len(self._retries) + self._given_up_in_streak, error=error, denied=denied)
+
+    def _give_up(self, item: PendingDelete) -> None:
+        self.failed += 1
+        self._given_up_in_streak += 1
+        log = logger.info if self.failures.unhealthy else logger.warning
+        log(
+            "gave up deleting an acked message on %s (%.0f s after its ack): it runs again after its visibility "
+            "timeout",
+            item.url,
+            time.monotonic() - item.acked_at,
+        )

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+# A claim-checked message (workers/claim_check.py): its body is in S3, this header says where; the headers stay.
+CLAIM_CHECK_HEADER = "x-claim-check"
+
 
 class EnvelopeError(ValueError):
     """The SQS body is not a kombu/Celery envelope; the message says which layer failed."""
@@ -18,7 +21,7 @@ class EnvelopeError(ValueError):
 class CeleryEnvelope:
     headers: dict[str, Any]  # task, id, retries, eta, expires, ...
     properties: dict[str, Any]
-    body: Any  # Celery protocol 2: [args, kwargs, embed]
+    body: Any  # Celery protocol 2: [args, kwargs, embed]; None when the body is in S3 (claim_check)
     raw: dict[str, Any]  # the kombu envelope as received (body still base64), for re-encoding
 
     @property
@@ -28,6 +31,11 @@ class CeleryEnvelope:
     @property
     def task_id(self) -> str | None:
         return self.headers.get("id")
+
+    @property
+    def claim_check(self) -> dict[str, Any] | None:
+        """Where the body is when it travels through S3 ({bucket, key, size, sha256}), else None."""
+        return self.headers.get(CLAIM_CHECK_HEADER)
 
 
 def header_time(value: str) -> datetime:
@@ -50,10 +58,12 @@ def decode_sqs_body(body: str) -> CeleryEnvelope:
         raise EnvelopeError("the SQS body is JSON but not a kombu envelope (no headers/body)")
     if envelope.get("content-type") != "application/json":
         raise EnvelopeError(f"content type {envelope.get('content-type')!r} is not application/json")
+    claim_checked = CLAIM_CHECK_HEADER in envelope["headers"]
     return CeleryEnvelope(
         headers=envelope["headers"],
         properties=envelope.get("properties") or {},
-        body=_b64json(envelope["body"], "the envelope body"),
+        # A claim-checked body is in S3; the message holds a placeholder. Nothing here needs the arguments.
+        body=None if claim_checked else _b64json(envelope["body"], "the envelope body"),
         raw=envelope,
     )
 

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import sys
 
+from workers.delete_health import failure_reason
 from workers.dependency_gate import dependency_down_message
 from workers.health import heartbeat_age, heartbeat_path, max_age
 
 
 def check(kind: str) -> tuple[bool, str]:
+    if kind == "worker" and (deletes := failure_reason()):
+        return False, f"worker unhealthy: {deletes}"
     age, limit = heartbeat_age(kind), max_age(kind)
     if age is None:
         return False, f"{kind} unhealthy: no heartbeat at {heartbeat_path(kind)}"

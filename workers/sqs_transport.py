@@ -1,23 +1,23 @@
-"""kombu's SQS transport, hardened: publish guards (delays become DelaySeconds, size is checked), a poll that
-survives failures, far ETAs hopped back into SQS instead of held, and a consume pace set by the tasks (fetch
-when a slot frees, delete in batches)."""
+"""kombu's SQS transport, hardened: publish guards (delays become DelaySeconds, size is checked, a body too large
+for its queue goes through S3 where the queue allows it), a poll that survives failures, far ETAs hopped back into
+SQS instead of held, and a consume pace set by the tasks (fetch when a slot frees, delete in batches)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from kombu.asynchronous.aws.sqs.message import AsyncMessage
 from kombu.log import get_logger
 from kombu.transport import SQS
 from kombu.transport.SQS import SQS_MAX_MESSAGES
-from kombu.utils.json import dumps
 
-from workers import eta_hop
-from workers.delete_batches import DeleteBatches, PendingDelete
+from workers import claim_check, eta_hop
+from workers.delete_batches import DEFAULT_KEEP_SECONDS, DeleteBatches, PendingDelete
+from workers.delete_health import DeleteFailures, unhealthy_after
 from workers.dependency_gate import clear_stale_pause, dependency_gate
 from workers.envelope import header_time
+from workers.finished_messages import finished_messages
 from workers.health import poll_heartbeat
-from workers.publish_guards import check_encoded_size, sqs_delay_seconds
+from workers.publish_guards import check_encoded_size, encoded_message_bytes, sqs_delay_seconds
 
 logger = get_logger(__name__)
 
@@ -30,6 +30,8 @@ FETCH_WHEN_SLOT_FREES_OPTION = "fetch_when_slot_frees"
 FETCH_COALESCE_SECONDS = 0.02
 # Transport option: seconds an acked message may wait to be deleted in a batch (0: one DeleteMessage per ack).
 DELETE_BATCH_SECONDS_OPTION = "delete_batch_seconds"
+# Transport option: the claim check's bucket and per-queue ceilings (workers/claim_check.py ClaimCheckOptions).
+CLAIM_CHECK_OPTION = "claim_check"
 
 
 def _eta_delay(eta: str | None, now: datetime) -> float:
@@ -69,6 +71,7 @@ class Channel(SQS.Channel):
         self._released: set[str] = set()  # queues a timer let receive for fewer than _enough_slots()
         self._delete_batches: DeleteBatches | None = None
         self._hop_sender: eta_hop.HopSender | None = None  # workers/eta_hop.py, started by the first hop
+        self._claim_check: claim_check.ClaimChecks | None = None
         super().__init__(*args, **kwargs)
 
     def _put(self, queue, message, **kwargs):
@@ -79,7 +82,9 @@ class Channel(SQS.Channel):
 
     def _hand_back(self, queue, message) -> None:
         """A message the worker restores (a lost pool child, a requeue, shutdown) is visible again at once:
-        kombu would hide it for wait_time_seconds (20 s) first."""
+        kombu would hide it for wait_time_seconds (20 s) first. Marked finished first, so no heartbeat tick
+        re-hides it afterwards (workers/finished_messages.py)."""
+        finished_messages.finish(message["properties"]["delivery_tag"], after_extensions=True)
         self.sqs(queue=self.canonical_queue_name(queue)).change_message_visibility(
             QueueUrl=self._new_queue(queue),
             ReceiptHandle=message["properties"]["delivery_tag"],
@@ -111,18 +116,41 @@ class Channel(SQS.Channel):
                 # Longer than SQS holds: an `eta` header tells the worker that receives it to hop it on
                 # (workers/eta_hop.py); a countdown's ETA header already does.
                 message["headers"] = {**headers, "eta": (now + timedelta(seconds=delay)).isoformat()}
-        body = dumps(message)
-        if self.sqs_base64_encoding:
-            body = AsyncMessage().encode(body)
-        check_encoded_size(
-            queue=queue,
-            encoded_bytes=len(body.encode("utf-8")),
-            max_message_bytes=limits["max_message_bytes"],
-        )
+        claim_check.drop_stale_pointer(message)  # a retry carries its original's pointer, not its body
+        encoded = encoded_message_bytes(message, sqs_base64=self.sqs_base64_encoding)
+        if encoded > limits["max_message_bytes"] and self._claim_checks().ceiling(queue):
+            # The body goes to S3; the headers (task, id, retries...) stay in the message, with the pointer.
+            self._claim_checks().check_in(queue, message)
+            encoded = encoded_message_bytes(message, sqs_base64=self.sqs_base64_encoding)
+        check_encoded_size(queue=queue, encoded_bytes=encoded, max_message_bytes=limits["max_message_bytes"])
+
+    def _claim_checks(self) -> claim_check.ClaimChecks:
+        if self._claim_check is None:
+            options = claim_check.ClaimCheckOptions.from_option(self.transport_options.get(CLAIM_CHECK_OPTION))
+            self._claim_check = claim_check.ClaimChecks(options)
+        return self._claim_check
+
+    def _message_to_python(self, message, queue_name, q_url):
+        """kombu's payload, with a claim-checked body fetched from S3 back in place before Celery decodes it. Any
+        hook that re-sends a message as received must run before this: the pointer travels, not the body."""
+        payload = super()._message_to_python(message, queue_name, q_url)
+        if claim_check.HEADER in (payload.get("headers") or {}):
+            self._claim_checks().check_out(payload, queue_name)
+        return payload
+
+    def _claim_check_acked(self, delivery_tag) -> None:
+        try:
+            headers = self.qos.get(delivery_tag).headers or {}
+        except KeyError:
+            return
+        if claim_check.HEADER in headers:
+            self._claim_checks().acked(headers)  # the S3 delete runs on a thread of its own
 
     def basic_ack(self, delivery_tag, multiple=False):
         """Delete through a batch, from a thread (workers/delete_batches.py), in a worker's event loop; kombu
         deletes each message with its own blocking DeleteMessage, which stalls the loop for a round trip."""
+        finished_messages.finish(delivery_tag)  # the heartbeat never extends it again
+        self._claim_check_acked(delivery_tag)
         batches = self._deletes()
         try:
             info = self.qos.get(delivery_tag).delivery_info
@@ -136,10 +164,23 @@ class Channel(SQS.Channel):
         # kombu's virtual channel: the slot frees now (QoS.ack), the SQS delete follows in its batch.
         return super(SQS.Channel, self).basic_ack(delivery_tag, multiple)
 
+    def basic_reject(self, delivery_tag, requeue=False):
+        finished_messages.finish(delivery_tag)  # rejected or requeued: the heartbeat never extends it again
+        return super().basic_reject(delivery_tag, requeue=requeue)
+
     def _deletes(self) -> DeleteBatches | None:
         window = float(self.transport_options.get(DELETE_BATCH_SECONDS_OPTION, 0) or 0)
         if self._delete_batches is None and window > 0 and self.hub is not None:
-            self._delete_batches = DeleteBatches(client_for=lambda queue: self.sqs(queue=queue), window=window)
+            limits = self.transport_options.get(QUEUE_LIMITS_OPTION, {})
+            longest = max((q["visibility_timeout"] for q in limits.values()), default=DEFAULT_KEEP_SECONDS)
+            self._delete_batches = DeleteBatches(
+                client_for=lambda queue: self.sqs(queue=queue),
+                window=window,
+                # A receipt handle is worth retrying while its message may still be in flight: at most one
+                # visibility timeout after the ack (the heartbeat stops extending it at the ack).
+                keep_for=lambda queue: limits.get(queue, {}).get("visibility_timeout", longest),
+                failures=DeleteFailures(unhealthy_after=unhealthy_after()),
+            )
         return self._delete_batches
 
     def close(self):
@@ -147,6 +188,8 @@ class Channel(SQS.Channel):
             self._hop_sender.close()  # a hop submitted is sent before the channel goes
         if self._delete_batches is not None:
             self._delete_batches.close()  # before the channel goes: acked means deleted
+        if self._claim_check is not None:
+            self._claim_check.close()
         return super().close()
 
     def _on_messages_ready(self, queue, qname, messages):

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from celery.app.defaults import NAMESPACES, flatten
 
 from workers.celery_config import ECS_STOP_TIMEOUT_SECONDS
+from workers.claim_check import BUCKET_ENV_VAR
+from workers.sqs_transport import CLAIM_CHECK_OPTION
 from workers.topology import LONG_DELAY_MARGIN_SECONDS, Topology, longest_delay_seconds
 
 if TYPE_CHECKING:
@@ -76,13 +78,22 @@ def check_required_settings(conf: Mapping[str, Any]) -> list[str]:
 
 
 def check_queues(conf: Mapping[str, Any], topology: Topology) -> list[str]:
-    """Every topology queue has a URL. (Each queue's own numbers are checked when the topology loads.)"""
-    predefined = (conf.get("broker_transport_options") or {}).get("predefined_queues") or {}
-    return [
+    """Every topology queue has a URL, and a bucket if it has a claim check. (Each queue's own numbers are checked
+    when the topology loads.)"""
+    options = conf.get("broker_transport_options") or {}
+    predefined = options.get("predefined_queues") or {}
+    problems = [
         f"queue {key!r} has no URL in broker_transport_options.predefined_queues"
         for key in topology.queues
         if not (predefined.get(key) or {}).get("url")
     ]
+    claim_checked = sorted(key for key, q in topology.queues.items() if q.claim_check_max_bytes)
+    if claim_checked and not (options.get(CLAIM_CHECK_OPTION) or {}).get("bucket"):
+        problems.append(
+            f"queue(s) {claim_checked} have claim_check_max_bytes but no bucket: set {BUCKET_ENV_VAR} (infra/ "
+            "creates the bucket; devstack creates it on the emulator)"
+        )
+    return problems
 
 
 def apply_and_check_task_limits(tasks: Mapping[str, Any], topology: Topology) -> list[str]:

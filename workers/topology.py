@@ -20,7 +20,7 @@ PROFILE_ENV_VAR = "QUEUE_TOPOLOGY_PROFILE"
 SQS_MAX_VISIBILITY_TIMEOUT = 43_200
 SQS_MAX_DELAY_SECONDS = 900
 SQS_MIN_MESSAGE_BYTES = 1_024
-SQS_MAX_MESSAGE_BYTES = 1_048_576
+SQS_MAX_MESSAGE_BYTES = 1_048_576  # 1 MiB since 2025, and the default of a new queue
 SQS_MIN_RETENTION = 60
 SQS_MAX_RETENTION = 1_209_600
 SQS_MAX_RECEIVE_COUNT = 1_000
@@ -44,13 +44,21 @@ QUEUE_FIELDS = {
     "time_limit": int,
     "retention_seconds": int,
     "dlq_retention_seconds": int,
-    "max_message_bytes": int,
     "oldest_message_age_alarm_seconds": int,
     "tasks": list,
 }
 # Optional per queue. With a heartbeat the worker extends a running task's visibility every N seconds,
 # so the visibility timeout bounds how soon a dead worker's task returns, not how long a task may run.
-OPTIONAL_QUEUE_FIELDS = {"visibility_heartbeat_seconds": 0}
+# max_message_bytes: SQS's own maximum unless a queue wants less. claim_check_max_bytes (0: off): a task whose
+# message would be larger than max_message_bytes has its body stored in S3 (workers/claim_check.py), up to this.
+OPTIONAL_QUEUE_FIELDS = {
+    "visibility_heartbeat_seconds": 0,
+    "max_message_bytes": SQS_MAX_MESSAGE_BYTES,
+    "claim_check_max_bytes": 0,
+}
+# A worker holds a claim-checked body in memory several times over (the S3 object, base64, the decoded task):
+# past this, pass a reference to the data, not the data.
+CLAIM_CHECK_CEILING_BYTES = 64 * 1_048_576
 RETRY_FIELDS = {"max_retries": int, "backoff_seconds": int, "backoff_max_seconds": int, "jitter": bool}
 TOP_FIELDS = {"version", "visibility_margin_seconds", "retry", "queues", "default_queue", "profiles", "worker_groups"}
 WORKER_GROUP_FIELDS = {
@@ -90,10 +98,11 @@ class QueueSpec:
     time_limit: int
     retention_seconds: int
     dlq_retention_seconds: int
-    max_message_bytes: int
     oldest_message_age_alarm_seconds: int
     tasks: tuple[str, ...]
     visibility_heartbeat_seconds: int = 0
+    max_message_bytes: int = SQS_MAX_MESSAGE_BYTES
+    claim_check_max_bytes: int = 0  # 0: no claim check, a message over max_message_bytes is refused
 
     def sqs_name(self, prefix: str = "") -> str:
         return f"{prefix}{self.name}"
@@ -187,9 +196,12 @@ def _check_range(where: str, value: int, low: int, high: int) -> None:
 def _parse_queue(key: str, raw: Any, margin: int) -> QueueSpec:
     where = f"queues.{key}"
     data = _typed(where, raw, QUEUE_FIELDS, OPTIONAL_QUEUE_FIELDS)
+    for field in OPTIONAL_QUEUE_FIELDS:
+        value = data[field]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise TopologyError(f"{where}.{field}: expected a non-negative int, got {value!r}")
     heartbeat = data.pop("visibility_heartbeat_seconds")
-    if not isinstance(heartbeat, int) or isinstance(heartbeat, bool) or heartbeat < 0:
-        raise TopologyError(f"{where}.visibility_heartbeat_seconds: expected a non-negative int, got {heartbeat!r}")
+    _check_claim_check(where, data["claim_check_max_bytes"], data["max_message_bytes"])
     _check_range(f"{where}.visibility_timeout", data["visibility_timeout"], 0, SQS_MAX_VISIBILITY_TIMEOUT)
     _check_range(f"{where}.max_receive_count", data["max_receive_count"], 1, SQS_MAX_RECEIVE_COUNT)
     _check_range(f"{where}.max_message_bytes", data["max_message_bytes"], SQS_MIN_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES)
@@ -226,6 +238,14 @@ def _parse_queue(key: str, raw: Any, margin: int) -> QueueSpec:
     if not all(isinstance(p, str) and p for p in data["tasks"]):
         raise TopologyError(f"{where}.tasks: expected a list of task-name patterns")
     return QueueSpec(key=key, **{**data, "tasks": tuple(data["tasks"])}, visibility_heartbeat_seconds=heartbeat)
+
+
+def _check_claim_check(where: str, ceiling: int, max_message_bytes: int) -> None:
+    if ceiling and not max_message_bytes < ceiling <= CLAIM_CHECK_CEILING_BYTES:
+        raise TopologyError(
+            f"{where}.claim_check_max_bytes = {ceiling}: must be above max_message_bytes ({max_message_bytes}) "
+            f"and at most {CLAIM_CHECK_CEILING_BYTES} (a worker holds the body in memory), or 0 for no claim check"
+        )
 
 
 def apply_profile(raw: dict[str, Any], profile: str) -> dict[str, Any]:

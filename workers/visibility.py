@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from workers.finished_messages import FinishedMessages, finished_messages
 from workers.topology import Topology
 
 logger = logging.getLogger(__name__)
@@ -32,10 +33,15 @@ class VisibilityHeartbeat:
     and a task's message must stay invisible while the task runs through the shutdown window. It stops
     with the consumer, and dies with the process: then each message returns one visibility timeout after
     its last extension, however long its task would have run.
+
+    It never extends a message the worker is done with (acked, rejected, handed back: `finished`), even one
+    finished between reading the held set and sending the batch (workers/finished_messages.py).
     """
 
-    def __init__(self, *, sqs, topology: Topology, held: Callable[[], Iterable]):
-        self.sqs, self.held = sqs, held
+    def __init__(
+        self, *, sqs, topology: Topology, held: Callable[[], Iterable], finished: FinishedMessages = finished_messages
+    ):
+        self.sqs, self.held, self.finished = sqs, held, finished
         self.timeouts = {
             key: spec.visibility_timeout for key, spec in topology.queues.items() if spec.visibility_heartbeat_seconds
         }
@@ -76,11 +82,20 @@ class VisibilityHeartbeat:
             batches[url].append({"ReceiptHandle": sqs_message["ReceiptHandle"], "VisibilityTimeout": timeout})
         for url, entries in batches.items():
             for start in range(0, len(entries), 10):
-                chunk = [{"Id": str(i), **e} for i, e in enumerate(entries[start : start + 10])]
-                try:
-                    response = self.sqs.change_message_visibility_batch(QueueUrl=url, Entries=chunk)
-                except (ClientError, BotoCoreError) as exc:
-                    logger.warning("could not extend the visibility of %d message(s) on %s: %s", len(chunk), url, exc)
-                    continue
+                # Under the lock: a hand-back marked now waits until this extension is answered, so its
+                # visibility 0 lands after it; one marked before is skipped here.
+                with self.finished.lock:
+                    part = entries[start : start + 10]
+                    live = set(self.finished.unfinished(e["ReceiptHandle"] for e in part))
+                    chunk = [{"Id": str(i), **e} for i, e in enumerate(e for e in part if e["ReceiptHandle"] in live)]
+                    if not chunk:
+                        continue
+                    try:
+                        response = self.sqs.change_message_visibility_batch(QueueUrl=url, Entries=chunk)
+                    except (ClientError, BotoCoreError) as exc:
+                        logger.warning(
+                            "could not extend the visibility of %d message(s) on %s: %s", len(chunk), url, exc
+                        )
+                        continue
                 # A failed entry is usually a message acked meanwhile: nothing to extend.
                 self.extended += len(response.get("Successful", []))

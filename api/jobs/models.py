@@ -60,6 +60,7 @@ class Job(models.Model):
             "publish_attempts": self.publish_attempts,
             "publish_error": self.publish_error,
             "published_at": self.published_at.isoformat() if self.published_at else None,
+            "next_publish_at": self.next_publish_at.isoformat() if self.next_publish_at else None,
             "due_at": self.due_at.isoformat() if self.due_at else None,
             "result": self.result,
             "error": self.error,

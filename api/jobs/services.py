@@ -1,9 +1,10 @@
-"""Job services: submit (store, then publish after commit) and the state changes workers report."""
+"""Job services: submit (store, then publish after commit), cancel, and the state changes workers report."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -12,28 +13,25 @@ from django.utils import timezone
 
 from api.jobs.kinds import JOB_KINDS, JobInputError
 from api.jobs.models import Job, JobState
-from workers.celery_app import app as celery_app
-from workers.publish_guards import PublishRefused, sqs_delay_seconds
+from api.jobs.outbox import claim_until, publish_now
+from api.jobs.publisher import Attempt
+from workers.publish_guards import sqs_delay_seconds
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class PublishOutcome:
-    """What happened when the Job's task was published (after the transaction committed)."""
-
-    refused: PublishRefused | None = None  # a guard refused it: the client must change the request
-    broker_error: str | None = None  # the broker could not be reached: the client may retry later
-
-
-@dataclass
 class Submission:
     job: Job
-    outcome: PublishOutcome | None  # None while an outer transaction defers the publish
+    attempt: Attempt | None  # the fast path's publish; None while an outer transaction defers it
 
 
 def job_submit(*, kind: str, payload: object, queue: str | None = None, countdown: int = 0) -> Submission:
-    """Validate, store the Job, and publish its task once the transaction commits."""
+    """Validate and store the Job (the outbox), then publish its task within the budget once committed.
+
+    What the fast path does not publish (SQS down or slow, the process killed) the relay's sweep
+    publishes later (api/jobs/outbox.py), with the same task id.
+    """
     job_kind = JOB_KINDS.get(kind) if isinstance(kind, str) else None
     if job_kind is None:
         raise JobInputError(f"unknown kind {kind!r}; one of {sorted(JOB_KINDS)}")
@@ -48,43 +46,35 @@ def job_submit(*, kind: str, payload: object, queue: str | None = None, countdow
     # Refuse an impossible delay before anything is stored.
     sqs_delay_seconds(queue=queue, delay=countdown, retention_seconds=topology.queue(queue).retention_seconds)
 
-    holder: list[PublishOutcome] = []
+    holder: list[Attempt] = []
+    now = timezone.now()
     with transaction.atomic():
-        job = Job.objects.create(kind=kind, payload=clean_payload, queue=queue, countdown=countdown)
-        # Published only after commit, so a worker never receives a task whose Job it cannot read.
-        transaction.on_commit(lambda: holder.append(job_publish(job_id=job.pk)))
-    job.refresh_from_db()
-    return Submission(job=job, outcome=holder[0] if holder else None)
-
-
-def job_publish(*, job_id: int) -> PublishOutcome:
-    """Send the Job's task to SQS; record a refusal or a broker failure on the Job instead of losing it."""
-    job = Job.objects.get(pk=job_id)
-    spec = settings.QUEUE_TOPOLOGY.queue(job.queue)
-    try:
-        celery_app.send_task(
-            JOB_KINDS[job.kind].task_name,
-            kwargs={"job_id": job.pk, **job.payload},
-            task_id=str(job.task_id),
-            queue=job.queue,
-            countdown=job.countdown or None,
-            # The limits of the queue it is sent to, which the client may have chosen over the task's
-            # routed one: the queue's visibility timeout (or heartbeat) is sized for these.
-            time_limit=spec.time_limit,
-            soft_time_limit=spec.soft_time_limit,
+        # The request holds the first publish attempt: the sweep leaves the Job alone until it is over.
+        job = Job.objects.create(
+            kind=kind,
+            payload=clean_payload,
+            queue=queue,
+            countdown=countdown,
+            due_at=now + timedelta(seconds=countdown) if countdown else None,
+            publish_attempts=1,
+            next_publish_at=claim_until(1, now),
         )
-    except PublishRefused as exc:
-        logger.warning("job %s refused at publish: %s", job.pk, exc)
-        _set_state(job.pk, JobState.REFUSED, error=str(exc), finished=True)
-        return PublishOutcome(refused=exc)
-    except Exception as exc:  # kombu OperationalError, botocore errors: the broker did not take it
-        logger.error("job %s could not be published: %r", job.pk, exc)
-        error = f"broker unreachable, the task was not queued: {type(exc).__name__}: {exc}"
-        _set_state(job.pk, JobState.PUBLISH_FAILED, error=error, finished=True)
-        return PublishOutcome(broker_error=error)
-    # A fast worker may already have started it: only a pending Job becomes queued.
-    Job.objects.filter(pk=job.pk, state=JobState.PENDING).update(state=JobState.QUEUED, updated_at=timezone.now())
-    return PublishOutcome()
+        # Published only after commit, so a worker never receives a task whose Job it cannot read.
+        transaction.on_commit(lambda: holder.append(publish_now(job)))
+    job.refresh_from_db()
+    return Submission(job=job, attempt=holder[0] if holder else None)
+
+
+def job_cancel(*, job_id: int) -> Job | None:
+    """Cancel a Job not yet published (the relay then never publishes it). None: no such Job.
+
+    A Job already published, refused or finished keeps its state; the caller tells by reading it.
+    """
+    now = timezone.now()
+    Job.objects.filter(pk=job_id, state=JobState.PENDING).update(
+        state=JobState.CANCELLED, next_publish_at=None, finished_at=now, updated_at=now
+    )
+    return Job.objects.filter(pk=job_id).first()
 
 
 def _set_state(job_id: int, state: str, *, finished: bool = False, **fields) -> None:

@@ -1,18 +1,23 @@
-"""HTTP views of the jobs API: POST /api/jobs, GET /api/jobs/<id>."""
+"""HTTP views of the jobs API: POST /api/jobs, GET /api/jobs/<id>, POST /api/jobs/<id>/cancel."""
 
 from __future__ import annotations
 
 import json
+import logging
 
-from django.http import HttpRequest, JsonResponse
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from api.jobs.auth import token_required
 from api.jobs.kinds import JobInputError
-from api.jobs.models import Job
-from api.jobs.services import job_submit
+from api.jobs.models import Job, JobState
+from api.jobs.services import job_cancel, job_submit
 from workers.publish_guards import PayloadTooLarge, PublishRefused
+
+logger = logging.getLogger(__name__)
 
 ALLOWED_FIELDS = {"kind", "payload", "queue", "countdown"}
 
@@ -48,14 +53,41 @@ def job_create(request: HttpRequest) -> JsonResponse:
         )
     except (JobInputError, PublishRefused) as exc:
         return _error(400, str(exc))
+    except (OperationalError, InterfaceError) as exc:  # nothing stored: the one case where the client tries again
+        logger.error("job not stored, the database failed: %r", exc)
+        return _error(503, f"the job was not stored (database unavailable: {type(exc).__name__}); try again")
 
-    job, outcome = submission.job, submission.outcome
-    if outcome and outcome.refused:
-        status = 413 if isinstance(outcome.refused, PayloadTooLarge) else 400
-        return _error(status, str(outcome.refused), job=job.as_dict())
-    if outcome and outcome.broker_error:
-        return _error(503, outcome.broker_error, job=job.as_dict())
-    return JsonResponse({"job_id": job.pk, "task_id": str(job.task_id), "state": job.state}, status=202)
+    job, attempt = submission.job, submission.attempt
+    if attempt and attempt.refused:
+        status = 413 if isinstance(attempt.refused, PayloadTooLarge) else 400
+        return _error(status, str(attempt.refused), job=job.as_dict())
+    return JsonResponse(_accepted(job), status=202)
+
+
+def _accepted(job: Job) -> dict:
+    """202: stored. `queued` once SQS took the task; `pending` until the relay publishes it."""
+    body = {"job_id": job.pk, "task_id": str(job.task_id), "state": job.state}
+    if job.state == JobState.PENDING:
+        body.update(
+            publish_attempts=job.publish_attempts,
+            publish_error=job.publish_error,
+            detail="stored, not yet published: the relay will publish it",
+        )
+    return body
+
+
+@csrf_exempt  # a JSON API authenticated by a bearer token, not a cookie
+@token_required
+@require_POST
+def job_cancel_view(request: HttpRequest, job_id: int) -> JsonResponse:
+    """Cancel a Job its relay has not published yet; 409 once it has been (or has ended otherwise)."""
+    job = job_cancel(job_id=job_id)
+    if job is None:
+        return _error(404, f"no job {job_id}")
+    if job.state != JobState.CANCELLED:
+        message = f"job {job_id} is {job.state}: only a pending job (not yet published) can be cancelled"
+        return _error(409, message, job=job.as_dict())
+    return JsonResponse(job.as_dict())
 
 
 @token_required
@@ -65,3 +97,10 @@ def job_detail(request: HttpRequest, job_id: int) -> JsonResponse:
     if job is None:
         return _error(404, f"no job {job_id}")
     return JsonResponse(job.as_dict())
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: JSON under /api/ (clients parse it), Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return _error(500, "internal error: the request failed; see the server log")
+    return defaults.server_error(request)

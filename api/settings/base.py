@@ -7,6 +7,8 @@ from urllib.parse import quote
 
 import dj_database_url
 
+from api.jobs.outbox_config import RelayConfig
+from api.jobs.publish_budget import publish_budget
 from api.log_format import logging_config
 from workers.celery_config import (
     DELETE_BATCH_SECONDS,
@@ -15,6 +17,7 @@ from workers.celery_config import (
     as_django_settings,
     build_celery_settings,
 )
+from workers.claim_check import bucket_name as claim_check_bucket_name
 from workers.env import env_bool, env_float, env_int, env_list, env_str
 from workers.topology import get_topology
 
@@ -131,6 +134,7 @@ SQS_BROKER = BrokerEnv(
     account_id=env_str("AWS_ACCOUNT_ID", None),
     queue_prefix=env_str("SQS_QUEUE_PREFIX", ""),
     queue_urls={key: url for key in QUEUE_TOPOLOGY.queues if (url := env_str(f"SQS_QUEUE_URL_{key.upper()}", None))},
+    claim_check_bucket=claim_check_bucket_name(),  # CLAIM_CHECK_BUCKET: large task bodies (workers/claim_check.py)
 )
 # Off by default (fire-and-forget, the Job row carries the state); "django-db" stores results.
 RESULT_BACKEND = env_str("RESULT_BACKEND", None)
@@ -158,6 +162,24 @@ DJANGO_CELERY_BEAT_TZ_AWARE = True
 DEMO_FAILURES_FIXED = env_bool("DEMO_FAILURES_FIXED", False)
 # A message replayed this often stays in its DLQ (the replay Lambda reads the same variable).
 DLQ_MAX_REPLAYS = env_int("DLQ_MAX_REPLAYS", 3)
+
+# --- Publishing: the time budget and the outbox relay (api/jobs/outbox.py) -----------------------------
+# A request waits on SQS at most PUBLISH_BUDGET_SECONDS; past it the Job stays pending for the relay. The
+# budget must fit well inside gunicorn's worker timeout (bin/start-api passes API_TIMEOUT_SECONDS to it).
+API_TIMEOUT_SECONDS = env_int("API_TIMEOUT_SECONDS", 30)
+PUBLISH_BUDGET = publish_budget(env_float("PUBLISH_BUDGET_SECONDS", 5.0), server_timeout=API_TIMEOUT_SECONDS)
+OUTBOX_RELAY = RelayConfig(
+    sweep_seconds=env_float("OUTBOX_SWEEP_SECONDS", 2.0),
+    sweep_max_seconds=env_float("OUTBOX_SWEEP_MAX_SECONDS", 60.0),
+    retry_seconds=env_float("OUTBOX_RETRY_SECONDS", 2.0),
+    retry_max_seconds=env_float("OUTBOX_RETRY_MAX_SECONDS", 300.0),
+    batch=env_int("OUTBOX_BATCH", 100),
+)
+# After SQS failed a request's publish, the process's requests skip theirs for one budget (false: every
+# request tries; bench/ compares the two).
+PUBLISH_FAST_PATH_PAUSE = env_bool("PUBLISH_FAST_PATH_PAUSE", True)
+# Touched after every sweep, working or failing; `manage.py outbox_relay --check` is the ECS health check.
+OUTBOX_RELAY_HEARTBEAT_FILE = env_str("OUTBOX_RELAY_HEARTBEAT_FILE", "/tmp/outbox-relay-heartbeat")  # noqa: S108
 
 # --- Operations: the queues page and `manage.py queues` (api/ops) ------------------------------------
 # Age of the oldest message and throughput are CloudWatch AWS/SQS metrics: on AWS its default endpoint;

@@ -16,6 +16,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+# An xdist worker inherits the environment of the pytest process that started it, with the port and the
+# SQLite file that process chose: each worker (PYTEST_XDIST_WORKER) chooses its own, unless they were given.
+_CHOOSER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+if os.environ.get("TEST_SETTINGS_CHOSEN_BY", _CHOOSER) != _CHOOSER:
+    for _name in ("SQS_ENDPOINT_URL", "CLOUDWATCH_ENDPOINT_URL", "SQLITE_PATH"):
+        os.environ.pop(_name, None)
+if "SQS_ENDPOINT_URL" not in os.environ:
+    os.environ["TEST_SETTINGS_CHOSEN_BY"] = _CHOOSER
+
 # Set in the environment so worker subprocesses started by the tests inherit the same values.
 os.environ.setdefault("QUEUE_TOPOLOGY", str(_ROOT / "tests" / "fixtures" / "queues.test.yml"))
 os.environ.setdefault("SQS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
@@ -24,6 +33,7 @@ os.environ.setdefault("LOCAL_SQS_METRICS_SECONDS", "2")  # the emulator's metric
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("CLAIM_CHECK_BUCKET", "celery-sqs-test-claim-check")  # on the emulator (devstack/queues.py)
 os.environ.setdefault("SQLITE_PATH", str(Path(tempfile.gettempdir()) / f"celery-sqs-test-{os.getpid()}.sqlite3"))
 
 from api.settings.base import *  # noqa: E402,F403

@@ -1,4 +1,4 @@
-"""Move chosen messages from a queue's DLQ back to the queue, in batches of 10, losing none."""
+"""Move chosen messages from a queue's DLQ back to the queue, in batches of up to 10 and 1 MiB, losing none."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.dlq_replay.request import ReplayRequest
 from lambdas.queue_urls import queue_url
-from lambdas.sqs_batches import SQS_BATCH, make_visible, receive_fresh
+from lambdas.sqs_batches import SQS_BATCH, batches_within, make_visible, receive_fresh
 from workers.envelope import CeleryEnvelope, EnvelopeError, decode_sqs_body, encode_sqs_body, header_time
 from workers.topology import Topology
 
@@ -178,8 +178,12 @@ class _Replay:
             else:
                 body = transformed_body(envelope, reset_retries=self.request.reset_retries, now=now)
                 to_send.append((message, envelope, body))
-        if to_send:
-            self._move(to_send)
+        # SendMessageBatch refuses more than 1 MiB in all (BatchRequestTooLong): ten 400 KiB messages go in five.
+        for batch in batches_within(to_send, size_of=lambda item: len(item[2].encode("utf-8"))):
+            if self.out_of_time:
+                self.release.extend(message for message, _, _ in batch)
+            else:
+                self._move(batch)
 
     def _move(self, batch: list[tuple[dict, CeleryEnvelope, str]]) -> None:
         """SendMessageBatch to the source queue; delete from the DLQ only what was sent."""

@@ -27,5 +27,5 @@ def test_the_staged_build_context_holds_the_app_and_nothing_big(synthesized):
     assert not staged & {"tests", "infra", "README.md", "serverless.yml", "package.json", "docker-compose.yml"}
     assert not list(context.rglob("__pycache__"))
     # AND the start scripts are executable there (COPY keeps the mode)
-    for script in ("start-api", "start-worker", "start-beat"):
+    for script in ("start-api", "start-worker", "start-beat", "start-outbox-relay"):
         assert (context / "bin" / script).stat().st_mode & 0o111

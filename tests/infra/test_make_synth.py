@@ -47,10 +47,32 @@ def test_synth_needs_no_network(make_run):
     if subprocess.run(["unshare", "-rn", "true"], capture_output=True).returncode != 0:
         pytest.skip("cannot create a network namespace here (unshare -rn)")
 
-    # WHEN bin/synth runs in a network namespace with no interface up
+    # WHEN bin/synth runs in a network namespace with no interface up (REBUILD: even if cdk.out/ is up to date)
     result = subprocess.run(
-        ["unshare", "-rn", "bin/synth"], cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=300
+        ["unshare", "-rn", "bin/synth"],
+        cwd=REPO_ROOT,
+        env={**_env(), "REBUILD": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
     # THEN it still synthesizes: no AWS call, no notices, no version check was needed
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert "cdk synth" in result.stdout and "skipped" not in result.stdout
+
+
+def test_synth_is_skipped_when_its_inputs_are_unchanged(make_run):
+    # GIVEN cdk.out/ synthesized by the runs above, and its inputs' hash beside it
+    assert make_run.returncode == 0
+    stamp = REPO_ROOT / "cdk.out" / ".inputs.sha256"
+    assert stamp.is_file()
+
+    # WHEN bin/synth runs again with nothing changed
+    result = subprocess.run(["bin/synth"], cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+
+    # THEN it does nothing and says so; the template is still there (tests/unit/devstack/test_build_inputs.py:
+    # any change of an input changes the hash, and the synth runs)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert "inputs unchanged" in result.stdout and "cdk synth" not in result.stdout
+    assert (REPO_ROOT / "cdk.out" / "celery-sqs-dev-infra.template.json").is_file()

@@ -117,7 +117,8 @@ def test_every_container_knows_every_queue_url_and_runs_production_settings(synt
     # GIVEN the queues' logical ids (a queue's Ref is its URL)
     ids = synthesized.queue_ids_by_name()
     containers = synthesized.containers()
-    assert len(containers) == 3 + len(topology.worker_groups)  # api, beat, the migration task, the workers
+    # api, beat, the outbox relay, the migration task, the workers
+    assert len(containers) == 4 + len(topology.worker_groups)
 
     for container in containers.values():
         # WHEN its environment is read
@@ -215,3 +216,32 @@ def test_the_outputs_name_what_a_one_off_task_and_a_client_need(synthesized):
     assert outputs["ApiTaskDefinitionArn"]["Value"] == {"Ref": api_task}
     assert "Fn::Join" in outputs["PrivateSubnetIds"]["Value"]
     assert {"ClusterName", "TaskSecurityGroupId", "ApiTokensSecretName", "DlqAlarmTopicArn"} <= set(outputs)
+
+
+def test_the_outbox_relay_runs_as_its_own_service_and_may_only_publish(synthesized, topology):
+    # GIVEN the task definition running bin/start-outbox-relay
+    [task_id] = synthesized.task_definitions_running(["bin/start-outbox-relay"])
+
+    # WHEN its service and task role are read
+    _, service = synthesized.service_of(task_id)
+    role_id = synthesized.role_id(synthesized.props(task_id)["TaskRoleArn"])
+    statements = synthesized.statements_of_role(role_id)
+    [statement] = [s for s in statements if any(a.startswith("sqs:") for a in _actions(s))]
+
+    # THEN one task runs (more would be safe: every attempt is claimed by compare-and-set)
+    assert service["DesiredCount"] == 1
+    # AND ECS replaces it when it stops sweeping
+    container = synthesized.containers()[task_id]
+    assert container["HealthCheck"]["Command"] == ["CMD", "python", "manage.py", "outbox_relay", "--check"]
+    # AND it may publish to the task queues and nothing else
+    from infra.permissions import PUBLISH_ACTIONS
+
+    assert sorted(_actions(statement)) == sorted(PUBLISH_ACTIONS)
+    # AND, like every producer, store a body too large for its queue (the claim check), nothing more
+    others = {a for s in statements if s is not statement for a in _actions(s)}
+    assert others <= {"s3:PutObject"}, others
+
+
+def _actions(statement: dict) -> list[str]:
+    action = statement["Action"]
+    return [action] if isinstance(action, str) else action

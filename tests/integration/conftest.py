@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,9 +108,15 @@ class Proc:
 
 
 @pytest.fixture
-def start_process(tmp_path):
-    """Start a project process against the test database and moto; stopped (by PID) after the test."""
+def start_process(request, tmp_path):
+    """Start a project process against the test database and moto; killed (by PID) after the test.
+
+    Teardown SIGKILLs the process group: a graceful stop costs seconds per process and is not what most tests
+    test (those that test it send SIGTERM themselves). Mark a test `graceful_stop` to be stopped with SIGTERM
+    and a grace period instead. A killed worker's long poll may live on in moto, but on the queues of this
+    test: the next test's `queues` fixture resets moto, and a poll holds the queue object it started on."""
     started: list[Proc] = []
+    graceful = request.node.get_closest_marker("graceful_stop") is not None
 
     def start(
         name: str, argv: list[str], *, env: dict[str, str] | None = None, ready: str | None = None, timeout: float = 60
@@ -119,6 +126,9 @@ def start_process(tmp_path):
         full_env = {
             "DJANGO_SETTINGS_MODULE": "api.settings.test",
             "PYTHONUNBUFFERED": "1",
+            # Liveness files of this test's own, not the shared default in /tmp (parallel test workers).
+            "WORKER_HEARTBEAT_FILE": str(tmp_path / f"{name}-{len(started)}.worker-heartbeat"),
+            "BEAT_HEARTBEAT_FILE": str(tmp_path / f"{name}-{len(started)}.beat-heartbeat"),
             **database_env(),
             **(env or {}),
         }
@@ -137,7 +147,10 @@ def start_process(tmp_path):
 
     yield start
     for handle in reversed(started):
-        processes.stop(handle.proc, grace=10)
+        if graceful:
+            processes.stop(handle.proc, grace=10)
+        else:
+            processes.stop(handle.proc, grace=5, first=signal.SIGKILL)
     for handle in started:  # shown by pytest only when the test failed
         print(f"----- {handle.name} log ({handle.log_path}) -----\n{handle.log()[-6000:]}")
 

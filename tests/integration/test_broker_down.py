@@ -1,4 +1,4 @@
-"""An unreachable broker answers 503 and the Job records it: nothing is silently lost."""
+"""An unreachable broker loses nothing: the Job is stored, answered 202 pending, and the error recorded on it."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from devstack import processes
 pytestmark = pytest.mark.integration
 
 
-def test_unreachable_broker_gives_503_and_a_recorded_failure(transactional_db, start_process, unreachable_endpoint):
+def test_unreachable_broker_gives_202_pending_and_a_recorded_error(
+    transactional_db, start_process, unreachable_endpoint
+):
     # GIVEN the api (gunicorn) configured with an SQS endpoint where nothing listens
     port = processes.free_port()
     start_process(
@@ -32,24 +34,25 @@ def test_unreachable_broker_gives_503_and_a_recorded_failure(transactional_db, s
         headers={"Content-Type": "application/json"},
         method="POST",
     )
-    with pytest.raises(urllib.error.HTTPError) as answer:
-        processes.wait_for(lambda: _post(request), timeout=30, what="the api to answer")
+    answer = processes.wait_for(lambda: _post(request), timeout=30, what="the api to answer")
 
-    # THEN the answer is 503 with a clear message
-    assert answer.value.code == 503
-    body = json.loads(answer.value.read())
-    assert "broker unreachable" in body["error"]
-    # AND the job is stored with the failure, so nothing is silently lost
-    job = Job.objects.get(pk=body["job"]["id"])
-    assert job.state == "publish_failed"
-    assert "broker unreachable" in job.error
+    # THEN the answer is 202 pending with the reason it is not published yet
+    assert answer.status == 202
+    body = json.loads(answer.read())
+    assert body["state"] == "pending"
+    assert "Could not connect to the endpoint URL" in body["publish_error"]
+    # AND the job is stored with the error, waiting for the relay: nothing is lost
+    job = Job.objects.get(pk=body["job_id"])
+    assert job.state == "pending"
+    assert job.publish_attempts == 1
+    assert "Could not connect to the endpoint URL" in job.publish_error
+    assert job.next_publish_at is not None
 
 
-def _post(request) -> bool:
+def _post(request):
     try:
-        urllib.request.urlopen(request, timeout=30)
+        return urllib.request.urlopen(request, timeout=30)
     except urllib.error.HTTPError:
         raise
     except urllib.error.URLError:
-        return False  # not listening yet
-    return True
+        return None  # not listening yet

@@ -11,7 +11,7 @@ import pytest
 
 from devstack.processes import REPO_ROOT
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long_running]
 
 LAST_LINE = re.compile(r"^soak: tasks=(\d+) kills=(\d+) executions=(\d+) lost=(\d+) duplicate_effects=(\d+)$")
 

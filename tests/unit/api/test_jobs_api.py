@@ -184,34 +184,37 @@ def test_get_on_create_endpoint_not_allowed(client, db):
     assert client.get("/api/jobs").status_code == 405
 
 
-# --- publishing with no broker: 503, Job kept as publish_failed ------------------------------------
+# --- publishing with no broker: 202 pending, for the relay ---------------------------------------
 
 
-def test_valid_post_without_broker_is_503_and_recorded(client, transactional_db, no_broker):
+def test_valid_post_without_broker_is_202_pending_with_the_error(client, transactional_db, no_broker):
     # GIVEN no broker listening (a free port)
     # WHEN a valid job is posted
     response = _post(client, {"kind": "echo", "payload": {"message": "hi"}})
-    # THEN 503 with the reason, and the Job is stored as publish_failed with the error
-    assert response.status_code == 503
+    # THEN 202: stored, pending, with the attempt and why it is not published yet
+    assert response.status_code == 202
     body = response.json()
-    assert "broker unreachable" in body["error"]
-    assert body["job"]["state"] == "publish_failed"
+    assert body["state"] == "pending"
+    assert body["publish_attempts"] == 1
+    assert "Could not connect to the endpoint URL" in body["publish_error"]
+    assert "the relay will publish it" in body["detail"]
+    # AND the Job waits for the relay: not finished, a next attempt scheduled
     job = Job.objects.get()
-    assert job.state == JobState.PUBLISH_FAILED
-    assert job.error
-    assert job.finished_at is not None
-    assert job.queue == "default"
+    assert job.state == JobState.PENDING
+    assert job.publish_error == body["publish_error"]
+    assert job.next_publish_at is not None
+    assert job.finished_at is None
     assert job.payload == {"message": "hi"}
 
 
-def test_oversized_echo_without_broker_is_503_not_413(client, transactional_db, no_broker):
+def test_oversized_echo_without_broker_is_202_pending(client, transactional_db, no_broker):
     # GIVEN no broker, and an echo of 200 000 characters (over 256 KiB once base64-encoded twice)
     # WHEN it is posted
     response = _post(client, {"kind": "echo", "payload": {"message": "x" * 200_000}})
-    # THEN 503: kombu declares the queue (GetQueueAttributes) before the transport's _put runs the size
-    # guard, so an unreachable broker is reported first; nothing was queued either way
-    assert response.status_code == 503
-    assert Job.objects.get().state == JobState.PUBLISH_FAILED
+    # THEN pending: kombu declares the queue (GetQueueAttributes) before the transport's _put runs the size
+    # guard, so the unreachable broker comes first; the relay's publish will find it too large (refused)
+    assert response.status_code == 202
+    assert Job.objects.get().state == JobState.PENDING
 
 
 def test_outer_transaction_defers_publish(db, django_capture_on_commit_callbacks, no_broker):
@@ -219,12 +222,84 @@ def test_outer_transaction_defers_publish(db, django_capture_on_commit_callbacks
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         # WHEN a job is submitted inside it
         submission = job_submit(kind="echo", payload={"message": "hi"})
-        # THEN nothing is published yet: no outcome, the Job pending
-        assert submission.outcome is None
+        # THEN nothing is published yet: no attempt, the Job pending
+        assert submission.attempt is None
         assert submission.job.state == JobState.PENDING
-    # AND once the transaction commits the publish runs (and fails: no broker)
+    # AND once the transaction commits the publish runs (and fails: no broker), leaving it to the relay
     assert len(callbacks) == 1
-    assert Job.objects.get().state == JobState.PUBLISH_FAILED
+    job = Job.objects.get()
+    assert job.state == JobState.PENDING
+    assert job.publish_error
+
+
+def test_database_down_is_503_json(client, db, monkeypatch):
+    # GIVEN a database that fails when the Job is stored
+    from django.db import OperationalError
+
+    def down(*args, **kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(Job.objects, "create", down)
+    # WHEN a job is posted
+    response = _post(client, {"kind": "echo", "payload": {"message": "hi"}})
+    # THEN 503 JSON: nothing was stored, the client should try again
+    assert response.status_code == 503
+    assert response["Content-Type"] == "application/json"
+    assert "was not stored" in response.json()["error"]
+
+
+def test_an_unexpected_error_under_api_is_a_json_500(db, monkeypatch):
+    # GIVEN a view that raises something nobody expected
+    from django.test import Client
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr("api.jobs.views.job_submit", boom)
+    # WHEN a job is posted (the client does not re-raise, as gunicorn would not)
+    response = _post(Client(raise_request_exception=False), {"kind": "echo", "payload": {"message": "hi"}})
+    # THEN a JSON 500, not Django's HTML page
+    assert response.status_code == 500
+    assert response["Content-Type"] == "application/json"
+    assert "internal error" in response.json()["error"]
+
+
+# --- cancel ----------------------------------------------------------------------------------------
+
+
+def test_a_pending_job_can_be_cancelled(client, transactional_db, no_broker):
+    # GIVEN a job not published yet (no broker)
+    job_id = _post(client, {"kind": "echo", "payload": {"message": "hi"}}).json()["job_id"]
+    # WHEN it is cancelled
+    response = client.post(f"/api/jobs/{job_id}/cancel")
+    # THEN 200, cancelled, and the relay will never publish it
+    assert response.status_code == 200
+    assert response.json()["state"] == "cancelled"
+    job = Job.objects.get(pk=job_id)
+    assert job.state == JobState.CANCELLED
+    assert job.next_publish_at is None
+    assert job.finished_at is not None
+
+
+def test_a_published_job_cannot_be_cancelled(client, transactional_db, moto_broker):
+    # GIVEN a job SQS took
+    job_id = _post(client, {"kind": "echo", "payload": {"message": "hi"}}).json()["job_id"]
+    # WHEN it is cancelled
+    response = client.post(f"/api/jobs/{job_id}/cancel")
+    # THEN 409 with a clear JSON error, and the Job is unchanged
+    assert response.status_code == 409
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"] == (
+        f"job {job_id} is queued: only a pending job (not yet published) can be cancelled"
+    )
+    assert Job.objects.get(pk=job_id).state == JobState.QUEUED
+
+
+def test_cancel_of_a_missing_job_is_404(client, db):
+    # GIVEN no jobs WHEN one is cancelled THEN 404 JSON
+    response = client.post("/api/jobs/999/cancel")
+    assert response.status_code == 404
+    assert response.json() == {"error": "no job 999"}
 
 
 # --- publishing to moto's in-process SQS -----------------------------------------------------------
@@ -241,6 +316,7 @@ def test_valid_post_is_202_and_queued(client, transactional_db, moto_broker, set
     job = Job.objects.get()
     assert body == {"job_id": job.pk, "task_id": job.task_id, "state": "queued"}
     assert job.state == JobState.QUEUED
+    assert job.published_at is not None
     assert _queue_counts(sqs, urls["default"]) == (1, 0)
     [message] = sqs_backends[LOCAL_ACCOUNT_ID][REGION].queues[settings.QUEUE_TOPOLOGY.queue("default").name]._messages
     headers = json.loads(base64.b64decode(message.body))["headers"]
@@ -255,7 +331,9 @@ def test_post_with_queue_and_countdown_is_delayed_by_sqs(client, transactional_d
     response = _post(client, {"kind": "sleep", "payload": {"seconds": 1}, "queue": "high_priority", "countdown": 5})
     # THEN it is accepted and SQS holds it as delayed on that queue
     assert response.status_code == 202
-    assert Job.objects.get().countdown == 5
+    job = Job.objects.get()
+    assert job.countdown == 5
+    assert 4 <= (job.due_at - job.created_at).total_seconds() <= 6
     assert _queue_counts(sqs, urls["high_priority"]) == (0, 1)
     assert _queue_counts(sqs, urls["default"]) == (0, 0)
 

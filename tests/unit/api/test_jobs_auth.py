@@ -26,7 +26,7 @@ def tokens(settings):
         ({"HTTP_AUTHORIZATION": "Bearer "}, "authentication required: send `Authorization: Bearer <token>`"),
     ],
 )
-@pytest.mark.parametrize("method", ["post", "get"])
+@pytest.mark.parametrize("method", ["post", "get", "cancel"])
 def test_no_or_wrong_token_is_a_json_401_and_stores_nothing(client, db, tokens, headers, error, method):
     from api.jobs.models import Job
 
@@ -34,6 +34,8 @@ def test_no_or_wrong_token_is_a_json_401_and_stores_nothing(client, db, tokens, 
     if method == "post":
         body = json.dumps({"kind": "echo", "payload": {"message": "hi"}})
         response = client.post("/api/jobs", data=body, content_type="application/json", **headers)
+    elif method == "cancel":
+        response = client.post("/api/jobs/1/cancel", **headers)
     else:
         response = client.get("/api/jobs/1", **headers)
     # THEN it is a 401 in JSON that says what to send, and no job is stored

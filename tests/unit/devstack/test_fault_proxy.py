@@ -21,6 +21,10 @@ from devstack.tcp_proxy import TcpProxy
 
 REGION = "us-east-1"
 NO_RETRIES = Config(connect_timeout=1, read_timeout=1, retries={"mode": "standard", "total_max_attempts": 1})
+# Through the proxy: no retries (they would hide the fault), but time enough for a loaded machine's moto.
+PROXIED = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "total_max_attempts": 1})
+# Set-up and inspection straight against moto: generous, so a loaded machine cannot fail a test before its fault.
+DIRECT = Config(connect_timeout=10, read_timeout=30, retries={"mode": "standard", "total_max_attempts": 3})
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +45,7 @@ def proxy(moto_url):
         yield proxy
 
 
-def _sqs(url: str, config: Config = NO_RETRIES):
+def _sqs(url: str, config: Config = PROXIED):
     return boto3.client(
         "sqs", endpoint_url=url, region_name=REGION, aws_access_key_id="test", aws_secret_access_key="test",
         config=config,
@@ -50,12 +54,12 @@ def _sqs(url: str, config: Config = NO_RETRIES):
 
 @pytest.fixture
 def queue_url(moto_url):
-    return _sqs(moto_url).create_queue(QueueName=f"fault-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    return _sqs(moto_url, DIRECT).create_queue(QueueName=f"fault-{uuid.uuid4().hex[:8]}")["QueueUrl"]
 
 
 def _bodies(moto_url: str, queue_url: str) -> list[str]:
     """What the queue holds, read straight from moto (not through the proxy)."""
-    got = _sqs(moto_url).receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+    got = _sqs(moto_url, DIRECT).receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
     return [m["Body"] for m in got.get("Messages", [])]
 
 
@@ -93,13 +97,13 @@ def test_refuse_refuses_new_connections_and_resets_kept_ones_until_pass(proxy, q
 
 def test_blackhole_makes_the_client_time_out_and_pass_ends_it(proxy, queue_url):
     # GIVEN a client with a 1 s read timeout and no retries
-    sqs = _sqs(proxy.url)
+    sqs, impatient = _sqs(proxy.url), _sqs(proxy.url, NO_RETRIES)
     sqs.get_queue_attributes(QueueUrl=queue_url)
     # WHEN the proxy black-holes the endpoint
     proxy.set_mode("blackhole")
     # THEN the connection is accepted, the request read, and no answer comes
     with pytest.raises(ReadTimeoutError):
-        sqs.send_message(QueueUrl=queue_url, MessageBody="lost in the hole")
+        impatient.send_message(QueueUrl=queue_url, MessageBody="lost in the hole")
     # WHEN it passes again
     proxy.set_mode("pass")
     # THEN the client works again and nothing swallowed reached the queue

@@ -23,6 +23,7 @@ from workers.envelope import decode_sqs_body
 from workers.topology import Topology
 
 REGION = "us-east-1"
+CLAIM_CHECK_BUCKET = "claim-check-lambdas"
 JOB_KWARGS = {"job_id": 1, "message": "x"}
 
 # Hypothesis keeps its example database and caches outside the repository (default: ./.hypothesis).
@@ -126,7 +127,9 @@ def sqs_world(monkeypatch) -> Iterable[SqsWorld]:
         dlq_urls = {
             key: client.create_queue(QueueName=q.dlq_sqs_name())["QueueUrl"] for key, q in topology.queues.items()
         }
-        options = transport_options(topology, BrokerEnv(account_id=LOCAL_ACCOUNT_ID, region=REGION))
+        boto3.client("s3", region_name=REGION).create_bucket(Bucket=CLAIM_CHECK_BUCKET)  # large bodies' claim check
+        broker = BrokerEnv(account_id=LOCAL_ACCOUNT_ID, region=REGION, claim_check_bucket=CLAIM_CHECK_BUCKET)
+        options = transport_options(topology, broker)
         monkeypatch.setitem(app.conf, "broker_url", "sqs://")
         monkeypatch.setitem(app.conf, "broker_transport_options", options)
         monkeypatch.setattr(app, "_pool", None)

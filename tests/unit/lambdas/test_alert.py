@@ -102,6 +102,16 @@ def _received_with_sent_timestamps(world, url) -> list[dict]:
     return messages
 
 
+def test_summary_names_the_task_of_a_claim_checked_message(sqs_world):
+    # GIVEN a dead-lettered task whose 2 MB body is in S3 (the message carries a pointer)
+    task_id = sqs_world.dead_letter("jobs.echo", "high_priority", kwargs={"job_id": 1, "message": "p" * 2_000_000})
+    # WHEN the DLQ is summarised
+    summary = summarise_dlq(sqs_world.client, sqs_world.topology, "high_priority")
+    # THEN it shows the task name and id, read from the message alone, not "undecodable"
+    assert (summary.top_tasks, summary.undecodable) == ([("jobs.echo", 1)], 0)
+    assert summary.sample_task_ids == [task_id]
+
+
 def test_summary_samples_at_most_the_limit_and_releases_them(sqs_world):
     # GIVEN 12 messages in the DLQ
     sqs_world.dead_letter_many("jobs.fail", 12)

@@ -317,6 +317,49 @@ def test_send_batch_client_error_moves_and_deletes_nothing(sqs_world):
     assert sqs_world.source_counts() == (0, 0)
 
 
+# --- large messages: batches cut by size -------------------------------------------------------------
+
+
+def test_ten_400_kib_messages_are_replayed_in_batches_under_1_mib(sqs_world):
+    # GIVEN ten messages of about 400 KiB each in low_priority's DLQ (1 MiB messages; 4 MB in all)
+    ids = [
+        sqs_world.publish("jobs.echo", "low_priority", kwargs={"job_id": i, "message": "z" * 229_000})
+        for i in range(10)
+    ]
+    assert sqs_world.move_to_dlq("low_priority") == 10
+    sizes = [len(m["Body"]) for m in sqs_world.drain(sqs_world.dlq_urls["low_priority"])]
+    assert all(400_000 < size < 420_000 for size in sizes)
+    sent_batches: list[int] = []
+
+    class Recording(FastSqs):
+        def send_message_batch(self, **kwargs):
+            sent_batches.append(sum(len(e["MessageBody"]) for e in kwargs["Entries"]))
+            return self.client.send_message_batch(**kwargs)
+
+    # WHEN they are replayed
+    report = _replay(sqs_world, Recording(sqs_world.client), queue="low_priority", dry_run=False)
+
+    # THEN all ten move, in SendMessageBatch calls of at most 1 MiB each (two messages each)
+    assert (report.moved, report.failed) == (10, [])
+    assert sent_batches and all(total <= 1_048_576 for total in sent_batches)
+    assert len(sent_batches) == 5
+    assert sorted(task_id_of(m["Body"]) for m in sqs_world.drain(sqs_world.urls["low_priority"])) == sorted(ids)
+    assert sqs_world.dlq_counts("low_priority") == (0, 0)
+
+
+def test_a_claim_checked_message_is_replayed_with_its_pointer_and_counted_by_task_name(sqs_world):
+    # GIVEN a task whose 2 MB body went to S3, dead-lettered
+    task_id = sqs_world.dead_letter("jobs.echo", "high_priority", kwargs={"job_id": 1, "message": "p" * 2_000_000})
+    # WHEN it is replayed
+    report = _replay(sqs_world, queue="high_priority", dry_run=False)
+    # THEN it is reported by its task name (not undecodable), and moved with its pointer intact
+    assert (report.moved, report.undecodable, dict(report.by_task)) == (1, 0, {"jobs.echo": 1})
+    [message] = sqs_world.drain(sqs_world.urls["high_priority"])
+    envelope = decode_sqs_body(message["Body"])
+    assert envelope.task_id == task_id and envelope.claim_check["size"] > 2_000_000
+    assert envelope.headers[REPLAY_COUNT_HEADER] == 1
+
+
 # --- rate and time budget ----------------------------------------------------------------------------
 
 

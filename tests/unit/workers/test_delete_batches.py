@@ -6,10 +6,17 @@ import logging
 import time
 from collections import Counter
 
+import pytest
 from botocore.exceptions import ClientError
 from kombu import Producer
 
 from workers.delete_batches import DeleteBatches, PendingDelete
+
+
+@pytest.fixture(autouse=True)
+def own_health_files(tmp_path, monkeypatch):
+    """The delete-failure state file lives beside the heartbeat file: keep both in this test's directory."""
+    monkeypatch.setenv("WORKER_HEARTBEAT_FILE", str(tmp_path / "heartbeat"))
 
 
 def hold(channel, n: int, queue: str = "default") -> list[int]:
@@ -181,3 +188,173 @@ def test_one_request_per_queue_per_window_however_many_acks():
     # THEN one request per full batch of 10 and one per remainder: 3 requests for 15 deletes, all deleted
     assert sorted(client.requests) == [("https://sqs/a", 3), ("https://sqs/b", 2), ("https://sqs/b", 10)]
     assert batches.deleted == 15
+
+
+class FlakyClient:
+    """Fails the first `failures` requests with `error`, then deletes everything."""
+
+    def __init__(self, error: BaseException, failures: int = 1):
+        self.error, self.failures = error, failures
+        self.calls: list[list[str]] = []
+
+    def delete_message_batch(self, *, QueueUrl, Entries):  # noqa: N803 (boto3's names)
+        self.calls.append([e["ReceiptHandle"] for e in Entries])
+        if len(self.calls) <= self.failures:
+            raise self.error
+        return {"Successful": [{"Id": e["Id"]} for e in Entries]}
+
+
+def test_a_non_botocore_exception_does_not_stop_later_deletes():
+    # GIVEN a client lookup that raises something that is not a botocore error once (kombu's
+    # UndefinedQueueException for a routing key outside predefined_queues)
+    from kombu.transport.SQS import UndefinedQueueException
+
+    client = RecordingClient()
+    lookups = []
+
+    def client_for(queue):
+        lookups.append(queue)
+        if queue == "elsewhere":
+            raise UndefinedQueueException("Queue with name 'elsewhere' must be defined in 'predefined_queues'.")
+        return client
+
+    batches = DeleteBatches(client_for=client_for, window=0.01)
+
+    # WHEN that ack's batch fails, and later acks arrive
+    batches.add(PendingDelete(queue="elsewhere", url="https://sqs/a", receipt_handle="first"))
+    assert wait_until(lambda: lookups)
+    time.sleep(0.1)
+    batches.add(PendingDelete(queue="a", url="https://sqs/a", receipt_handle="later"))
+
+    # THEN the later ack is still deleted
+    assert wait_until(lambda: batches.deleted == 1), "the delete thread stopped for good"
+    batches.close()
+
+
+class Boom(BaseException):
+    """Something even `except Exception` lets through: it ends the thread."""
+
+
+def test_add_restarts_a_dead_thread_and_keeps_the_delete_it_held():
+    # GIVEN a delete thread killed while it held a batch
+    client = FlakyClient(Boom("thread killed"), failures=1)
+    batches = DeleteBatches(client_for=lambda queue: client, window=0.01)
+    batches.add(PendingDelete(queue="a", url="https://sqs/a", receipt_handle="held"))
+    assert wait_until(lambda: client.calls)
+    time.sleep(0.1)
+
+    # WHEN another ack arrives
+    batches.add(PendingDelete(queue="a", url="https://sqs/a", receipt_handle="next"))
+    batches.close()
+
+    # THEN a new thread deletes both, the one the dead thread held included
+    assert sorted(h for call in client.calls[1:] for h in call) == ["held", "next"]
+    assert batches.deleted == 2 and batches.restarts == 1
+
+
+def test_a_refused_delete_is_retried_until_it_succeeds():
+    # GIVEN a DeleteMessageBatch that fails once (a 5xx after botocore's own retries)
+    error = ClientError({"Error": {"Code": "InternalError", "Message": "try later"}}, "DeleteMessageBatch")
+    client = FlakyClient(error, failures=1)
+    batches = DeleteBatches(client_for=lambda queue: client, window=0.01, backoff=0.05)
+
+    # WHEN a delete is sent
+    batches.add(PendingDelete(queue="a", url="https://sqs/a", receipt_handle="h1"))
+
+    # THEN it is sent again and the message deleted
+    assert wait_until(lambda: batches.deleted == 1)
+    assert client.calls == [["h1"], ["h1"]]
+    batches.close()
+
+
+def test_retries_stop_once_the_message_may_be_back_in_the_queue():
+    # GIVEN deletes that always fail, and a queue whose messages are in flight at most 0.5 s after an ack
+    error = ClientError({"Error": {"Code": "InternalError", "Message": "down"}}, "DeleteMessageBatch")
+    client = FlakyClient(error, failures=10**6)
+    batches = DeleteBatches(client_for=lambda queue: client, window=0.01, backoff=0.05, keep_for=lambda queue: 0.5)
+
+    # WHEN a delete is sent and keeps failing
+    batches.add(PendingDelete(queue="a", url="https://sqs/a", receipt_handle="h1"))
+    assert wait_until(lambda: batches.failed == 1, timeout=5)
+    attempts = len(client.calls)
+    time.sleep(0.5)
+
+    # THEN it was retried (more than once, with backoff) and then given up: no more requests for it
+    assert 2 <= attempts <= 8
+    assert len(client.calls) == attempts
+    assert batches.pending == 0
+    batches.close()
+
+
+def _denied() -> ClientError:
+    return ClientError({"Error": {"Code": "AccessDenied", "Message": "no sqs:DeleteMessage"}}, "DeleteMessageBatch")
+
+
+def test_access_denied_makes_the_worker_unhealthy_at_once_and_a_success_heals_it(tmp_path):
+    # GIVEN deletes refused with AccessDenied twice, then allowed (the policy was fixed)
+    from workers import delete_health, healthcheck
+
+    (tmp_path / "heartbeat").write_text(f"{time.time()}\n")  # a fresh poll: only deletes can fail the check
+    client = FlakyClient(_denied(), failures=2)
+    batches = DeleteBatches(client_for=lambda queue: client, window=0.01, backoff=0.2)
+
+    # WHEN an ack's delete is refused
+    batches.add(PendingDelete(queue="a", url="https://sqs/a", receipt_handle="h1"))
+    assert wait_until(lambda: delete_health.failure_reason() is not None)
+
+    # THEN the health check fails, naming deletes and the count
+    ok, message = healthcheck.check("worker")
+    assert not ok and "deletes failing: 1 acked messages not deleted since" in message
+    # WHEN the retry succeeds THEN the worker is healthy again
+    assert wait_until(lambda: batches.deleted == 1)
+    assert healthcheck.check("worker")[0]
+    batches.close()
+
+
+def test_a_lasting_failure_logs_error_at_most_once_a_minute(caplog):
+    # GIVEN a failure streak reported many times over three minutes (a fake clock)
+    from workers.delete_health import DeleteFailures
+
+    now = [0.0]
+    failures = DeleteFailures(unhealthy_after=60, clock=lambda: now[0])
+
+    # WHEN deletes fail every 5 s
+    with caplog.at_level(logging.ERROR, logger="workers.delete_health"):
+        for step in range(37):
+            now[0] = step * 5.0
+            failures.failed(undeleted=step + 1, error="InternalError", denied=False)
+
+    # THEN nothing before 60 s, then one ERROR a minute, each with the count of undeleted messages
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 3
+    counts = [e.split(" acked")[0] for e in errors]
+    assert counts == ["deletes failing: 13", "deletes failing: 25", "deletes failing: 37"]
+
+
+def test_the_channel_retries_a_delete_for_its_queues_visibility_timeout(make_channel):
+    # GIVEN a worker's channel on the production topology
+    from workers.topology import DEFAULT_TOPOLOGY_PATH, load_topology
+
+    topology = load_topology(DEFAULT_TOPOLOGY_PATH, profile="")
+    channel, _ = make_channel(delete_batch_seconds=0.1)
+
+    # WHEN its delete batches are built
+    batches = channel._deletes()
+
+    # THEN a failed delete is kept as long as its message may be in flight: its queue's visibility timeout
+    for key, spec in topology.queues.items():
+        assert batches.keep_for(key) == spec.visibility_timeout
+    # AND a queue outside the topology gets the longest of them
+    assert batches.keep_for("elsewhere") == max(q.visibility_timeout for q in topology.queues.values())
+
+
+def test_a_bad_delete_failure_setting_is_refused(monkeypatch):
+    from workers.delete_health import unhealthy_after
+    from workers.env import EnvError
+
+    monkeypatch.setenv("WORKER_DELETE_FAILURE_SECONDS", "0")
+    with pytest.raises(EnvError, match="WORKER_DELETE_FAILURE_SECONDS=0.0 must be above 0"):
+        unhealthy_after()
+    monkeypatch.setenv("WORKER_DELETE_FAILURE_SECONDS", "soon")
+    with pytest.raises(EnvError, match="is not a number"):
+        unhealthy_after()

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from kombu.asynchronous.aws.sqs.message import AsyncMessage
+from kombu.utils.json import dumps
 
 from workers.publish_guards import (
+    SQS_BILLING_CHUNK_BYTES,
     DelayTooLong,
     PayloadTooLarge,
     PublishRefused,
+    billed_requests,
     check_encoded_size,
+    encoded_message_bytes,
     sqs_delay_seconds,
 )
 from workers.topology import LONG_DELAY_MARGIN_SECONDS
@@ -74,3 +84,52 @@ def test_encoded_size_over_limit_refused():
     assert "262145 bytes" in message
     assert "262144 bytes" in message
     assert isinstance(excinfo.value, PublishRefused)
+
+
+# --- size arithmetic -----------------------------------------------------------------------------------
+
+
+def _kombu_message(task_json: bytes) -> dict:
+    """A kombu message dict as the virtual channel hands it to the SQS channel's _put (body base64 once)."""
+    return {
+        "body": base64.b64encode(task_json).decode("ascii"),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {"task": "jobs.echo", "id": "0" * 36, "retries": 0},
+        "properties": {"body_encoding": "base64", "delivery_tag": "x", "priority": 0},
+    }
+
+
+@given(st.binary(max_size=5_000), st.booleans())
+def test_encoded_size_is_what_kombus_sqs_channel_sends(task_json, sqs_base64):
+    # GIVEN any task body, with or without the SQS transport's own base64 pass
+    message = _kombu_message(task_json)
+    # WHEN measured THEN it is the length of the body kombu 5.7's Channel._put would send
+    sent = AsyncMessage().encode(dumps(message)) if sqs_base64 else dumps(message)
+    assert encoded_message_bytes(message, sqs_base64=sqs_base64) == len(sent.encode("utf-8"))
+
+
+@pytest.mark.parametrize("size", [100_000, 500_000, 2_000_000])
+def test_a_large_body_grows_about_1_78_times(size):
+    # GIVEN a task's JSON of `size` bytes
+    message = _kombu_message(json.dumps({"blob": "x" * (size - 12)}).encode())
+    # WHEN measured THEN base64 twice makes it (4/3)^2 = 1.78x, plus the envelope
+    ratio = encoded_message_bytes(message) / size
+    assert 1.777 < ratio < 1.79
+
+
+def test_the_largest_task_json_that_fits_1_mib_is_about_589_kb():
+    # GIVEN SQS's 1 MiB limit
+    fits = [n for n in range(585_000, 592_000, 250) if encoded_message_bytes(_kombu_message(b"x" * n)) <= 1_048_576]
+    # THEN the largest task JSON that fits is 1 MiB / 1.78 less the envelope
+    assert 588_000 < max(fits) < 590_000
+
+
+@pytest.mark.parametrize(
+    ("payload", "requests"),
+    [(0, 1), (1, 1), (65_536, 1), (65_537, 2), (262_144, 4), (600_000, 10), (1_048_576, 16)],
+)
+def test_sqs_bills_one_request_per_started_64_kib_chunk(payload, requests):
+    # GIVEN a call carrying `payload` bytes WHEN billed THEN one request per 64 KiB chunk, at least one
+    assert SQS_BILLING_CHUNK_BYTES == 65_536
+    assert billed_requests(payload) == requests

@@ -190,28 +190,28 @@ def test_delay_over_the_retention_bound_refused_and_nothing_sent(sqs, producer, 
 
 
 def test_oversized_body_refused_and_nothing_sent(sqs, producer):
-    # GIVEN a ~300 KB payload (the queue takes 262144 bytes)
+    # GIVEN a ~600 KB payload for a queue without a claim check (it takes 1048576 bytes, SQS's maximum)
     client, urls = sqs
     # WHEN published
     with pytest.raises(PayloadTooLarge) as excinfo:
-        _publish(producer, {"blob": "x" * 300_000})
+        _publish(producer, {"blob": "x" * 600_000}, queue="high_priority")
     # THEN the refusal names the queue, the encoded size and the limit
     message = str(excinfo.value)
-    assert "'default'" in message
-    assert "262144 bytes" in message
+    assert "'high_priority'" in message
+    assert "1048576 bytes" in message
     encoded = int(message.split("the encoded message is ")[1].split(" bytes")[0])
-    assert encoded > 300_000 * 1.7  # two base64 passes
+    assert encoded > 600_000 * 1.7  # two base64 passes
     # AND nothing reached SQS
-    assert _counts(client, urls["default"]) == (0, 0)
+    assert _counts(client, urls["high_priority"]) == (0, 0)
 
 
 def test_body_that_fits_only_before_encoding_is_refused(sqs, producer):
-    # GIVEN a 200 KB payload: under 256 KiB as JSON, over it after kombu's two base64 passes
+    # GIVEN a 590 KB payload: under 1 MiB as JSON, over it after kombu's two base64 passes
     client, urls = sqs
     # WHEN published THEN the guard measures the final SQS body and refuses it
     with pytest.raises(PayloadTooLarge):
-        _publish(producer, {"blob": "x" * 200_000})
-    assert _counts(client, urls["default"]) == (0, 0)
+        _publish(producer, {"blob": "x" * 590_000}, queue="high_priority")
+    assert _counts(client, urls["high_priority"]) == (0, 0)
 
 
 def test_queue_outside_topology_is_not_guarded_here(connection):

@@ -27,7 +27,8 @@ def topology():
 
 @pytest.fixture
 def conf(topology) -> dict:
-    return copy.deepcopy(build_celery_settings(topology, BrokerEnv(endpoint_url="http://127.0.0.1:9324")))
+    broker = BrokerEnv(endpoint_url="http://127.0.0.1:9324", claim_check_bucket="claim-check")
+    return copy.deepcopy(build_celery_settings(topology, broker))
 
 
 def _task(**attrs) -> SimpleNamespace:
@@ -108,6 +109,14 @@ def test_queue_without_url(conf, topology):
     assert check_queues(conf, topology) == [
         "queue 'low_priority' has no URL in broker_transport_options.predefined_queues"
     ]
+
+
+def test_a_claim_check_queue_without_a_bucket_is_refused(conf, topology):
+    # GIVEN queues.yml's `default` with a claim check, and no CLAIM_CHECK_BUCKET
+    conf["broker_transport_options"]["claim_check"]["bucket"] = None
+    # WHEN checked THEN the queue and the variable are named
+    [problem] = check_queues(conf, topology)
+    assert "['default'] have claim_check_max_bytes but no bucket: set CLAIM_CHECK_BUCKET" in problem
 
 
 def test_check_unknown_settings():

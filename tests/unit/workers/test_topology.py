@@ -542,3 +542,46 @@ def test_a_profile_may_change_a_worker_groups_numbers_but_not_its_queues():
         parse_topology(raw, DEFAULT_TOPOLOGY_PATH, profile="moved")
     with pytest.raises(TopologyError, match=r"profiles\.ghost\.worker_groups\.nope: no such worker group"):
         parse_topology(raw, DEFAULT_TOPOLOGY_PATH, profile="ghost")
+
+
+# --- message size and the claim check ---------------------------------------------------------------
+
+
+def test_max_message_bytes_defaults_to_sqs_maximum_of_1_mib(raw):
+    # GIVEN the real file, and a queue that does not say
+    assert all(spec["max_message_bytes"] == 1_048_576 for spec in raw["queues"].values())
+    del raw["queues"]["high_priority"]["max_message_bytes"]
+    # WHEN loaded THEN the queue takes SQS's maximum; a smaller limit stays a per-queue choice
+    raw["queues"]["low_priority"]["max_message_bytes"] = 262_144
+    topology = parse_topology(raw, SOURCE)
+    assert topology.queues["high_priority"].max_message_bytes == 1_048_576
+    assert topology.queues["low_priority"].max_message_bytes == 262_144
+    # AND over SQS's maximum is refused
+    raw["queues"]["low_priority"]["max_message_bytes"] = 1_048_577
+    assert "max_message_bytes = 1048577 is outside the range SQS accepts (1024..1048576)" in _refused(raw)
+
+
+def test_claim_check_is_off_unless_a_queue_opts_in(raw):
+    # GIVEN the real file: `default` opts in
+    topology = parse_topology(raw, SOURCE)
+    # THEN its ceiling is read, and the others have none
+    assert topology.queues["default"].claim_check_max_bytes == 16 * 1_048_576
+    assert topology.queues["high_priority"].claim_check_max_bytes == 0
+
+
+@pytest.mark.parametrize(
+    ("ceiling", "expected"),
+    [
+        (1_048_576, "claim_check_max_bytes = 1048576: must be above max_message_bytes (1048576)"),
+        (65 * 1_048_576, "and at most 67108864"),
+        (-1, "claim_check_max_bytes: expected a non-negative int"),
+        (True, "claim_check_max_bytes: expected a non-negative int"),
+        ("4MiB", "claim_check_max_bytes: expected a non-negative int"),
+    ],
+)
+def test_bad_claim_check_ceiling_is_refused(raw, ceiling, expected):
+    # GIVEN a queue whose claim-check ceiling is not above its message limit, too large, or no number
+    raw["queues"]["high_priority"]["claim_check_max_bytes"] = ceiling
+    # WHEN loaded THEN it is refused naming the queue and the numbers
+    message = _refused(raw)
+    assert "queues.high_priority" in message and expected in message

@@ -1,0 +1,58 @@
+"""How the suite runs in parallel (`pytest -n N`, as `make test` does): what shares a worker, what starts first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+# Tests that run node tools in the working tree (npm ci into node_modules/, cdk.out/, .serverless/) or share a
+# once-per-session CDK synth (tests/infra/conftest.py): one xdist worker runs them all, one after the other, so
+# none races another and the synth runs once.
+NODE_TOOLS_GROUP = "node-tools"
+NODE_TOOLS_PATHS = (TESTS / "infra", TESTS / "integration" / "test_serverless_package.py")
+
+
+def _in(path: Path, places: tuple[Path, ...]) -> bool:
+    return any(path == place or place in path.parents for place in places)
+
+
+def _parallel(config: pytest.Config) -> bool:
+    """A run spread over xdist workers: this process is one of them, or their controller."""
+    return hasattr(config, "workerinput") or bool(getattr(config.option, "numprocesses", None))
+
+
+def scope_of(nodeid: str) -> str:
+    """The unit the scheduler hands to one xdist worker: the node-tools group, else the test alone."""
+    path = (TESTS.parent / nodeid.split("::", 1)[0]).resolve()
+    return NODE_TOOLS_GROUP if _in(path, NODE_TOOLS_PATHS) else nodeid
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`pytest -n N` (dist "load"): xdist's loadscope scheduler with scope_of() as the scope. (xdist's own
+    `--dist loadgroup` marks the nodeid, which pytest 9 no longer lets a plugin change.) The largest scope
+    (the node-tools group) goes out first, then single tests in collection order."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return scope_of(nodeid)
+
+    return Scheduling(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not _parallel(config):
+        return  # a plain run keeps the testpaths order: fast failures first
+    # Long tests first, so the last worker to finish is not the one that drew one at the end; then the
+    # integration tests (seconds each), then the rest (fast). sort() is stable: files keep their order within.
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("long_running") is None,
+            item.get_closest_marker("integration") is None,
+        )
+    )
