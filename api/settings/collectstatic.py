@@ -12,6 +12,8 @@ from pathlib import Path
 
 # The base settings build every queue's URL and pick a database at import; collecting touches neither.
 os.environ.setdefault("AWS_ACCOUNT_ID", "000000000000")
+# Django's start-up checks want the claim-check bucket named (workers/startup_checks.py); nothing is stored.
+os.environ.setdefault("CLAIM_CHECK_BUCKET", "collectstatic-unused")
 os.environ.setdefault("SQLITE_PATH", str(Path(tempfile.gettempdir()) / "collectstatic-unused.sqlite3"))
 
 from api.settings.base import *  # noqa: E402,F403
