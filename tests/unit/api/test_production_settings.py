@@ -12,7 +12,7 @@ from devstack.processes import REPO_ROOT
 
 
 def _production_env(tmp_path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "SQS_", "API_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "SQS_", "API_", "CLAIM_"))}
     return {
         **env,
         "DJANGO_SETTINGS_MODULE": "api.settings.production",
@@ -21,6 +21,7 @@ def _production_env(tmp_path, **extra: str) -> dict[str, str]:
         "DJANGO_ALLOWED_HOSTS": "api.example.com",
         "API_TOKENS": secrets.token_urlsafe(32),
         "AWS_ACCOUNT_ID": "123456789012",
+        "CLAIM_CHECK_BUCKET": "celery-sqs-prod-claim-check",
         "AWS_DEFAULT_REGION": "eu-west-1",
         **extra,
     }
