@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from django.db import DatabaseError
@@ -69,3 +70,15 @@ def test_no_audit_row_no_replay(staff_client, ops_world, monkeypatch):
     assert "nothing replayed" in response.json()["error"]
     assert ops_world.sqs.dlq_counts() == (1, 0)
     assert ops_world.sqs.source_counts() == (0, 0)
+
+
+def test_a_replay_of_a_queue_that_does_not_exist_names_it_and_is_audited(staff_client, ops_world, settings):
+    # GIVEN the api told a queue prefix under which no queue exists (a wrong stage)
+    settings.SQS_BROKER = dataclasses.replace(settings.SQS_BROKER, queue_prefix="nope-")
+    # WHEN a replay is posted
+    response = _post_replay(staff_client, "default", {"dry_run": True}, _csrf_token(staff_client))
+    # THEN the answer names the queue it looked for, and the audit row records the failure
+    assert response.status_code == 502
+    assert "queue 'nope-" in response.json()["error"] and "does not exist" in response.json()["error"]
+    [audit] = ReplayAudit.objects.all()
+    assert (audit.status, audit.moved) == (502, 0)
