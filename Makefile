@@ -32,6 +32,16 @@ demo: bootstrap
 package-lambdas: bootstrap
 	bin/package-lambdas
 
+.PHONY: invoke-replay invoke-alert
+
+## invoke-replay: with `make run` going, run the dlqReplay Lambda locally (osls invoke local); REPLAY_EVENT='{"queue": "default"}'
+invoke-replay: bootstrap
+	bin/invoke-lambda replay $(if $(REPLAY_EVENT),'$(REPLAY_EVENT)')
+
+## invoke-alert: with `make run` going, run the dlqAlert Lambda locally (osls invoke local) on every DLQ
+invoke-alert: bootstrap
+	bin/invoke-lambda alert $(if $(ALERT_EVENT),'$(ALERT_EVENT)')
+
 .PHONY: synth lint-infra
 
 ## synth: synthesize the CDK app (infra/) offline into cdk.out/ (INFRA_STAGE, default dev)

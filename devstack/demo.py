@@ -11,7 +11,7 @@ import urllib.request
 
 from devstack.local_env import apply_local_defaults, sqs_endpoint
 from devstack.queues import sqs_client
-from workers.env import env_int
+from workers.env import env_int, env_list
 from workers.envelope import EnvelopeError, decode_sqs_body
 from workers.topology import load_topology
 
@@ -29,7 +29,10 @@ JOBS = [
 
 def _call(url: str, body: dict | None = None) -> tuple[int, dict]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if token := next(iter(env_list("API_TOKENS", [])), None):  # the api wants one (docker compose, production)
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())

@@ -13,7 +13,7 @@ import urllib.request
 from devstack import local_env, processes
 from devstack.moto_server import start_moto_server, wait_until_up
 from devstack.queues import create_queues
-from workers.env import env_int
+from workers.env import env_int, env_list
 from workers.topology import load_topology
 
 WORKER_READY = " ready."
@@ -98,11 +98,13 @@ def main() -> int:
         processes.wait_for(lambda: _api_up(api_url), timeout=60, what="the api")
         if not worker_ready.wait(timeout=60):
             raise TimeoutError("the worker did not report ready within 60 s")
+        token = next(iter(env_list("API_TOKENS", [])), None)
+        auth = f"-H 'Authorization: Bearer {token}' " if token else ""  # API_TOKENS=… make run: as production
         print(
             f"\n stack | ready in {time.monotonic() - started:.1f} s: api {api_url}, SQS {endpoint}\n"
-            f" stack | try: curl -s -X POST {api_url}/api/jobs -H 'Content-Type: application/json' "
+            f" stack | try: curl -s -X POST {api_url}/api/jobs {auth}-H 'Content-Type: application/json' "
             f'-d \'{{"kind": "echo", "payload": {{"message": "hello"}}}}\'\n'
-            f" stack |      curl -s {api_url}/api/jobs/1\n"
+            f" stack |      curl -s {auth}{api_url}/api/jobs/1\n"
             f" stack | queues: {api_url}/ops/queues (staff: manage.py createsuperuser), manage.py queues --watch\n"
             f" stack | or, in another terminal: make demo.  Ctrl-C stops everything.\n",
             flush=True,

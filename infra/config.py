@@ -41,6 +41,7 @@ class InfraConfig:
     database_url_secret_name: str | None = None
     database_security_group_id: str | None = None  # with database_url_secret_name: admitted to the tasks
     django_secret_key_secret_name: str | None = None
+    api_tokens_secret_name: str | None = None  # API_TOKENS of the jobs API (comma-separated bearer tokens)
     certificate_arn: str | None = None  # an ACM certificate: HTTPS on 443, HTTP redirected
     allowed_hosts: tuple[str, ...] = ()  # extra DJANGO_ALLOWED_HOSTS (a custom domain), besides the ALB's name
     # Subscribed to the alarm topic, so every age and DLQ alarm reaches a person; None only when declined.
@@ -66,6 +67,7 @@ class InfraConfig:
             database_url_secret_name=_text(get, "databaseUrlSecretName"),
             database_security_group_id=_database_security_group(get),
             django_secret_key_secret_name=_text(get, "djangoSecretKeySecretName"),
+            api_tokens_secret_name=_text(get, "apiTokensSecretName"),
             certificate_arn=_text(get, "certificateArn"),
             allowed_hosts=_list(get, "allowedHosts"),
             alarm_email=_alarm_email(get),

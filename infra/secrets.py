@@ -12,7 +12,9 @@ from infra.naming import resource_name
 
 class AppSecrets(Construct):
     """DJANGO_SECRET_KEY: an existing secret by name (context), else created here with a random value.
-    (The database's credentials come from infra/database.py.)"""
+    API_TOKENS (the api only): the jobs API's bearer tokens, an existing secret by name (context), else created
+    here with one random token; to rotate,
+    put "new,old" in the secret, redeploy the api, then "new". (The database's credentials: infra/database.py.)"""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: InfraConfig) -> None:
         super().__init__(scope, construct_id)
@@ -21,6 +23,12 @@ class AppSecrets(Construct):
             existing=config.django_secret_key_secret_name,
             name=resource_name(config.stage, "django-secret-key"),
             description="DJANGO_SECRET_KEY of the Django api, workers and beat",
+        )
+        self.api_tokens = self._secret(
+            "ApiTokens",
+            existing=config.api_tokens_secret_name,
+            name=resource_name(config.stage, "api-tokens"),
+            description="API_TOKENS of the jobs API: comma-separated bearer tokens (api/jobs/auth.py)",
         )
 
     def _secret(self, construct_id: str, *, existing: str | None, name: str, description: str):
@@ -38,3 +46,7 @@ class AppSecrets(Construct):
     def container_secrets(self) -> dict[str, ecs.Secret]:
         """For ContainerDefinition `secrets`: ECS reads them with the execution role at task start."""
         return {"DJANGO_SECRET_KEY": ecs.Secret.from_secrets_manager(self.django_secret_key)}
+
+    def api_container_secrets(self) -> dict[str, ecs.Secret]:
+        """The api container's own: workers and beat never read the jobs API's tokens."""
+        return {"API_TOKENS": ecs.Secret.from_secrets_manager(self.api_tokens)}

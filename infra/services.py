@@ -102,6 +102,10 @@ class ApiService(Construct):
         )
         # Requests are short (publishing is on commit, the work is in the workers).
         self.alb_service.target_group.set_attribute("deregistration_delay.timeout_seconds", "30")
+        if not https:
+            # No certificate: the production settings' HTTP-only mode (no Secure cookies, no redirect, no HSTS),
+            # so the admin login works over plain HTTP; the api warns at start-up (api/deploy_mode.py).
+            self.task.container.add_environment("DJANGO_HTTP_ONLY", "true")
         self.task.container.add_environment(
             "DJANGO_ALLOWED_HOSTS",
             Fn.join(",", [self.alb_service.load_balancer.load_balancer_dns_name, *allowed_hosts]),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import CfnOutput, Fn, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
@@ -97,6 +97,8 @@ class CelerySqsStack(Stack):
             certificate_arn=config.certificate_arn,
             allowed_hosts=config.allowed_hosts,
         )
+        for name, secret in secrets.api_container_secrets().items():
+            api.task.container.add_secret(name, secret)  # grants the execution role read on it
         services: dict[str, ecs.FargateService] = {"api": api.service}
         workers: dict[str, WorkerService] = {}
         for name, group in topology.worker_groups.items():
@@ -156,6 +158,25 @@ class CelerySqsStack(Stack):
             description="The security group of every api, worker and beat task: let it reach PostgreSQL",
         )
         CfnOutput(self, "ClusterName", value=cluster.cluster_name)
+        # What `aws ecs run-task` needs for a one-off command in the api's image (README: first login).
+        CfnOutput(
+            self,
+            "ApiTaskDefinitionArn",
+            value=api.task.definition.task_definition_arn,
+            description="The api's task definition (container `app`): one-off commands such as createsuperuser",
+        )
+        CfnOutput(
+            self,
+            "PrivateSubnetIds",
+            value=Fn.join(",", vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS).subnet_ids),
+            description="The tasks' subnets, for `aws ecs run-task`",
+        )
+        CfnOutput(
+            self,
+            "ApiTokensSecretName",
+            value=secrets.api_tokens.secret_name,
+            description="The jobs API's bearer tokens (API_TOKENS, comma-separated)",
+        )
         CfnOutput(
             self,
             "DatabaseSecretName",

@@ -11,7 +11,11 @@ TESTS = Path(__file__).resolve().parent
 # once-per-session CDK synth (tests/infra/conftest.py): one xdist worker runs them all, one after the other, so
 # none races another and the synth runs once.
 NODE_TOOLS_GROUP = "node-tools"
-NODE_TOOLS_PATHS = (TESTS / "infra", TESTS / "integration" / "test_serverless_package.py")
+NODE_TOOLS_PATHS = (
+    TESTS / "infra",
+    TESTS / "integration" / "test_serverless_package.py",
+    TESTS / "integration" / "test_invoke_lambdas.py",  # bin/node-deps: npm ci into node_modules/
+)
 
 
 def _in(path: Path, places: tuple[Path, ...]) -> bool:

@@ -11,6 +11,7 @@ from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from api.jobs.auth import token_required
 from api.jobs.kinds import JobInputError
 from api.jobs.models import Job, JobState
 from api.jobs.services import job_cancel, job_submit
@@ -30,7 +31,8 @@ def _error(status: int, message: str, **extra) -> JsonResponse:
     return JsonResponse({"error": message, **extra}, status=status)
 
 
-@csrf_exempt  # a JSON API without cookie authentication
+@csrf_exempt  # a JSON API authenticated by a bearer token, not a cookie
+@token_required
 @require_POST
 def job_create(request: HttpRequest) -> JsonResponse:
     try:
@@ -74,7 +76,8 @@ def _accepted(job: Job) -> dict:
     return body
 
 
-@csrf_exempt
+@csrf_exempt  # a JSON API authenticated by a bearer token, not a cookie
+@token_required
 @require_POST
 def job_cancel_view(request: HttpRequest, job_id: int) -> JsonResponse:
     """Cancel a Job its relay has not published yet; 409 once it has been (or has ended otherwise)."""
@@ -87,6 +90,7 @@ def job_cancel_view(request: HttpRequest, job_id: int) -> JsonResponse:
     return JsonResponse(job.as_dict())
 
 
+@token_required
 @require_GET
 def job_detail(request: HttpRequest, job_id: int) -> JsonResponse:
     job = Job.objects.filter(pk=job_id).first()

@@ -12,8 +12,10 @@ from django.http import HttpRequest, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
+from api.ops.audit import audited_replay
 from api.ops.services import EXPIRED_WINDOW_MINUTES, dlq_replay_run, jobs_latest, queues_snapshot
 from lambdas.dlq_replay.request import ReplayRequestError
+from lambdas.queue_urls import QueueNotFoundError
 
 # A web request must end well before gunicorn's worker timeout (30 s); the report says where it stopped.
 REPLAY_MAX_SECONDS = 15
@@ -54,6 +56,7 @@ def queues_data(request: HttpRequest) -> JsonResponse:
 
 @staff_json
 @require_POST
+@audited_replay
 def dlq_replay(request: HttpRequest, queue: str) -> JsonResponse:
     """The replay Lambda's payload fields (dry run unless "dry_run": false); the queue comes from the URL."""
     if queue not in settings.QUEUE_TOPOLOGY.queues:
@@ -70,6 +73,8 @@ def dlq_replay(request: HttpRequest, queue: str) -> JsonResponse:
         report = dlq_replay_run(payload={**body, "queue": queue}, max_seconds=REPLAY_MAX_SECONDS)
     except ReplayRequestError as exc:
         return _error(400, str(exc))
+    except QueueNotFoundError as exc:
+        return _error(502, str(exc))
     except (ClientError, BotoCoreError) as exc:
         return _error(502, f"SQS refused or did not answer: {type(exc).__name__}: {exc}")
     return JsonResponse(report.as_dict())

@@ -9,6 +9,7 @@ import dj_database_url
 
 from api.jobs.outbox_config import RelayConfig
 from api.jobs.publish_budget import publish_budget
+from api.log_format import logging_config
 from workers.celery_config import (
     DELETE_BATCH_SECONDS,
     SOFT_SHUTDOWN_SECONDS,
@@ -33,6 +34,17 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 LANGUAGE_CODE = "en-us"
 STATIC_URL = "static/"
+# Static files (the admin's CSS and JS) are served by the app itself through whitenoise: from STATIC_ROOT
+# once `collectstatic` filled it (the image's build does), else straight from the apps (local, tests).
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "var" / "static")))
+WHITENOISE_USE_FINDERS = True
+# Production's storage (and the image build's collectstatic): compressed files named by content hash,
+# listed in a manifest, so whitenoise lets browsers cache them for ever.
+COLLECTED_STATIC_STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+X_FRAME_OPTIONS = "DENY"  # no page of this app is ever framed
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -51,11 +63,13 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "api.health.HealthCheckMiddleware",  # first: the ALB health check's Host is the task's IP
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # right after SecurityMiddleware, as whitenoise documents
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 TEMPLATES = [
     {
@@ -177,14 +191,13 @@ OPS_LATEST_JOBS = env_int("OPS_LATEST_JOBS", 15)
 
 
 # --- Logging ---------------------------------------------------------------------------------------
+# Plain text locally; JSON lines in production (api/settings/production.py), with task and job ids.
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"}},
-    # The process's real stderr: Celery redirects sys.stderr into a logger, and a handler bound to that
-    # proxy (Django configures logging after beat starts) would feed its records back to itself.
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.__stderr__"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"botocore": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
-}
+LOG_FORMAT = env_str("LOG_FORMAT", "plain")
+LOGGING = logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL)
+
+# --- The jobs API's bearer tokens (api/jobs/auth.py) ------------------------------------------------
+# Comma-separated; injected from Secrets Manager in production, where the api refuses to start without one
+# (API_TOKENS_REQUIRED). Empty (local, tests): the jobs API is open, and says so in the log at start-up.
+API_TOKENS = env_list("API_TOKENS", [])
+API_TOKENS_REQUIRED = False

@@ -17,3 +17,5 @@ from api.settings.base import *  # noqa: E402,F403
 DEBUG = True
 # Never a key in code: a random one per process is enough locally (nothing signed is shared).
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or get_random_secret_key()
+# whitenoise warns about a missing STATIC_ROOT; it stays empty until collectstatic (the app serves from the apps)
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405

@@ -37,7 +37,7 @@ os.environ.setdefault("CLAIM_CHECK_BUCKET", "celery-sqs-test-claim-check")  # on
 os.environ.setdefault("SQLITE_PATH", str(Path(tempfile.gettempdir()) / f"celery-sqs-test-{os.getpid()}.sqlite3"))
 
 from api.settings.base import *  # noqa: E402,F403
-from api.settings.base import DATABASES, SQLITE_PATH  # noqa: E402
+from api.settings.base import DATABASES, SQLITE_PATH, STATIC_ROOT  # noqa: E402
 
 SECRET_KEY = "test-only-not-secret"  # noqa: S105
 DEBUG = False
@@ -45,3 +45,4 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not :memory:, so worker subprocesses share the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(SQLITE_PATH.with_name(SQLITE_PATH.stem + "-test.sqlite3"))}
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns about a missing one; served from the apps

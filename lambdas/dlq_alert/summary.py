@@ -6,6 +6,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from lambdas.queue_urls import queue_url
 from lambdas.sqs_batches import SQS_BATCH, make_visible, message_counts, receive_fresh
 from workers.envelope import EnvelopeError, decode_sqs_body
 from workers.topology import Topology
@@ -48,7 +49,7 @@ def peek(sqs, url: str, *, limit: int) -> list[dict]:
 def summarise_dlq(sqs, topology: Topology, key: str, *, prefix: str = "", sample: int = 50, now=None) -> DlqSummary:
     spec = topology.queue(key)
     dlq = spec.dlq_sqs_name(prefix)
-    url = sqs.get_queue_url(QueueName=dlq)["QueueUrl"]
+    url = queue_url(sqs, dlq, prefix=prefix)
     counts = message_counts(sqs, url)
     summary = DlqSummary(queue=key, dlq=dlq, visible=counts["visible"], in_flight=counts["in_flight"])
     if summary.visible == 0:

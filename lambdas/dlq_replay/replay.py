@@ -13,6 +13,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.dlq_replay.request import ReplayRequest
+from lambdas.queue_urls import queue_url
 from lambdas.sqs_batches import SQS_BATCH, batches_within, make_visible, receive_fresh
 from workers.envelope import CeleryEnvelope, EnvelopeError, decode_sqs_body, encode_sqs_body, header_time
 from workers.topology import Topology
@@ -243,8 +244,8 @@ def replay_dlq(
 ) -> ReplayReport:
     """Replay (or, in a dry run, only report) the messages of `request.queue`'s DLQ."""
     spec = topology.queue(request.queue)
-    source_url = sqs.get_queue_url(QueueName=spec.sqs_name(prefix))["QueueUrl"]
-    dlq_url = sqs.get_queue_url(QueueName=spec.dlq_sqs_name(prefix))["QueueUrl"]
+    source_url = queue_url(sqs, spec.sqs_name(prefix), prefix=prefix)
+    dlq_url = queue_url(sqs, spec.dlq_sqs_name(prefix), prefix=prefix)
     report = ReplayReport(queue=request.queue, dlq=spec.dlq_sqs_name(prefix), dry_run=request.dry_run)
     _Replay(
         request,

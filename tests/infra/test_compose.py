@@ -61,3 +61,12 @@ def test_worker_and_beat_have_the_ecs_health_checks_and_the_worker_its_grace_per
     assert services["beat"]["healthcheck"]["test"] == ["CMD", "python", "-m", "workers.healthcheck", "beat"]
     assert services["worker"]["stop_grace_period"] == "120s"
     assert "deploy" not in services["beat"]  # never replicas: exactly one beat
+
+
+def test_the_compose_api_serves_plain_http_with_a_token():
+    # GIVEN the compose file's api (production settings on http://localhost:8000)
+    services = _compose()["services"]
+    env = services["api"]["environment"]
+    # THEN it runs the HTTP-only mode (no redirect to an HTTPS nobody serves) and has the token the api needs
+    assert env["DJANGO_HTTP_ONLY"] == "true"
+    assert env["API_TOKENS"]

@@ -104,6 +104,7 @@ def test_the_optional_context_is_honoured_without_any_lookup(tmp_path):
         "databaseUrlSecretName": "prod/celery/database-url",
         "databaseSecurityGroupId": "sg-0123456789abcdef0",
         "djangoSecretKeySecretName": "prod/celery/secret-key",
+        "apiTokensSecretName": "prod/celery/api-tokens",
     }
 
     # WHEN the stack is synthesized (offline: no lookup)
@@ -119,6 +120,7 @@ def test_the_optional_context_is_honoured_without_any_lookup(tmp_path):
     policies = str(synthesized.of_type("AWS::IAM::Policy"))
     assert "secret:prod/celery/database-url-??????" in policies
     assert "secret:prod/celery/secret-key-??????" in policies
+    assert "secret:prod/celery/api-tokens-??????" in policies
     # AND the ALB serves HTTPS with the certificate and redirects HTTP
     listeners = {
         res["Properties"]["Port"]: res["Properties"]
@@ -130,6 +132,8 @@ def test_the_optional_context_is_honoured_without_any_lookup(tmp_path):
     # AND Django accepts the custom domain besides the ALB's name
     [api] = [c for c in synthesized.containers().values() if c["Command"] == ["bin/start-api"]]
     assert "api.example.com" in env_of(api)["DJANGO_ALLOWED_HOSTS"]["Fn::Join"][1]
+    # AND Django assumes HTTPS (no HTTP-only mode)
+    assert "DJANGO_HTTP_ONLY" not in env_of(api)
     # AND a person hears the alarms too
     [subscription] = synthesized.of_type("AWS::SNS::Subscription").values()
     assert subscription["Properties"]["Endpoint"] == "oncall@example.com"

@@ -147,10 +147,42 @@ def test_secrets_come_from_secrets_manager_never_from_plain_environment(synthesi
         env = env_of(container)
 
         # THEN the Django key and the database's user and password are injected by ECS from Secrets Manager
-        assert set(secrets) == secret_names
+        # (and the api's bearer tokens into the api alone)
+        assert set(secrets) == secret_names | ({"API_TOKENS"} if container["Command"] == API else set())
         assert all(any(secret_id in ref for secret_id in secret_ids) for ref in secrets.values())
         # AND none is in the plain environment, nor a DATABASE_URL
-        assert not (secret_names | {"DATABASE_URL"}) & set(env)
+        assert not (secret_names | {"DATABASE_URL", "API_TOKENS"}) & set(env)
+
+
+def test_the_api_gets_its_bearer_tokens_from_a_generated_secret_and_nothing_else_does(synthesized):
+    # GIVEN the api container and the secret named api-tokens
+    [api] = [c for c in synthesized.containers().values() if c["Command"] == API]
+    [(secret_id, secret)] = [
+        (k, r["Properties"])
+        for k, r in synthesized.of_type("AWS::SecretsManager::Secret").items()
+        if r["Properties"]["Name"].endswith("api-tokens")
+    ]
+
+    # WHEN the api's secrets are read
+    secrets = {s["Name"]: s["ValueFrom"] for s in api["Secrets"]}
+
+    # THEN API_TOKENS comes from that secret, generated (a random token, never in the template)
+    assert secrets["API_TOKENS"] == {"Ref": secret_id}
+    assert secret["GenerateSecretString"]["PasswordLength"] >= 32
+    assert "SecretString" not in secret
+    # AND no other container can read it
+    others = [c for c in synthesized.containers().values() if c["Command"] != API]
+    assert all("API_TOKENS" not in {s["Name"] for s in c["Secrets"]} for c in others)
+
+
+def test_without_a_certificate_the_api_runs_the_http_only_mode(synthesized):
+    # GIVEN the default synth (no certificateArn: the ALB listens on HTTP only)
+    [api] = [c for c in synthesized.containers().values() if c["Command"] == API]
+    # WHEN its environment is read THEN Django runs the HTTP-only mode, so the admin login works over HTTP
+    assert env_of(api)["DJANGO_HTTP_ONLY"] == "true"
+    # AND only the api is told (the others serve no HTTP)
+    others = [c for c in synthesized.containers().values() if c["Command"] != API]
+    assert all("DJANGO_HTTP_ONLY" not in env_of(c) for c in others)
 
 
 def test_every_container_logs_to_its_own_log_group_kept_a_month(synthesized):
@@ -174,6 +206,16 @@ def test_the_cluster_has_container_insights_for_running_task_counts(synthesized)
 
     # THEN Container Insights is on (RunningTaskCount feeds worker scaling)
     assert {"Name": "containerInsights", "Value": "enabled"} in settings
+
+
+def test_the_outputs_name_what_a_one_off_task_and_a_client_need(synthesized):
+    # GIVEN the stack's outputs
+    outputs = synthesized.template["Outputs"]
+    [api_task] = synthesized.task_definitions_running(API)
+    # WHEN the runbook's first login and first API call read them THEN they are there
+    assert outputs["ApiTaskDefinitionArn"]["Value"] == {"Ref": api_task}
+    assert "Fn::Join" in outputs["PrivateSubnetIds"]["Value"]
+    assert {"ClusterName", "TaskSecurityGroupId", "ApiTokensSecretName", "DlqAlarmTopicArn"} <= set(outputs)
 
 
 def test_the_outbox_relay_runs_as_its_own_service_and_may_only_publish(synthesized, topology):

@@ -39,6 +39,9 @@ def api_url(transactional_db, start_process) -> str:
 def _log_in(page, api_url: str) -> None:
     page.goto(f"{api_url}/ops/queues")
     page.wait_for_url("**/admin/login/**")  # staff only: the admin login first
+    # The admin's stylesheet applied (whitenoise serves it): its header colour, not the browser's transparent
+    header = page.evaluate("getComputedStyle(document.querySelector('#header')).backgroundColor")
+    assert header not in ("rgba(0, 0, 0, 0)", "transparent"), f"the admin is unstyled: #header {header}"
     page.fill("#id_username", "operator")
     page.fill("#id_password", "operator-pw")
     page.click("input[type=submit]")
@@ -95,6 +98,11 @@ def test_operator_replays_a_failed_job_from_the_dlq_row(
         assert _cell(page, "default", "td.age").count() == 1
         page.screenshot(path=str(ARTIFACTS / "ops-queues.png"), full_page=True)
 
+    # AND the preview and the replay are audited, by the operator
+    from api.ops.models import ReplayAudit
+
+    audits = list(ReplayAudit.objects.order_by("at").values_list("username", "dry_run", "moved"))
+    assert audits == [("operator", True, 0), ("operator", False, 1)]
     # AND the replayed message ran to success once more, with its own task id, and the DLQ is empty
     job = Job.objects.get(pk=job_id)
     assert job.state == "succeeded" and job.result == {"fixed": True, "message": "bug #7"}

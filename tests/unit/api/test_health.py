@@ -19,3 +19,23 @@ def test_other_paths_still_refuse_an_unknown_host(client, db, settings):
     response = client.get("/api/jobs/1", HTTP_HOST="10.0.1.23:8000")
     # THEN Django refuses it
     assert response.status_code == 400
+
+
+def test_unhealthy_database_is_a_503_without_internals(client, db, monkeypatch, caplog):
+    from django.db import OperationalError, connection
+
+    # GIVEN a database that refuses connections with a detailed error
+    detail = 'connection to server at "db.internal" (10.0.2.9), port 5432 failed: password authentication failed'
+
+    def refuse():
+        raise OperationalError(detail)
+
+    # WHEN the ALB (or anyone on the internet) checks health
+    with monkeypatch.context() as patch:  # undone before the test database is torn down
+        patch.setattr(connection, "cursor", refuse)
+        response = client.get("/healthz")
+    # THEN the answer says unhealthy and nothing more
+    assert response.status_code == 503
+    assert response.json() == {"status": "unhealthy"}
+    # AND the detail is in the log, for the operator
+    assert detail in caplog.text

@@ -390,7 +390,8 @@ def test_alert_names_the_deployed_replay_function(sqs_world, alert_lambda, alert
         **config["functions"]["dlqAlert"].get("environment", {}),
     }
     for name, value in environment.items():
-        if isinstance(value, str) and name not in {"QUEUE_TOPOLOGY", "SQS_QUEUE_PREFIX"}:
+        # ALERT_TOPIC_ARN: the topic's Ref (or make invoke-alert's local topic); the fixture's topic here
+        if isinstance(value, str) and name not in {"QUEUE_TOPOLOGY", "SQS_QUEUE_PREFIX", "ALERT_TOPIC_ARN"}:
             monkeypatch.setenv(name, _resolve(value, service=config["service"], stage=stage))
     # AND a message in the default DLQ
     sqs_world.dead_letter("jobs.fail")
