@@ -7,10 +7,12 @@ Real AWS uses boto3's default credential chain; none of this applies there.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-from workers.env import env_int
+from workers.env import env_int, env_str
 
 DEFAULT_SQS_PORT = 9324
+REPO_ROOT = Path(__file__).resolve().parent.parent
 EMULATOR_DEFAULTS = {
     "QUEUE_TOPOLOGY_PROFILE": "local",
     "AWS_ACCESS_KEY_ID": "local",
@@ -18,6 +20,11 @@ EMULATOR_DEFAULTS = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "CLAIM_CHECK_BUCKET": "celery-sqs-local-claim-check",  # large task bodies, on the emulator's S3
 }
+
+
+def var_dir() -> Path:
+    """Where the local stack keeps what is not committed: the secret key, the running stack's endpoints."""
+    return Path(env_str("LOCAL_VAR_DIR", str(REPO_ROOT / "var")))
 
 
 def sqs_port() -> int:
