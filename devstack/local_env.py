@@ -36,7 +36,11 @@ def sqs_endpoint() -> str:
 
 
 def apply_local_defaults() -> None:
-    """Fill in what the environment does not set already."""
+    """Fill in what the environment does not set already: first from a running `make run` (its endpoints in
+    var/local-stack.json, so commands find a stack on other ports), then the defaults."""
+    from devstack import stack_file
+
+    stack_file.apply(var_dir())
     os.environ.setdefault("SQS_ENDPOINT_URL", sqs_endpoint())
     # The emulator serves the AWS/SQS CloudWatch metrics at the same endpoint (devstack/sqs_emulator.py).
     os.environ.setdefault("CLOUDWATCH_ENDPOINT_URL", os.environ["SQS_ENDPOINT_URL"])
