@@ -15,10 +15,12 @@ run:
 	@export RUN_STARTED_AT=$$(date +%s.%N) && bin/bootstrap && $(PY) -m devstack.run
 
 ## test: lint, every test (unit, infra, integration: real processes) on TEST_WORKERS parallel pytest workers
-## (default 3: integration tests mostly wait on queues and timeouts), then every benchmark at smoke size
+## (default 3: integration tests mostly wait on queues and timeouts), then the `exclusive` tests (soak, database
+## outage, fencing pauses, browser) one at a time with the machine to themselves, then every benchmark at smoke size
 TEST_WORKERS ?= 3
 test: bootstrap lint
-	$(PY) -m pytest -n $(TEST_WORKERS)
+	$(PY) -m pytest -n $(TEST_WORKERS) -m "not exclusive"
+	$(PY) -m pytest -m exclusive
 	$(MAKE) --no-print-directory bench-smoke
 
 lint: bootstrap
@@ -44,7 +46,7 @@ lint-infra: synth
 
 .PHONY: soak
 
-## soak: SOAK_TASKS (2000) idempotent tasks, two workers SIGKILLed at random; fails on any lost or duplicate effect
+## soak: SOAK_TASKS (2000) idempotent tasks, two workers SIGKILLed, paused and cut off from SQS at random; fails on any lost or duplicate effect
 soak: bootstrap
 	$(PY) -m devstack.soak
 

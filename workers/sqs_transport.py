@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from botocore.exceptions import BotoCoreError, ClientError
 from kombu.log import get_logger
 from kombu.transport import SQS
 from kombu.transport.SQS import SQS_MAX_MESSAGES
@@ -18,6 +19,7 @@ from workers.envelope import header_time
 from workers.finished_messages import finished_messages
 from workers.health import poll_heartbeat
 from workers.publish_guards import check_encoded_size, encoded_message_bytes, sqs_delay_seconds
+from workers.receive_failures import guard_receives
 
 logger = get_logger(__name__)
 
@@ -85,11 +87,21 @@ class Channel(SQS.Channel):
         kombu would hide it for wait_time_seconds (20 s) first. Marked finished first, so no heartbeat tick
         re-hides it afterwards (workers/finished_messages.py)."""
         finished_messages.finish(message["properties"]["delivery_tag"], after_extensions=True)
-        self.sqs(queue=self.canonical_queue_name(queue)).change_message_visibility(
-            QueueUrl=self._new_queue(queue),
-            ReceiptHandle=message["properties"]["delivery_tag"],
-            VisibilityTimeout=0,
-        )
+        try:
+            self.sqs(queue=self.canonical_queue_name(queue)).change_message_visibility(
+                QueueUrl=self._new_queue(queue),
+                ReceiptHandle=message["properties"]["delivery_tag"],
+                VisibilityTimeout=0,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            # E.g. ReceiptHandleIsInvalid after a pause past the visibility timeout: the message is back in the
+            # queue already (or done by whoever took it), so there is nothing to hand back. Raising here would end
+            # the worker (or, at shutdown, Celery's restore with an emergency dump).
+            logger.warning(
+                "could not hand back a message on %s (%s); it is visible again after its visibility timeout",
+                queue,
+                exc,
+            )
 
     def _apply_publish_guards(self, queue: str, message: dict) -> None:
         limits = self.transport_options.get(QUEUE_LIMITS_OPTION, {}).get(queue)
@@ -192,13 +204,20 @@ class Channel(SQS.Channel):
             self._claim_check.close()
         return super().close()
 
+    def asynsqs(self, queue=None):
+        """kombu's async client, whose failed receives arrive as FailedReceive instead of raising
+        (workers/receive_failures.py)."""
+        return guard_receives(super().asynsqs(queue))
+
     def _on_messages_ready(self, queue, qname, messages):
         if not isinstance(messages, dict):
             # kombu's async client answers a timeout, a 5xx or an unreachable endpoint with [] instead of
-            # a response; kombu 5.7.0 then calls [].get() and the AttributeError kills the worker. It is
-            # no messages: the loop polls again after polling_interval, and the heartbeat goes stale.
+            # a response (kombu 5.7.0 then calls [].get() and the AttributeError kills the worker), and any
+            # other error with a FailedReceive here. It is no messages: the loop polls again after
+            # polling_interval, and the heartbeat goes stale if it keeps failing.
             if not self._poll_failing:
-                logger.warning("SQS receive on %s failed (timeout, 5xx or no connection); retrying", qname)
+                why = messages or "timeout, 5xx or no connection"
+                logger.warning("SQS receive on %s failed (%s); retrying", qname, why)
                 self._poll_failing = True
             return 0
         if self._poll_failing:

@@ -23,7 +23,7 @@ from devstack.queues import create_queues, dlq_url, queue_depth
 from workers.celery_app import app
 from workers.topology import load_topology
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.exclusive]
 
 TOPOLOGY = REPO_ROOT / "tests" / "fixtures" / "queues.outage.yml"  # visibility 8 s, maxReceiveCount 5
 TASKS = int(os.environ.get("OUTAGE_TASKS", "200"))

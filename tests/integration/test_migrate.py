@@ -43,6 +43,7 @@ def _migrate(database: str) -> subprocess.CompletedProcess:
         "DJANGO_SECRET_KEY": "test-only-not-secret",
         "AWS_ACCOUNT_ID": "123456789012",
         "AWS_DEFAULT_REGION": "us-east-1",
+        "CLAIM_CHECK_BUCKET": "celery-sqs-prod-claim-check",  # infra gives every container of the stack its name
         "DATABASE_HOST": "127.0.0.1",
         "DATABASE_PORT": "5432",
         "DATABASE_NAME": database,

@@ -17,7 +17,7 @@ from tests.integration.browser import chromium_page
 from tests.integration.conftest import post_job, wait_for_job
 
 # The first run on a fresh machine installs chromium with apt-get (about 20 s here, more with apt-get update).
-pytestmark = [pytest.mark.integration, pytest.mark.long_running, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.integration, pytest.mark.long_running, pytest.mark.timeout(600), pytest.mark.exclusive]
 
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", REPO_ROOT / "test-artifacts"))
 WAIT_MS = 30_000
