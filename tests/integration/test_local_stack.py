@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 import requests
 
 from devstack import processes
@@ -78,6 +79,7 @@ def test_a_session_made_by_one_gunicorn_worker_is_accepted_by_the_other(transact
     assert statuses == [200] * 10
 
 
+@pytest.mark.long_running  # a whole stack: moto, migrate, api, worker, beat, relay
 def test_make_run_says_each_step_and_leaves_its_endpoints_for_manage_py(tmp_path):
     # GIVEN `make run`'s stack on ports that are not the defaults, its var/ and database in a folder of the test
     var = tmp_path / "var"
