@@ -9,8 +9,10 @@ bootstrap:
 	@bin/bootstrap
 
 ## run: the local stack (moto SQS, queues, migrations, api, worker, beat); Ctrl-C stops it all
-run: bootstrap
-	$(PY) -m devstack.run
+## (RUN_STARTED_AT: so its first line says how long the install took)
+run:
+	@echo "run: install (bin/bootstrap: uv, uv sync into .venv) ..."
+	@export RUN_STARTED_AT=$$(date +%s.%N) && bin/bootstrap && $(PY) -m devstack.run
 
 ## test: lint, every test (unit, infra, integration: real processes) on TEST_WORKERS parallel pytest workers
 ## (default 3: integration tests mostly wait on queues and timeouts), then the `exclusive` tests (soak, database

@@ -10,28 +10,34 @@ import threading
 import time
 import urllib.request
 
-from devstack import local_env, processes
+from devstack import local_env, processes, stack_file
 from devstack.moto_server import start_moto_server, wait_until_up
 from devstack.queues import create_queues
-from workers.env import env_int, env_list
+from devstack.run_output import RunOutput
+from workers.env import env_int, env_list, env_str
 from workers.topology import load_topology
 
 WORKER_READY = " ready."
+# Our own health polls carry this User-Agent, so their lines in gunicorn's access log are left out.
+PROBE_AGENT = "devstack-run-probe"
 
 
-def _pump(name: str, proc: subprocess.Popen, ready: threading.Event, marker: str | None) -> None:
+def _pump(name: str, proc: subprocess.Popen, out: RunOutput, ready: threading.Event, marker: str | None) -> None:
     """Copy a child's output to ours with a name prefix; set `ready` when its marker shows."""
     assert proc.stdout is not None
     for raw in proc.stdout:
         line = raw.decode(errors="replace").rstrip()
-        print(f"{name:>6} | {line}", flush=True)
+        if PROBE_AGENT in line:
+            continue
+        out.say(f"{name:>6} | {line}")
         if marker and marker in line:
             ready.set()
 
 
 def _api_up(url: str) -> bool:
+    request = urllib.request.Request(f"{url}/healthz", headers={"User-Agent": PROBE_AGENT})
     try:
-        with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
+        with urllib.request.urlopen(request, timeout=1) as response:
             return response.status == 200
     except OSError:
         return False
@@ -41,39 +47,71 @@ def _interrupt(*_args) -> None:
     raise KeyboardInterrupt
 
 
+def _install_seconds(now: float) -> float | None:
+    """Seconds since the Makefile started `bin/bootstrap` (RUN_STARTED_AT, epoch seconds), if it says."""
+    try:
+        return now - float(os.environ["RUN_STARTED_AT"])
+    except (KeyError, ValueError):
+        return None
+
+
 def main() -> int:
     started = time.monotonic()
+    out = RunOutput()
+    if (install := _install_seconds(time.time())) is not None:
+        out.say(f"run: install ... {install:.1f} s")
     sqs_port = local_env.sqs_port()
     api_port = env_int("LOCAL_API_PORT", 8000)
     endpoint = f"http://127.0.0.1:{sqs_port}"
     api_url = f"http://127.0.0.1:{api_port}"
+    # This stack's own endpoint and database, set before the defaults so another stack's var/local-stack.json
+    # is never taken for ours.
+    database_url = env_str("DATABASE_URL", None)
+    sqlite_path = local_env.REPO_ROOT / "var" / "db.sqlite3"
+    os.environ.update(SQS_ENDPOINT_URL=endpoint, CLOUDWATCH_ENDPOINT_URL=endpoint)
+    if not database_url:
+        os.environ.setdefault("SQLITE_PATH", str(sqlite_path))
+        sqlite_path = os.environ["SQLITE_PATH"]
     local_env.apply_local_defaults()
-    os.environ.update(DJANGO_SETTINGS_MODULE="api.settings.local", PYTHONUNBUFFERED="1", SQS_ENDPOINT_URL=endpoint)
+    os.environ.update(DJANGO_SETTINGS_MODULE="api.settings.local", PYTHONUNBUFFERED="1")
     python = sys.executable
+    var_dir = local_env.var_dir()
     children: list[tuple[str, subprocess.Popen]] = []
 
     def stop_all() -> None:
         # Ctrl-C pressed again must not cut the clean-up short and leave children behind.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack_file.remove(var_dir)
         for name, proc in reversed(children):
             code = processes.stop(proc, grace=15)
-            print(f"{name:>6} | stopped (exit {code})", flush=True)
+            out.say(f"{name:>6} | stopped (exit {code})")
+        out.close()
 
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         for port, variable in ((sqs_port, "LOCAL_SQS_PORT"), (api_port, "LOCAL_API_PORT")):
             if not processes.port_is_free(port):
-                print(f" stack | port {port} is in use: stop what holds it or set {variable}", flush=True)
+                out.say(f"run: port {port} is in use: stop what holds it or set {variable}")
                 return 2
-        moto = start_moto_server(sqs_port)
-        children.append(("sqs", moto))
-        wait_until_up(endpoint, moto)
-        topology = load_topology()
-        for key, url in create_queues(topology, endpoint_url=endpoint).items():
-            print(f" stack | queue {key}: {url}", flush=True)
-        subprocess.run([python, "manage.py", "migrate", "--noinput", "-v", "0"], check=True)
-        subprocess.run([python, "manage.py", "seed_subscribers", "--count", "25"], check=True)
+        with out.step(f"emulator {endpoint}"):
+            moto = start_moto_server(sqs_port)
+            children.append(("sqs", moto))
+            wait_until_up(endpoint, moto)
+        with out.step("queues"):
+            for key, url in create_queues(load_topology(), endpoint_url=endpoint).items():
+                out.say(f" stack | queue {key}: {url}")
+        path = stack_file.write(
+            var_dir, sqs_endpoint=endpoint, api_url=api_url, database_url=database_url, sqlite_path=sqlite_path
+        )
+        out.say(f" stack | endpoints for manage.py in other shells: {path}")
+        with out.step(f"migrate {database_url or sqlite_path}"):
+            database = subprocess.Popen(
+                [python, "-m", "devstack.stack_database"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+            _pump("db", database, out, threading.Event(), None)
+            if database.wait() != 0:
+                raise RuntimeError(f"migrate failed (exit {database.returncode})")
 
         # The same start scripts the image runs (bin/start-*), with the venv first on PATH.
         bin_dir = processes.REPO_ROOT / "bin"
@@ -89,34 +127,39 @@ def main() -> int:
             "API_WORKERS": "2",
         }
         worker_ready = threading.Event()
+        started_at: dict[str, float] = {}
         for name, argv in commands.items():
-            proc = processes.start(argv, env=env, stdout=subprocess.PIPE)
-            children.append((name, proc))
-            marker = WORKER_READY if name == "worker" else None
-            threading.Thread(target=_pump, args=(name, proc, worker_ready, marker), daemon=True).start()
+            started_at[name] = time.monotonic()
+            with out.step(f"{name} started"):
+                proc = processes.start(argv, env=env, stdout=subprocess.PIPE)
+                children.append((name, proc))
+                marker = WORKER_READY if name == "worker" else None
+                threading.Thread(target=_pump, args=(name, proc, out, worker_ready, marker), daemon=True).start()
 
-        processes.wait_for(lambda: _api_up(api_url), timeout=60, what="the api")
-        if not worker_ready.wait(timeout=60):
-            raise TimeoutError("the worker did not report ready within 60 s")
+        # Each timed from its own start: they start up side by side.
+        with out.step(f"api answering {api_url}", since=started_at["api"]):
+            processes.wait_for(lambda: _api_up(api_url), timeout=120, interval=0.3, what="the api")
+        with out.step("worker ready", since=started_at["worker"]):
+            if not worker_ready.wait(timeout=max(1.0, 120 - (time.monotonic() - started_at["worker"]))):
+                raise TimeoutError("the worker did not report ready within 120 s")
         token = next(iter(env_list("API_TOKENS", [])), None)
         auth = f"-H 'Authorization: Bearer {token}' " if token else ""  # API_TOKENS=… make run: as production
-        print(
-            f"\n stack | ready in {time.monotonic() - started:.1f} s: api {api_url}, SQS {endpoint}\n"
+        out.say(
+            f"\nrun: ready in {time.monotonic() - started:.1f} s: api {api_url}, SQS {endpoint}\n"
             f" stack | try: curl -s -X POST {api_url}/api/jobs {auth}-H 'Content-Type: application/json' "
             f'-d \'{{"kind": "echo", "payload": {{"message": "hello"}}}}\'\n'
             f" stack |      curl -s {auth}{api_url}/api/jobs/1\n"
             f" stack | queues: {api_url}/ops/queues (staff: manage.py createsuperuser), manage.py queues --watch\n"
-            f" stack | or, in another terminal: make demo.  Ctrl-C stops everything.\n",
-            flush=True,
+            f" stack | or, in another terminal: make demo.  Ctrl-C stops everything.\n"
         )
         while True:
             for name, proc in children:
                 if proc.poll() is not None:
-                    print(f" stack | {name} exited with code {proc.returncode}; stopping the stack", flush=True)
+                    out.say(f"run: {name} exited with code {proc.returncode}; stopping the stack")
                     return 1
             time.sleep(0.5)
     except KeyboardInterrupt:
-        print("\n stack | stopping", flush=True)
+        out.say("\nrun: stopping")
         return 0
     finally:
         stop_all()

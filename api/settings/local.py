@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 
-from django.core.management.utils import get_random_secret_key
-
-from devstack.local_env import apply_local_defaults
+from devstack.local_env import apply_local_defaults, var_dir
+from devstack.local_secret import local_secret_key
 
 # The same defaults `make run` gives its processes, so any manage.py command in a developer's shell
 # talks to the local emulator.
@@ -15,7 +14,8 @@ apply_local_defaults()
 from api.settings.base import *  # noqa: E402,F403
 
 DEBUG = True
-# Never a key in code: a random one per process is enough locally (nothing signed is shared).
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or get_random_secret_key()
+# Never a key in code: one drawn once into var/ (0600, git-ignored), so every process of the local stack (two
+# gunicorn workers, manage.py) accepts the sessions the others signed.
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or local_secret_key(var_dir())
 # whitenoise warns about a missing STATIC_ROOT; it stays empty until collectstatic (the app serves from the apps)
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405

@@ -1,9 +1,13 @@
-"""manage.py dlq replay|summary: the DLQ Lambdas' own code against the configured endpoint (local parity)."""
+"""manage.py dlq replay|summary: the DLQ Lambdas' own code against the configured endpoint (local parity).
+
+A DLQ it could not read is an error (exit 1) naming it; `summary` shows the DLQs it did read first.
+"""
 
 from __future__ import annotations
 
 import json
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
@@ -36,12 +40,19 @@ class Command(BaseCommand):
     def handle(self, *args, action: str, **options):
         if action == "summary":
             sqs, topology, prefix = sqs_client(), settings.QUEUE_TOPOLOGY, settings.SQS_BROKER.queue_prefix
-            summaries = [
-                summarise_dlq(sqs, topology, key, prefix=prefix) for key in options["queues"] or topology.queues
-            ]
-            hint = "python manage.py dlq replay --queue <queue>   (add --execute to move)"
-            subject, message = format_alert(summaries, service="local", replay_hint=hint)
-            self.stdout.write(f"{subject}\n\n{message}")
+            keys = options["queues"] or list(topology.queues)
+            summaries, failed = [], []
+            for key in keys:
+                try:
+                    summaries.append(summarise_dlq(sqs, topology, key, prefix=prefix))
+                except (ClientError, BotoCoreError) as exc:
+                    failed.append(f"{key} ({type(exc).__name__}: {exc})")
+            if summaries:
+                hint = "python manage.py dlq replay --queue <queue>   (add --execute to move)"
+                subject, message = format_alert(summaries, service="local", replay_hint=hint)
+                self.stdout.write(f"{subject}\n\n{message}")
+            if failed:
+                raise CommandError(f"could not read {len(failed)} of {len(keys)} DLQs: {'; '.join(failed)}")
             return
         payload = {
             key: options[key]
@@ -57,4 +68,6 @@ class Command(BaseCommand):
             report = dlq_replay_run(payload=payload)
         except ReplayRequestError as exc:
             raise CommandError(str(exc)) from None
+        except (ClientError, BotoCoreError) as exc:
+            raise CommandError(f"could not read the {payload['queue']} DLQ: {type(exc).__name__}: {exc}") from None
         self.stdout.write(json.dumps(report.as_dict(), indent=2))

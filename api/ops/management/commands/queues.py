@@ -1,4 +1,8 @@
-"""manage.py queues [--watch [SECONDS]] [--count N] [--json]: the queues page's numbers as a table or JSON."""
+"""manage.py queues [--watch [SECONDS]] [--count N] [--json]: the queues page's numbers as a table or JSON.
+
+Exits 1 when a queue of the (last) refresh could not be read, all or only some of them: the table is still
+shown, with the error beside each queue it could not read, and the failed queues are named on stderr.
+"""
 
 from __future__ import annotations
 
@@ -68,6 +72,14 @@ def format_table(snapshot: QueuesSnapshot) -> str:
     return "\n".join(lines + [""] + notes)
 
 
+def unread(snapshot: QueuesSnapshot) -> str | None:
+    """What could not be read, for the exit message; None when every queue was."""
+    failed = [q.key for q in snapshot.queues if q.error]
+    if not failed:
+        return None
+    return f"could not read {len(failed)} of {len(snapshot.queues)} queues: {', '.join(failed)} (see the error column)"
+
+
 class Command(BaseCommand):
     help = "The numbers of every topology queue (the /ops/queues page's) as a table, or JSON for scripts."
 
@@ -93,16 +105,19 @@ class Command(BaseCommand):
         if count is not None and watch is None:
             raise CommandError("--count goes with --watch")
         clear = watch is not None and not as_json and self.stdout.isatty()
-        shown = 0
+        shown, snapshot = 0, None
         try:
             while True:
-                self._show(queues_snapshot(), as_json=as_json, clear=clear)
+                snapshot = queues_snapshot()
+                self._show(snapshot, as_json=as_json, clear=clear)
                 shown += 1
                 if watch is None or (count is not None and shown >= count):
-                    return
+                    break
                 time.sleep(watch)
         except KeyboardInterrupt:
-            return
+            pass
+        if snapshot is not None and (failure := unread(snapshot)):
+            raise CommandError(failure)
 
     def _show(self, snapshot: QueuesSnapshot, *, as_json: bool, clear: bool) -> None:
         if as_json:

@@ -138,3 +138,43 @@ def test_bad_options_are_refused_before_anything_is_read(db, args, message):
     # WHEN the command gets options that make no sense THEN it refuses them with a reason
     with pytest.raises(CommandError, match=message):
         _run(*args)
+
+
+def _delete_queues(world, keys) -> None:
+    for key in keys:
+        world.sqs.client.delete_queue(QueueUrl=world.sqs.urls[key])
+
+
+def test_exits_1_when_no_queue_could_be_read(ops_world):
+    # GIVEN an endpoint where none of the topology's queues exists
+    _delete_queues(ops_world, ops_world.sqs.urls)
+    out = io.StringIO()
+
+    # WHEN the command runs THEN it still shows the table (the errors in it) and fails (manage.py exits 1)
+    with pytest.raises(CommandError, match=r"could not read 3 of 3 queues: default, high_priority, low_priority"):
+        call_command("queues", stdout=out)
+    assert "QueueDoesNotExist" in out.getvalue()
+
+
+def test_exits_1_when_some_queues_could_not_be_read(ops_world):
+    # GIVEN one missing queue of three
+    _delete_queues(ops_world, ["low_priority"])
+    out = io.StringIO()
+
+    # WHEN the command runs THEN the two it read are shown, and it fails naming the one it could not read
+    with pytest.raises(CommandError, match=r"could not read 1 of 3 queues: low_priority"):
+        call_command("queues", "--json", stdout=out)
+    snapshot = json.loads(out.getvalue())
+    assert [q["error"] is None for q in snapshot["queues"]] == [True, True, False]
+
+
+def test_watch_exits_1_when_its_last_refresh_could_not_read_a_queue(ops_world, monkeypatch):
+    # GIVEN a missing queue, and a watch of two refreshes
+    _delete_queues(ops_world, ["default"])
+    monkeypatch.setattr("time.sleep", lambda _s: None)
+
+    # WHEN it watches THEN both tables are shown and it fails at the end
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="could not read 1 of 3 queues: default"):
+        call_command("queues", "--watch", "1", "--count", "2", stdout=out)
+    assert out.getvalue().count("low_priority") == 2
