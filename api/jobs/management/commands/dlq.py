@@ -15,6 +15,7 @@ from api.ops.aws import sqs_client
 from api.ops.services import dlq_replay_run
 from lambdas.dlq_alert.summary import format_alert, summarise_dlq
 from lambdas.dlq_replay.request import ReplayRequestError
+from lambdas.queue_urls import QueueNotFoundError
 
 
 class Command(BaseCommand):
@@ -45,7 +46,7 @@ class Command(BaseCommand):
             for key in keys:
                 try:
                     summaries.append(summarise_dlq(sqs, topology, key, prefix=prefix))
-                except (ClientError, BotoCoreError) as exc:
+                except (ClientError, BotoCoreError, QueueNotFoundError) as exc:
                     failed.append(f"{key} ({type(exc).__name__}: {exc})")
             if summaries:
                 hint = "python manage.py dlq replay --queue <queue>   (add --execute to move)"
@@ -68,6 +69,6 @@ class Command(BaseCommand):
             report = dlq_replay_run(payload=payload)
         except ReplayRequestError as exc:
             raise CommandError(str(exc)) from None
-        except (ClientError, BotoCoreError) as exc:
+        except (ClientError, BotoCoreError, QueueNotFoundError) as exc:
             raise CommandError(f"could not read the {payload['queue']} DLQ: {type(exc).__name__}: {exc}") from None
         self.stdout.write(json.dumps(report.as_dict(), indent=2))
