@@ -42,8 +42,8 @@ class MessageCountingProxy(CountingProxy):
         super().__init__(upstream)
         self.per_message: Counter = Counter()
 
-    def _record(self, action: str, response_body: bytes) -> None:
-        super()._record(action, response_body)
+    def _record(self, action: str, response_body: bytes, request_body: bytes = b"") -> None:
+        super()._record(action, response_body, request_body)
         if action == "ReceiveMessage" and response_body.lstrip().startswith(b"{"):
             for message in json.loads(response_body).get("Messages") or []:
                 with self._lock:
