@@ -133,3 +133,41 @@ def test_with_a_latency_a_stack_puts_a_latency_proxy_process_in_front_of_the_emu
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_summary_reads_the_steady_depth_figures_and_their_ratios():
+    # GIVEN a throughput result with its steady-depth part (what bench/throughput.py writes)
+    def drained(tasks_per_s, tasks=300):
+        return {"tasks": tasks, "tasks_per_s": tasks_per_s, "worker_cpu_s_per_1000": 2.0}
+
+    results = {
+        "throughput": {
+            "injected_latency_ms": 15.0,
+            "prefetch_multiplier_variant": 3,
+            "deep": {"raw_boto3": drained(20), "worker": drained(18), "celery_redis": drained(900)},
+            "low_depth": {"raw_boto3": drained(100), "worker_before": drained(4), "worker": drained(60)},
+            "steady_depth": {
+                "depth": 20,
+                "raw_boto3": drained(120),
+                "worker": drained(60),
+                "worker_prefetch_3": drained(100),
+            },
+            "ratios": {
+                "worker_vs_raw_boto3": 0.9,
+                "worker_vs_celery_redis": 0.02,
+                "worker_cpu_vs_celery_redis": 1.8,
+                "low_depth_before_vs_raw": 0.04,
+                "low_depth_after_vs_raw": 0.6,
+                "steady_worker_vs_raw": 0.5,
+                "steady_prefetch_vs_raw": 0.83,
+            },
+        }
+    }
+    # WHEN summarised
+    rows = bench_main.summary_rows(results)
+    # THEN the steady-depth rows carry the worker's and the prefetch variant's figures beside the raw loop's
+    steady = [row for row in rows if "depth held at 20" in row[1]]
+    assert steady == [
+        ["throughput", "worker tasks/s, depth held at 20 (300)", 60, "raw boto3 120", 0.5],
+        ["throughput", "worker prefetch 3 tasks/s, depth held at 20 (300)", 100, "raw boto3 120", 0.83],
+    ]
