@@ -226,11 +226,14 @@ def summary_rows(results: dict[str, dict]) -> list[list]:
 
 def side_by_side(rows_by_latency: dict[float, list[list]]) -> tuple[list[str], list[list]]:
     """One row per (benchmark, figure), with value / compared with / ratio for each latency in turn."""
-    order: list[tuple[str, str]] = []
-    cells: dict[tuple[str, str], dict[float, list]] = {}
+    order: list[tuple[str, str, int]] = []
+    cells: dict[tuple[str, str, int], dict[float, list]] = {}
     for ms, rows in rows_by_latency.items():
+        seen: dict[tuple[str, str], int] = {}
         for benchmark, figure, *rest in rows:
-            key = (benchmark, figure)
+            # A figure may be compared with two things (two rows): the n-th row of a figure meets its n-th.
+            nth = seen[(benchmark, figure)] = seen.get((benchmark, figure), 0) + 1
+            key = (benchmark, figure, nth)
             if key not in cells:
                 order.append(key)
                 cells[key] = {}
@@ -239,7 +242,9 @@ def side_by_side(rows_by_latency: dict[float, list[list]]) -> tuple[list[str], l
     for ms in rows_by_latency:
         suffix = f" +{ms:g} ms"
         header += [f"value{suffix}", f"compared with{suffix}", f"ratio{suffix}"]
-    rows = [[*key, *(cell for ms in rows_by_latency for cell in cells[key].get(ms, ["", "", None]))] for key in order]
+    rows = [
+        [*key[:2], *(cell for ms in rows_by_latency for cell in cells[key].get(ms, ["", "", None]))] for key in order
+    ]
     return header, rows
 
 

@@ -87,6 +87,20 @@ def test_the_summary_puts_each_latencys_figures_side_by_side():
     ]
 
 
+def test_a_figure_compared_with_two_things_keeps_both_rows_at_each_latency():
+    # GIVEN the worker's tasks/s compared with the raw loop and with Celery on Redis, at 0 and 15 ms
+    rows = {
+        0.0: [["throughput", "worker tasks/s", 50, "raw 54", 0.93], ["throughput", "worker tasks/s", 50, "redis", 0.2]],
+        15.0: [
+            ["throughput", "worker tasks/s", 24, "raw 27", 0.88],
+            ["throughput", "worker tasks/s", 24, "redis", 0.1],
+        ],
+    }
+    # WHEN merged THEN both rows stay, each beside its own counterpart
+    _, merged = bench_main.side_by_side(rows)
+    assert [row[3:] for row in merged] == [["raw 54", 0.93, 24, "raw 27", 0.88], ["redis", 0.2, 24, "redis", 0.1]]
+
+
 def test_at_0_ms_a_stack_talks_to_the_emulator_itself(tmp_path):
     # WHEN no latency is injected THEN there is no proxy process, and the clients' endpoint is the emulator's
     assert harness.start_latency_proxy(4566, 0, tmp_path) == ("http://127.0.0.1:4566", None)
