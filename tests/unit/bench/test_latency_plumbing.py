@@ -37,9 +37,11 @@ def test_the_injected_latency_is_configurable_and_smoke_runs_only_the_delayed_on
     # GIVEN BENCH_LATENCY_MS=30 THEN a full run takes 0 and 30 ms
     clean_env.setenv("BENCH_LATENCY_MS", "30")
     assert bench_main.latencies() == [0.0, 30.0]
-    # AND a smoke run only 30 ms
+    # AND a smoke run only 30 ms, recovery still at 0 ms
     clean_env.setenv("BENCH_SMOKE", "1")
     assert bench_main.latencies() == [30.0]
+    runs = bench_main.planned_runs(["recovery", "replay"], bench_main.latencies())
+    assert [(r.name, r.latency_ms) for r in runs] == [("recovery", 0.0), ("replay", 30.0)]
     # AND BENCH_LATENCIES lists them outright
     clean_env.setenv("BENCH_LATENCIES", "25,0")
     assert bench_main.latencies() == [0.0, 25.0]
