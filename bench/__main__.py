@@ -298,6 +298,16 @@ def run_side_by_side(runs: list[Run]) -> dict[Run, int]:
     return codes
 
 
+def collected_results(runs: list[Run]) -> dict[float, dict[str, dict]]:
+    """The results each run wrote, by latency then benchmark (every run's latency has a key, even with none)."""
+    by_latency: dict[float, dict[str, dict]] = {ms: {} for ms in sorted({run.latency_ms for run in runs})}
+    for run in runs:
+        path = results_path(run.name, run.latency_ms, smoke=is_smoke())
+        if path.exists():
+            by_latency[run.latency_ms][run.name] = json.loads(path.read_text())["results"]
+    return by_latency
+
+
 def main() -> int:
     chosen = sys.argv[1:] or BENCHMARKS
     unknown = set(chosen) - set(BENCHMARKS)
@@ -308,11 +318,7 @@ def main() -> int:
     runner = run_side_by_side if parallel() else run_one_by_one
     codes = runner(planned_runs(chosen, chosen_latencies))
     failed = [run for run, code in codes.items() if code]
-    by_latency: dict[float, dict[str, dict]] = {ms: {} for ms in chosen_latencies}
-    for run in codes:
-        path = results_path(run.name, run.latency_ms, smoke=is_smoke())
-        if path.exists() and run not in failed:
-            by_latency[run.latency_ms][run.name] = json.loads(path.read_text())["results"]
+    by_latency = collected_results([run for run in codes if run not in failed])
     header, rows = side_by_side({ms: summary_rows(results) for ms, results in by_latency.items()})
     print_table("summary", header, rows)
     if failed:

@@ -187,3 +187,17 @@ def test_the_summary_reads_the_steady_depth_figures_and_their_ratios():
         ["throughput", "worker tasks/s, depth held at 20 (300)", 60, "raw boto3 120", 0.5],
         ["throughput", "worker prefetch 3 tasks/s, depth held at 20 (300)", 100, "raw boto3 120", 0.83],
     ]
+
+
+def test_a_smoke_runs_results_are_read_back_at_each_runs_own_latency(clean_env, tmp_path):
+    # GIVEN a smoke run: replay at 15 ms, recovery at 0 ms, each having written its JSON
+    clean_env.setattr(harness, "RESULTS_DIR", tmp_path)
+    clean_env.setenv("BENCH_SMOKE", "1")
+    runs = bench_main.planned_runs(["recovery", "replay"], bench_main.latencies())
+    for run in runs:
+        clean_env.setenv(LATENCY_ENV, f"{run.latency_ms:g}")
+        harness.write_results(run.name, {"ratios": {}})
+    # WHEN read back THEN each sits under its own latency
+    collected = bench_main.collected_results(runs)
+    assert {ms: sorted(by_name) for ms, by_name in collected.items()} == {0.0: ["recovery"], 15.0: ["replay"]}
+    assert collected[15.0]["replay"]["injected_latency_ms"] == 15.0

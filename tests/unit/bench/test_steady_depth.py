@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import boto3
 import pytest
 from moto import mock_aws
@@ -35,10 +37,14 @@ def test_the_producer_holds_the_depth_while_a_consumer_drains_every_message():
         producer.wait_filled()
         # WHEN a consumer receives and deletes until it has every message (bounded)
         seen: list[str] = []
-        for _ in range(400):
-            if len(seen) == len(bodies):
+        deadline = time.monotonic() + 60
+        for _ in range(20_000):
+            if len(seen) == len(bodies) or time.monotonic() > deadline:
                 break
-            for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+            if not messages:
+                time.sleep(0.005)  # the producer's turn
+            for m in messages:
                 seen.append(m["Body"])
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
         producer.stop()
