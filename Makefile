@@ -62,10 +62,12 @@ soak: bootstrap
 
 .PHONY: bench bench-smoke
 
-## bench: every benchmark at full size, side by side; prints ratios, writes bench/results/*.json (22 min here)
+## bench: every benchmark at full size, one after the other, the round-trip ones at 0 ms and at BENCH_LATENCY_MS (15)
+## added per request; prints the latencies side by side, writes bench/results/*.json (*.latency-15ms.json)
 bench: bootstrap
 	$(PY) -m bench $(BENCH)
 
-## bench-smoke: every benchmark at a tiny size, side by side, to prove they run (part of `make test`); figures mean nothing
+## bench-smoke: every benchmark at a tiny size, side by side, to prove they run (part of `make test`); figures mean nothing;
+## the round-trip ones through the latency proxy only (BENCH_LATENCY_MS)
 bench-smoke: bootstrap
 	BENCH_SMOKE=1 $(PY) -m bench $(BENCH)

@@ -1,4 +1,5 @@
-"""`make bench` / `make bench-smoke`: run every benchmark, one process each, then print one summary table."""
+"""`make bench` / `make bench-smoke`: run every benchmark, one process each, at each injected latency (0 ms and
+BENCH_LATENCY_MS), then print one summary table with the latencies side by side."""
 
 from __future__ import annotations
 
@@ -8,11 +9,55 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from bench.harness import RESULTS_DIR, is_smoke, print_table
+from bench.harness import is_smoke, print_table, results_path
+from bench.latency_proxy import ENV as LATENCY_ENV
 
 BENCHMARKS = ["throughput", "requests", "publish_latency", "recovery", "replay"]
+# Run again with a delay on every request; recovery's figures are visibility timeouts and kills, not round trips.
+AT_LATENCY = ("throughput", "requests", "publish_latency", "replay")
+DEFAULT_LATENCY_MS = 15  # in-region SQS answers in 10-30 ms
+
+
+def latencies() -> list[float]:
+    """BENCH_LATENCIES (comma-separated ms) if set; else 0 and BENCH_LATENCY_MS (15) for a full run, and only
+    BENCH_LATENCY_MS for a smoke run (its figures mean nothing; the delayed path is the one worth proving)."""
+    injected = float(os.environ.get("BENCH_LATENCY_MS") or DEFAULT_LATENCY_MS)
+    listed = os.environ.get("BENCH_LATENCIES")
+    if listed:
+        values = [float(v) for v in listed.split(",") if v.strip()]
+    else:
+        values = [injected] if is_smoke() else [0.0, injected]
+    if not values or any(v < 0 for v in values):
+        raise ValueError(f"latencies must be 0 ms or more, got {values}")
+    return sorted(set(values))
+
+
+@dataclass(frozen=True)
+class Run:
+    """One benchmark at one injected latency: one process, one JSON file."""
+
+    name: str
+    latency_ms: float
+
+    @property
+    def label(self) -> str:
+        return self.name if not self.latency_ms else f"{self.name}@{self.latency_ms:g}ms"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**_ENV, LATENCY_ENV: f"{self.latency_ms:g}"}
+
+
+def planned_runs(chosen: list[str], chosen_latencies: list[float]) -> list[Run]:
+    """Each chosen benchmark at each latency; recovery at 0 ms only."""
+    runs = []
+    for name in chosen:
+        at = chosen_latencies if name in AT_LATENCY else [0.0]
+        runs.extend(Run(name, ms) for ms in at)
+    return runs
 
 
 def summary_rows(results: dict[str, dict]) -> list[list]:
@@ -62,6 +107,17 @@ def summary_rows(results: dict[str, dict]) -> list[list]:
                 f"raw boto3 {low['raw_boto3']['tasks_per_s']}",
                 r["low_depth_prefetch_vs_raw"],
             )
+        if steady := t.get("steady_depth"):
+            raw, steady_n = f"raw boto3 {steady['raw_boto3']['tasks_per_s']}", steady["raw_boto3"]["tasks"]
+            for variant, key in (("worker", "steady_worker_vs_raw"), (prefetch, "steady_prefetch_vs_raw")):
+                if variant in steady:
+                    add(
+                        "throughput",
+                        f"{variant.replace('_', ' ')} tasks/s, depth held at {steady['depth']} ({steady_n})",
+                        steady[variant]["tasks_per_s"],
+                        raw,
+                        r.get(key),
+                    )
         add(
             "worker CPU",
             "s per 1000 tasks",
@@ -168,6 +224,30 @@ def summary_rows(results: dict[str, dict]) -> list[list]:
     return rows
 
 
+def side_by_side(rows_by_latency: dict[float, list[list]]) -> tuple[list[str], list[list]]:
+    """One row per (benchmark, figure), with value / compared with / ratio for each latency in turn."""
+    order: list[tuple[str, str, int]] = []
+    cells: dict[tuple[str, str, int], dict[float, list]] = {}
+    for ms, rows in rows_by_latency.items():
+        seen: dict[tuple[str, str], int] = {}
+        for benchmark, figure, *rest in rows:
+            # A figure may be compared with two things (two rows): the n-th row of a figure meets its n-th.
+            nth = seen[(benchmark, figure)] = seen.get((benchmark, figure), 0) + 1
+            key = (benchmark, figure, nth)
+            if key not in cells:
+                order.append(key)
+                cells[key] = {}
+            cells[key][ms] = rest
+    header = ["benchmark", "figure"]
+    for ms in rows_by_latency:
+        suffix = f" +{ms:g} ms"
+        header += [f"value{suffix}", f"compared with{suffix}", f"ratio{suffix}"]
+    rows = [
+        [*key[:2], *(cell for ms in rows_by_latency for cell in cells[key].get(ms, ["", "", None]))] for key in order
+    ]
+    return header, rows
+
+
 def parallel() -> bool:
     """BENCH_PARALLEL (default: on for smoke runs, whose figures mean nothing; off for real ones, whose would
     suffer from sharing the CPU)."""
@@ -181,41 +261,51 @@ def _argv(name: str) -> list[str]:
 _ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
-def run_one_by_one(chosen: list[str]) -> dict[str, int]:
+def run_one_by_one(runs: list[Run]) -> dict[Run, int]:
     codes = {}
-    for name in chosen:
+    for run in runs:
         started = time.monotonic()
-        print(f"=== bench.{name} {'(smoke)' if is_smoke() else ''}", flush=True)
-        codes[name] = subprocess.call(_argv(name), env=_ENV)
-        print(f"=== bench.{name}: exit {codes[name]} in {time.monotonic() - started:.0f} s", flush=True)
+        print(f"=== bench.{run.label} {'(smoke)' if is_smoke() else ''}", flush=True)
+        codes[run] = subprocess.call(_argv(run.name), env=run.env)
+        print(f"=== bench.{run.label}: exit {codes[run]} in {time.monotonic() - started:.0f} s", flush=True)
     return codes
 
 
-def run_side_by_side(chosen: list[str]) -> dict[str, int]:
+def run_side_by_side(runs: list[Run]) -> dict[Run, int]:
     """Every benchmark at once (each has a stack of its own on free ports); their output in order, whole."""
     started = time.monotonic()
-    print(f"=== {', '.join(chosen)} side by side {'(smoke)' if is_smoke() else ''}", flush=True)
-    codes: dict[str, int] = {}
+    print(f"=== {', '.join(run.label for run in runs)} side by side {'(smoke)' if is_smoke() else ''}", flush=True)
+    codes: dict[Run, int] = {}
     with tempfile.TemporaryDirectory(prefix="celery-sqs-bench-logs-") as folder:
-        logs = {name: Path(folder) / f"{name}.log" for name in chosen}
+        logs = {run: Path(folder) / f"{run.label}.log" for run in runs}
         procs = {}
         try:
-            for name in chosen:
-                with logs[name].open("wb") as log:
-                    procs[name] = subprocess.Popen(_argv(name), env=_ENV, stdout=log, stderr=subprocess.STDOUT)
-            for name, proc in procs.items():
-                codes[name] = proc.wait()
-                print(f"=== bench.{name}: exit {codes[name]} at {time.monotonic() - started:.0f} s", flush=True)
+            for run in runs:
+                with logs[run].open("wb") as log:
+                    procs[run] = subprocess.Popen(_argv(run.name), env=run.env, stdout=log, stderr=subprocess.STDOUT)
+            for run, proc in procs.items():
+                codes[run] = proc.wait()
+                print(f"=== bench.{run.label}: exit {codes[run]} at {time.monotonic() - started:.0f} s", flush=True)
         finally:
             for proc in procs.values():
                 if proc.poll() is None:
                     proc.terminate()  # each benchmark stops its own stack on SIGTERM
                     proc.wait()
-            for name in procs:
-                print(f"=== bench.{name} output", flush=True)
-                sys.stdout.buffer.write(logs[name].read_bytes())
+            for run in procs:
+                print(f"=== bench.{run.label} output", flush=True)
+                sys.stdout.buffer.write(logs[run].read_bytes())
                 sys.stdout.flush()
     return codes
+
+
+def collected_results(runs: list[Run]) -> dict[float, dict[str, dict]]:
+    """The results each run wrote, by latency then benchmark (every run's latency has a key, even with none)."""
+    by_latency: dict[float, dict[str, dict]] = {ms: {} for ms in sorted({run.latency_ms for run in runs})}
+    for run in runs:
+        path = results_path(run.name, run.latency_ms, smoke=is_smoke())
+        if path.exists():
+            by_latency[run.latency_ms][run.name] = json.loads(path.read_text())["results"]
+    return by_latency
 
 
 def main() -> int:
@@ -224,17 +314,15 @@ def main() -> int:
     if unknown:
         print(f"unknown benchmark(s) {sorted(unknown)}; choose from {BENCHMARKS}", file=sys.stderr)
         return 2
-    run = run_side_by_side if parallel() else run_one_by_one
-    failed = [name for name, code in run(chosen).items() if code]
-    folder = RESULTS_DIR / "smoke" if is_smoke() else RESULTS_DIR
-    results = {}
-    for name in chosen:
-        path = folder / f"{name}.json"
-        if path.exists() and name not in failed:
-            results[name] = json.loads(path.read_text())["results"]
-    print_table("summary", ["benchmark", "figure", "value", "compared with", "ratio"], summary_rows(results))
+    chosen_latencies = latencies()
+    runner = run_side_by_side if parallel() else run_one_by_one
+    codes = runner(planned_runs(chosen, chosen_latencies))
+    failed = [run for run, code in codes.items() if code]
+    by_latency = collected_results([run for run in codes if run not in failed])
+    header, rows = side_by_side({ms: summary_rows(results) for ms, results in by_latency.items()})
+    print_table("summary", header, rows)
     if failed:
-        print(f"bench: failed: {', '.join(failed)}", file=sys.stderr)
+        print(f"bench: failed: {', '.join(run.label for run in failed)}", file=sys.stderr)
         return 1
     return 0
 

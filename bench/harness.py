@@ -46,6 +46,22 @@ def is_smoke() -> bool:
     return os.environ.get("BENCH_SMOKE", "") not in ("", "0")
 
 
+def injected_latency_ms() -> float:
+    """The delay the latency proxy adds to each request of this run (0: clients talk to the emulator directly)."""
+    from bench.latency_proxy import ENV
+
+    value = float(os.environ.get(ENV) or 0)
+    if value < 0:
+        raise ValueError(f"{ENV} must be 0 or more, got {value:g}")
+    return value
+
+
+def results_path(name: str, latency_ms: float, *, smoke: bool) -> Path:
+    """bench/results/<name>.json at 0 ms added, <name>.latency-<ms>ms.json with a delay (smoke runs: smoke/)."""
+    folder = RESULTS_DIR / "smoke" if smoke else RESULTS_DIR
+    return folder / (f"{name}.json" if not latency_ms else f"{name}.latency-{latency_ms:g}ms.json")
+
+
 def size(env_var: str, full: int, smoke: int) -> int:
     """A benchmark size: the environment variable if set, else the full or the smoke default."""
     value = os.environ.get(env_var)
@@ -103,10 +119,12 @@ def machine() -> dict[str, Any]:
 
 
 def write_results(name: str, results: dict[str, Any]) -> Path:
-    """bench/results/<name>.json (smoke runs: bench/results/smoke/, not committed)."""
-    folder = RESULTS_DIR / "smoke" if is_smoke() else RESULTS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.json"
+    """bench/results/<name>.json, or <name>.latency-<ms>ms.json (smoke runs: bench/results/smoke/, not committed).
+    The results carry `injected_latency_ms`, so every figure and ratio says which latency it was taken at."""
+    latency = injected_latency_ms()
+    path = results_path(name, latency, smoke=is_smoke())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    results = {"injected_latency_ms": latency, **results}
     document = {
         "benchmark": name,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -115,7 +133,8 @@ def write_results(name: str, results: dict[str, Any]) -> Path:
         "results": results,
     }
     path.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"  results: {path.relative_to(REPO_ROOT)}", flush=True)
+    shown = path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path
+    print(f"  results: {shown}", flush=True)
     return path
 
 
@@ -194,10 +213,12 @@ class Stack:
 
     workdir: Path
     endpoint: str  # what clients talk to: the counting proxy when there is one
-    moto_endpoint: str
+    moto_endpoint: str  # the emulator itself: set-up and checks, never delayed
     env: dict[str, str]
     urls: dict[str, str] = field(default_factory=dict)
     started: list[subprocess.Popen] = field(default_factory=list)
+    # The emulator as measured clients reach it: the latency proxy when the run injects a delay, else moto itself.
+    sqs_endpoint: str = ""
 
     def start(
         self,
@@ -252,6 +273,28 @@ class Stack:
         return sum(self.depth(key).values())
 
 
+def start_latency_proxy(moto_port: int, latency_ms: float, workdir: Path) -> tuple[str, subprocess.Popen | None]:
+    """(the endpoint measured clients use, the proxy's process): moto itself at 0 ms, else a latency proxy."""
+    if not latency_ms:
+        return f"http://127.0.0.1:{moto_port}", None
+    from bench.latency_proxy import argv
+
+    port = processes.free_port()
+    log = workdir / "latency-proxy.log"
+    proc = processes.start(argv(moto_port, latency_ms, port), stdout=log.open("wb"))
+    try:
+        processes.wait_for(
+            lambda: proc.poll() is None and "latency proxy" in log.read_text(errors="replace"),
+            timeout=30,
+            interval=0.05,
+            what="the latency proxy to listen",
+        )
+    except Exception:
+        processes.stop(proc, grace=2)
+        raise
+    return f"http://127.0.0.1:{port}", proc
+
+
 def _raise_interrupt(*_args) -> None:
     raise KeyboardInterrupt
 
@@ -286,14 +329,15 @@ def stack(
 
     os.environ["LOCAL_SQS_METRICS_SECONDS"] = env["LOCAL_SQS_METRICS_SECONDS"]
     moto = start_moto_server(moto_port, stdout=(workdir / "moto.log").open("wb"))
-    counting = None
+    counting = delay = None
     try:
         wait_until_up(moto_endpoint, moto)
-        endpoint = moto_endpoint
+        sqs_endpoint, delay = start_latency_proxy(moto_port, injected_latency_ms(), workdir)
+        endpoint = sqs_endpoint
         if proxy:
             from bench.counting_proxy import CountingProxy
 
-            counting = CountingProxy(moto_endpoint)
+            counting = CountingProxy(sqs_endpoint)
             counting.start()
             endpoint = counting.endpoint
         env["SQS_ENDPOINT_URL"] = endpoint
@@ -307,7 +351,14 @@ def stack(
 
         urls = create_queues(settings.QUEUE_TOPOLOGY, endpoint_url=moto_endpoint)
         subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], check=True, cwd=REPO_ROOT, env=os.environ)
-        bench = Stack(workdir=workdir, endpoint=endpoint, moto_endpoint=moto_endpoint, env=env, urls=urls)
+        bench = Stack(
+            workdir=workdir,
+            endpoint=endpoint,
+            moto_endpoint=moto_endpoint,
+            env=env,
+            urls=urls,
+            sqs_endpoint=sqs_endpoint,
+        )
         bench.proxy = counting  # type: ignore[attr-defined]
         try:
             yield bench
@@ -317,6 +368,8 @@ def stack(
     finally:
         if counting is not None:
             counting.stop()
+        if delay is not None:
+            processes.stop(delay, grace=5)
         processes.stop(moto, grace=5)
         if os.environ.get("BENCH_KEEP_WORKDIR"):
             print(f"  logs kept in {workdir}")

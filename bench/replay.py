@@ -9,7 +9,8 @@ the DLQ). Then it moves them all back to the queue:
 - `one_by_one`: receive 1, send_message, delete_message, n times.
 The clock starts at the call and stops when it returns. Both are told how many messages to move (the replay's
 `max_messages`, the loop's count), so neither ends on an empty 1 s long poll: the figure is the moving alone.
-Each method is timed BENCH_REPLAY_REPS (3) times against the emulator directly, in a turning order, each run on a
+Each method is timed BENCH_REPLAY_REPS (3) times against the emulator (through the latency proxy, a process of its
+own, when the run injects a delay), in a turning order, each run on a
 freshly filled DLQ; then it runs once more through the counting proxy to count its requests (the proxy runs in
 this process: it would slow the mover it measures). Filling and checks always go to the emulator directly.
 """
@@ -183,13 +184,13 @@ def main() -> int:
     with stack("replay", proxy=True) as bench:
         template = template_body(bench)
         for name in METHODS:  # warm-up: first calls (botocore's operation models, the replay's code paths)
-            move(bench, template, WARMUP, progress, name, bench.moto_endpoint)
+            move(bench, template, WARMUP, progress, name, bench.sqs_endpoint)
         timed: dict[str, list[float]] = {name: [] for name in METHODS}
         for rep in range(reps):
             # Timed against the emulator directly: the proxy shares this process and its GIL. The order turns
             # each repetition, so drift (the machine's other load) does not favour one method.
             for name in METHODS[rep % len(METHODS) :] + METHODS[: rep % len(METHODS)]:
-                seconds = move(bench, template, n, progress, name, bench.moto_endpoint)
+                seconds = move(bench, template, n, progress, name, bench.sqs_endpoint)
                 timed[name].append(round(seconds, 2))
                 progress(f"{name} #{rep + 1}: {n} moved in {seconds:.1f} s", force=True)
         results = {}

@@ -3,7 +3,10 @@
 Part 1 drains BENCH_TASKS (2000) no-op tasks three ways. Part 2 (issue E item 7) drains BENCH_SHALLOW_TASKS (300)
 with the worker as shipped, with only fetch-when-a-slot-frees, as before (kombu's pace), and as a short-task worker
 group would run it (prefetch_multiplier BENCH_PREFETCH_MULTIPLIER, 3), beside the raw loop, BENCH_ROUNDS (3) times
-in turn; the median round of each is reported.
+in turn; the median round of each is reported. Part 3 (issue L item 1) drains BENCH_STEADY_TASKS (600) with the
+queue held at BENCH_STEADY_DEPTH (20) visible messages by a producer refilling it (bench/steady_depth.py), by the raw
+loop, the worker as shipped and the prefetch variant, BENCH_ROUNDS times in turn: the emulator's scan stays small,
+so what shows is the round trips (run with BENCH_INJECTED_LATENCY_MS to add a delay to each).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from bench.harness import (
     Progress,
     Stack,
     cpu_seconds,
+    is_smoke,
     print_table,
     publish_tasks,
     ratio,
@@ -31,6 +35,7 @@ from bench.harness import (
     wait_for_worker_drain,
     write_results,
 )
+from bench.steady_depth import SteadyProducer, envelope_bodies
 
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "4"))  # 4: the main worker group in queues.yml
 TASK = "jobs.noop"
@@ -50,7 +55,7 @@ def drain_raw_boto3(bench: Stack, n: int, progress: Progress) -> dict[str, Any]:
     """The floor: receive 10 (long poll), delete the batch, no work at all."""
     fill(bench, n, progress)
     started = time.monotonic()
-    done = raw_boto3_drain(bench.moto_endpoint, bench.urls["default"], n, progress, timeout=DRAIN_TIMEOUT)
+    done = raw_boto3_drain(bench.sqs_endpoint, bench.urls["default"], n, progress, timeout=DRAIN_TIMEOUT)
     elapsed = time.monotonic() - started
     return {"tasks": done, "seconds": round(elapsed, 2), "tasks_per_s": round(done / elapsed, 1)}
 
@@ -125,10 +130,71 @@ def low_depth_rounds(bench: Stack, n: int, rounds: int, progress: Progress) -> d
     return low
 
 
+STEADY_CONTENDERS = ("raw_boto3", "worker", PREFETCH_VARIANT)
+
+
+def steady_contenders() -> tuple[str, ...]:
+    """Smoke runs leave out the prefetch variant: one worker start less in `make test`."""
+    return STEADY_CONTENDERS[:2] if is_smoke() else STEADY_CONTENDERS
+
+
+def steady_producer(bench: Stack, bodies: list[str], depth: int) -> SteadyProducer:
+    """Fresh queues, then a producer holding the default queue at `depth` visible messages (emulator direct)."""
+    from devstack.queues import sqs_client
+    from lambdas.sqs_batches import message_counts
+
+    bench.fresh_queues()
+    sqs, url = sqs_client(bench.moto_endpoint), bench.urls["default"]
+    producer = SteadyProducer(
+        sqs, url, bodies, depth=depth, timeout=DRAIN_TIMEOUT, visible=lambda: message_counts(sqs, url)["visible"]
+    ).start()
+    producer.wait_filled()
+    return producer
+
+
+def steady_drain(bench: Stack, name: str, bodies: list[str], depth: int, progress: Progress) -> dict[str, Any]:
+    """One contender drains len(bodies) tasks while the producer keeps the queue at `depth`."""
+    n = len(bodies)
+    producer = steady_producer(bench, bodies, depth)
+    try:
+        if name == "raw_boto3":
+            started = time.monotonic()
+            done = raw_boto3_drain(bench.sqs_endpoint, bench.urls["default"], n, progress, timeout=DRAIN_TIMEOUT)
+            elapsed = time.monotonic() - started
+            result = {"tasks": done, "seconds": round(elapsed, 2), "tasks_per_s": round(done / elapsed, 1)}
+        else:
+            label = f"steady {name.replace('_', ' ')}"
+            result = drain_with_worker(bench, n, progress, label=label, env=WORKER_VARIANTS[name], pending=bench.total)
+        producer.check()
+    finally:
+        producer.stop()
+    return {**result, "max_visible_depth_seen": producer.max_visible_seen}
+
+
+def steady_rounds(bench: Stack, n: int, depth: int, rounds: int, progress: Progress) -> dict[str, Any]:
+    """Each steady-depth contender once per round, in turn; the median round of each (every round kept)."""
+    from bench.replay import template_body
+
+    bench.fresh_queues()  # a stopped worker's long poll, still open in the emulator, would take the template
+    template = template_body(bench)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in steady_contenders()}
+    for round_no in range(rounds):
+        progress(f"steady depth {depth}: round {round_no + 1}/{rounds}", force=True)
+        for name in steady_contenders():
+            runs[name].append(steady_drain(bench, name, envelope_bodies(template, n), depth, progress))
+    steady: dict[str, Any] = {"depth": depth}
+    for name, results in runs.items():
+        ordered = sorted(results, key=lambda r: r["tasks_per_s"] or 0)
+        steady[name] = {**ordered[len(ordered) // 2], "rounds_tasks_per_s": [r["tasks_per_s"] for r in results]}
+    return steady
+
+
 def main() -> int:
     n = size("BENCH_TASKS", 2000, 20)
     shallow = size("BENCH_SHALLOW_TASKS", 300, 20)
     rounds = size("BENCH_ROUNDS", 3, 1)
+    steady_n = size("BENCH_STEADY_TASKS", 600, 20)
+    steady_depth = size("BENCH_STEADY_DEPTH", 20, 10)
     progress = Progress("throughput")
     print(
         f"throughput: {n} tasks three ways, then {shallow} by the worker before, after, with prefetch multiplier "
@@ -143,6 +209,7 @@ def main() -> int:
             "celery_redis": drain_redis_worker(bench, n, progress),
         }
         low = low_depth_rounds(bench, shallow, rounds, progress)
+        steady = steady_rounds(bench, steady_n, steady_depth, rounds, progress)
     raw, redis = deep["raw_boto3"]["tasks_per_s"], deep["celery_redis"]["tasks_per_s"]
     worker = deep["worker"]["tasks_per_s"]
     ratios = {
@@ -156,21 +223,41 @@ def main() -> int:
         "low_depth_after_vs_raw": ratio(low["worker"]["tasks_per_s"], low["raw_boto3"]["tasks_per_s"]),
         "low_depth_after_vs_before": ratio(low["worker"]["tasks_per_s"], low["worker_before"]["tasks_per_s"]),
         "low_depth_prefetch_vs_raw": ratio(low[PREFETCH_VARIANT]["tasks_per_s"], low["raw_boto3"]["tasks_per_s"]),
+        "steady_worker_vs_raw": ratio(steady["worker"]["tasks_per_s"], steady["raw_boto3"]["tasks_per_s"]),
+        "steady_prefetch_vs_raw": (
+            ratio(steady[PREFETCH_VARIANT]["tasks_per_s"], steady["raw_boto3"]["tasks_per_s"])
+            if PREFETCH_VARIANT in steady
+            else None
+        ),
     }
-    rows = [
-        [f"{n} tasks", name, r["tasks_per_s"], r["seconds"], r.get("worker_cpu_s_per_1000"), ""]
-        for name, r in deep.items()
-    ] + [
+    rows = (
         [
-            f"{shallow} tasks",
-            name,
-            r["tasks_per_s"],
-            r["seconds"],
-            r.get("worker_cpu_s_per_1000"),
-            " ".join(str(v) for v in r["rounds_tasks_per_s"]),
+            [f"{n} tasks", name, r["tasks_per_s"], r["seconds"], r.get("worker_cpu_s_per_1000"), ""]
+            for name, r in deep.items()
         ]
-        for name, r in low.items()
-    ]
+        + [
+            [
+                f"{shallow} tasks",
+                name,
+                r["tasks_per_s"],
+                r["seconds"],
+                r.get("worker_cpu_s_per_1000"),
+                " ".join(str(v) for v in r["rounds_tasks_per_s"]),
+            ]
+            for name, r in low.items()
+        ]
+        + [
+            [
+                f"{steady_n} at depth {steady_depth}",
+                name,
+                steady[name]["tasks_per_s"],
+                steady[name]["seconds"],
+                steady[name].get("worker_cpu_s_per_1000"),
+                " ".join(str(v) for v in steady[name]["rounds_tasks_per_s"]),
+            ]
+            for name in steady_contenders()
+        ]
+    )
     print_table(
         f"throughput (concurrency {CONCURRENCY}, task {TASK})",
         ["depth", "drained by", "tasks/s", "seconds", "worker CPU s / 1000 tasks", "tasks/s of each round"],
@@ -185,6 +272,7 @@ def main() -> int:
             "task": TASK,
             "deep": deep,
             "low_depth": low,
+            "steady_depth": steady,
             "ratios": ratios,
         },
     )

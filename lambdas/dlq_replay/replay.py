@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -127,26 +129,56 @@ class _Replay:
         self.limiter = RateLimiter(float(request.rate_per_second), clock, sleep)
         self.clock = clock
         self.release: list[dict] = []  # received, not moved: made visible again at the end
-        self.seen: set[str] = set()
+        self.seen: set[str] = set()  # the prefetch thread adds to it; only receives read it, one at a time
         self.out_of_time = False
+        self._prefetched: Future[list[dict]] | None = None
+        self._pool: ThreadPoolExecutor | None = None
 
     def run(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlq-replay-receive")
         try:
             while self.report.received < self.request.max_messages:
                 if self.out_of_time or self.time_left() < STOP_WHEN_SECONDS_LEFT:
                     self.report.stopped = "time budget nearly spent"
                     return
-                messages = self._receive(min(SQS_BATCH, self.request.max_messages - self.report.received))
+                messages = self._next_batch()
                 if not messages:
                     self.report.stopped = "no more messages in the DLQ"
                     return
                 self._handle(messages)
             self.report.stopped = f"max_messages ({self.request.max_messages}) received"
         finally:
+            self._release_prefetched()
+            self._pool.shutdown(wait=True)
             self._release_all()
+
+    def _wanted(self) -> int:
+        return min(SQS_BATCH, self.request.max_messages - self.report.received)
 
     def _receive(self, count: int) -> list[dict]:
         return receive_fresh(self.sqs, self.dlq_url, count=count, hold_seconds=HOLD_SECONDS, seen=self.seen)
+
+    def _next_batch(self) -> list[dict]:
+        """The receive already in flight (started while the last batch was sent), else a receive now."""
+        if self._prefetched is not None:
+            prefetched, self._prefetched = self._prefetched, None
+            return prefetched.result()
+        return self._receive(self._wanted())
+
+    def _prefetch(self) -> None:
+        """Start the next batch's receive while this one is sent and deleted: each round trip then overlaps
+        another (issue L item 4). Started after the rate limiter's wait, so the wait only counts time that passed."""
+        if self._prefetched is None and self._wanted() > 0:
+            self._prefetched = self._pool.submit(self._receive, self._wanted())
+
+    def _release_prefetched(self) -> None:
+        """A receive still in flight when the run ends: its messages were never handled; they go back at once."""
+        if self._prefetched is None:
+            return
+        prefetched, self._prefetched = self._prefetched, None
+        # A receive that failed received nothing: nothing to put back, and the run's own outcome stands.
+        with contextlib.suppress(Exception):
+            self.release.extend(prefetched.result())
 
     def _handle(self, messages: list[dict]) -> None:
         now = datetime.fromtimestamp(self.clock(), UTC)
@@ -193,6 +225,7 @@ class _Replay:
             self.out_of_time = True
             return
         self.limiter.acquire(len(batch))
+        self._prefetch()
         entries = [{"Id": str(i), "MessageBody": body} for i, (_, _, body) in enumerate(batch)]
         try:
             response = self.sqs.send_message_batch(QueueUrl=self.source_url, Entries=entries)

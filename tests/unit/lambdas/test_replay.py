@@ -469,3 +469,50 @@ def test_every_message_is_accounted_for(sqs_world, fails, echoes, junk, names, m
     assert sum(report.by_task.values()) == report.matched
     assert sqs_world.source_counts() == (report.moved, 0)
     assert sqs_world.dlq_counts() == (total - report.moved, 0)
+
+
+# --- the next receive overlaps the send and delete (issue L item 4) ----------------------------------
+
+
+def test_the_next_receive_is_in_flight_while_a_batch_is_sent(sqs_world):
+    # GIVEN 25 messages, and a client whose SendMessageBatch notes whether another receive had started by then
+    # (it waits up to 5 s for one, so a run that receives only after its send and delete is caught)
+    import threading
+
+    sqs_world.dead_letter_many("jobs.fail", 25)
+    sqs = FastSqs(sqs_world.client)
+    started = threading.Semaphore(0)  # released once per receive started
+    overlapped: list[bool] = []
+    receive, send = sqs.receive_message, sqs_world.client.send_message_batch
+
+    def counting_receive(**kwargs):
+        started.release()
+        return receive(**kwargs)
+
+    def noting_send(**kwargs):
+        if not overlapped:
+            started.acquire(timeout=5)  # the first batch's own receive
+        overlapped.append(started.acquire(timeout=5))  # the next batch's receive, started before this send
+        return send(**kwargs)
+
+    sqs.receive_message, sqs.send_message_batch = counting_receive, noting_send
+    # WHEN they are replayed
+    report = _replay(sqs_world, sqs=sqs, dry_run=False, rate_per_second=100)
+    # THEN the first two batches had their successor's receive started before they were sent
+    assert report.moved == 25
+    assert overlapped[:2] == [True, True]
+    # AND all 25 are in the queue, none left in the DLQ
+    assert sqs_world.source_counts() == (25, 0)
+    assert sqs_world.dlq_counts() == (0, 0)
+
+
+def test_a_receive_in_flight_when_the_time_budget_ends_is_handed_back(sqs_world):
+    # GIVEN 15 messages, and a time budget ample for the first batch and then nearly spent
+    sqs_world.dead_letter_many("jobs.fail", 15)
+    left = iter([300.0, 300.0, STOP_WHEN_SECONDS_LEFT - 1])  # asked before the receive, before the send, then
+    # WHEN a real run moves the first 10 (the next 5 received while they were sent)
+    report = _replay(sqs_world, dry_run=False, rate_per_second=100, time_left=lambda: next(left))
+    # THEN it stopped after one batch, and the 5 it had already received are visible in the DLQ again
+    assert (report.received, report.moved, report.stopped) == (10, 10, "time budget nearly spent")
+    assert sqs_world.source_counts() == (10, 0)
+    assert sqs_world.dlq_counts() == (5, 0)

@@ -1,0 +1,203 @@
+"""Unit tests of the injected latency's plumbing: which runs `make bench` plans, the JSON each run writes, the
+summary's columns, and the latency proxy a stack puts between its clients and the emulator."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from bench import __main__ as bench_main
+from bench import harness
+from bench.latency_proxy import ENV as LATENCY_ENV
+from devstack import processes
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for name in ("BENCH_LATENCY_MS", "BENCH_LATENCIES", "BENCH_SMOKE", LATENCY_ENV):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_a_full_run_plans_the_round_trip_benchmarks_at_0_and_15_ms_and_recovery_once(clean_env):
+    # GIVEN no latency settings WHEN a full run is planned
+    runs = bench_main.planned_runs(bench_main.BENCHMARKS, bench_main.latencies())
+    # THEN throughput, requests, publish latency and replay run at 0 and 15 ms, recovery at 0 ms only
+    assert sorted((r.name, r.latency_ms) for r in runs) == sorted(
+        [(name, ms) for name in bench_main.AT_LATENCY for ms in (0.0, 15.0)] + [("recovery", 0.0)]
+    )
+    # AND each run's process is told its latency
+    assert {r.label: r.env[LATENCY_ENV] for r in runs if r.name == "replay"} == {"replay": "0", "replay@15ms": "15"}
+
+
+def test_the_injected_latency_is_configurable_and_smoke_runs_only_the_delayed_one(clean_env):
+    # GIVEN BENCH_LATENCY_MS=30 THEN a full run takes 0 and 30 ms
+    clean_env.setenv("BENCH_LATENCY_MS", "30")
+    assert bench_main.latencies() == [0.0, 30.0]
+    # AND a smoke run only 30 ms, recovery still at 0 ms
+    clean_env.setenv("BENCH_SMOKE", "1")
+    assert bench_main.latencies() == [30.0]
+    runs = bench_main.planned_runs(["recovery", "replay"], bench_main.latencies())
+    assert [(r.name, r.latency_ms) for r in runs] == [("recovery", 0.0), ("replay", 30.0)]
+    # AND BENCH_LATENCIES lists them outright
+    clean_env.setenv("BENCH_LATENCIES", "25,0")
+    assert bench_main.latencies() == [0.0, 25.0]
+    # AND a negative latency is refused
+    clean_env.setenv("BENCH_LATENCIES", "-5")
+    with pytest.raises(ValueError, match="0 ms or more"):
+        bench_main.latencies()
+
+
+@pytest.mark.parametrize(("latency", "file_name"), [("0", "replay.json"), ("15", "replay.latency-15ms.json")])
+def test_each_runs_json_carries_its_injected_latency_and_its_ratios(clean_env, tmp_path, latency, file_name):
+    # GIVEN a run at `latency` ms, writing under a temporary results folder
+    clean_env.setattr(harness, "RESULTS_DIR", tmp_path)
+    clean_env.setenv(LATENCY_ENV, latency)
+    # WHEN a benchmark writes its results
+    path = harness.write_results("replay", {"ratios": {"replay_vs_loop_msgs_per_s": 5.5}})
+    # THEN the file is named after the latency, and carries it beside the ratios
+    assert path == tmp_path / file_name
+    results = json.loads(path.read_text())["results"]
+    assert results["injected_latency_ms"] == float(latency)
+    assert results["ratios"] == {"replay_vs_loop_msgs_per_s": 5.5}
+
+
+def test_a_negative_injected_latency_is_refused(clean_env):
+    clean_env.setenv(LATENCY_ENV, "-1")
+    with pytest.raises(ValueError, match=LATENCY_ENV):
+        harness.injected_latency_ms()
+
+
+def test_the_summary_puts_each_latencys_figures_side_by_side():
+    # GIVEN summary rows at 0 ms and at 15 ms, one figure only measured at 0 ms
+    rows = {
+        0.0: [["replay", "messages/s", 300, "one by one 100", 3.0], ["recovery", "median s", 4.1, "", None]],
+        15.0: [["replay", "messages/s", 100, "one by one 18", 5.5]],
+    }
+    # WHEN merged
+    header, merged = bench_main.side_by_side(rows)
+    # THEN one row per figure, the 15 ms columns beside the 0 ms ones, blanks where a latency has none
+    assert header[2:] == [
+        "value +0 ms", "compared with +0 ms", "ratio +0 ms", "value +15 ms", "compared with +15 ms", "ratio +15 ms",
+    ]  # fmt: skip
+    assert merged == [
+        ["replay", "messages/s", 300, "one by one 100", 3.0, 100, "one by one 18", 5.5],
+        ["recovery", "median s", 4.1, "", None, "", "", None],
+    ]
+
+
+def test_a_figure_compared_with_two_things_keeps_both_rows_at_each_latency():
+    # GIVEN the worker's tasks/s compared with the raw loop and with Celery on Redis, at 0 and 15 ms
+    rows = {
+        0.0: [["throughput", "worker tasks/s", 50, "raw 54", 0.93], ["throughput", "worker tasks/s", 50, "redis", 0.2]],
+        15.0: [
+            ["throughput", "worker tasks/s", 24, "raw 27", 0.88],
+            ["throughput", "worker tasks/s", 24, "redis", 0.1],
+        ],
+    }
+    # WHEN merged THEN both rows stay, each beside its own counterpart
+    _, merged = bench_main.side_by_side(rows)
+    assert [row[3:] for row in merged] == [["raw 54", 0.93, 24, "raw 27", 0.88], ["redis", 0.2, 24, "redis", 0.1]]
+
+
+def test_at_0_ms_a_stack_talks_to_the_emulator_itself(tmp_path):
+    # WHEN no latency is injected THEN there is no proxy process, and the clients' endpoint is the emulator's
+    assert harness.start_latency_proxy(4566, 0, tmp_path) == ("http://127.0.0.1:4566", None)
+
+
+def test_with_a_latency_a_stack_puts_a_latency_proxy_process_in_front_of_the_emulator(tmp_path):
+    # GIVEN an HTTP server standing in for the emulator, counting the requests it gets
+    hits: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        # WHEN a stack starts its latency proxy at 15 ms
+        endpoint, proc = harness.start_latency_proxy(server.server_address[1], 15, tmp_path)
+        try:
+            # THEN it is a process of its own on another port, which forwards requests to the emulator
+            assert proc is not None and proc.poll() is None
+            assert endpoint != f"http://127.0.0.1:{server.server_address[1]}"
+            import urllib.request
+
+            request = urllib.request.Request(f"{endpoint}/queue", data=b"{}", method="POST")
+            with urllib.request.urlopen(request, timeout=30) as response:
+                assert response.status == 200
+            assert hits == ["/queue"]
+            # AND it says the delay it adds
+            assert "15 ms per request" in (tmp_path / "latency-proxy.log").read_text()
+        finally:
+            if proc is not None:
+                processes.stop(proc, grace=5)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_summary_reads_the_steady_depth_figures_and_their_ratios():
+    # GIVEN a throughput result with its steady-depth part (what bench/throughput.py writes)
+    def drained(tasks_per_s, tasks=300):
+        return {"tasks": tasks, "tasks_per_s": tasks_per_s, "worker_cpu_s_per_1000": 2.0}
+
+    results = {
+        "throughput": {
+            "injected_latency_ms": 15.0,
+            "prefetch_multiplier_variant": 3,
+            "deep": {"raw_boto3": drained(20), "worker": drained(18), "celery_redis": drained(900)},
+            "low_depth": {"raw_boto3": drained(100), "worker_before": drained(4), "worker": drained(60)},
+            "steady_depth": {
+                "depth": 20,
+                "raw_boto3": drained(120),
+                "worker": drained(60),
+                "worker_prefetch_3": drained(100),
+            },
+            "ratios": {
+                "worker_vs_raw_boto3": 0.9,
+                "worker_vs_celery_redis": 0.02,
+                "worker_cpu_vs_celery_redis": 1.8,
+                "low_depth_before_vs_raw": 0.04,
+                "low_depth_after_vs_raw": 0.6,
+                "steady_worker_vs_raw": 0.5,
+                "steady_prefetch_vs_raw": 0.83,
+            },
+        }
+    }
+    # WHEN summarised
+    rows = bench_main.summary_rows(results)
+    # THEN the steady-depth rows carry the worker's and the prefetch variant's figures beside the raw loop's
+    steady = [row for row in rows if "depth held at 20" in row[1]]
+    assert steady == [
+        ["throughput", "worker tasks/s, depth held at 20 (300)", 60, "raw boto3 120", 0.5],
+        ["throughput", "worker prefetch 3 tasks/s, depth held at 20 (300)", 100, "raw boto3 120", 0.83],
+    ]
+
+
+def test_a_smoke_runs_results_are_read_back_at_each_runs_own_latency(clean_env, tmp_path):
+    # GIVEN a smoke run: replay at 15 ms, recovery at 0 ms, each having written its JSON
+    clean_env.setattr(harness, "RESULTS_DIR", tmp_path)
+    clean_env.setenv("BENCH_SMOKE", "1")
+    runs = bench_main.planned_runs(["recovery", "replay"], bench_main.latencies())
+    for run in runs:
+        clean_env.setenv(LATENCY_ENV, f"{run.latency_ms:g}")
+        harness.write_results(run.name, {"ratios": {}})
+    # WHEN read back THEN each sits under its own latency
+    collected = bench_main.collected_results(runs)
+    assert {ms: sorted(by_name) for ms, by_name in collected.items()} == {0.0: ["recovery"], 15.0: ["replay"]}
+    assert collected[15.0]["replay"]["injected_latency_ms"] == 15.0
