@@ -296,7 +296,8 @@ def test_access_denied_makes_the_worker_unhealthy_at_once_and_a_success_heals_it
 
     (tmp_path / "heartbeat").write_text(f"{time.time()}\n")  # a fresh poll: only deletes can fail the check
     client = FlakyClient(_denied(), failures=2)
-    batches = DeleteBatches(client_for=lambda queue: client, window=0.01, backoff=0.2)
+    # (retries 1 s, then 2 s later: time enough, on a loaded machine, to read the health check in between)
+    batches = DeleteBatches(client_for=lambda queue: client, window=0.01, backoff=1.0)
 
     # WHEN an ack's delete is refused
     batches.add(PendingDelete(queue="a", url="https://sqs/a", receipt_handle="h1"))
@@ -306,7 +307,7 @@ def test_access_denied_makes_the_worker_unhealthy_at_once_and_a_success_heals_it
     ok, message = healthcheck.check("worker")
     assert not ok and "deletes failing: 1 acked messages not deleted since" in message
     # WHEN the retry succeeds THEN the worker is healthy again
-    assert wait_until(lambda: batches.deleted == 1)
+    assert wait_until(lambda: batches.deleted == 1, timeout=15)
     assert healthcheck.check("worker")[0]
     batches.close()
 
