@@ -179,10 +179,8 @@ class WorkerService(Construct):
         )
 
 
-class BeatService(Construct):
-    """`celery beat`: exactly one task. A deployment stops the old task before it starts the new one
-    (minimum 0 %, maximum 100 %) and nothing scales it; should two ever overlap, the lease in
-    workers/beat.py keeps the second on standby."""
+class _OneTaskService(Construct):
+    """One task of the app image, running `spec`, whose role may only publish: beat and the outbox relay."""
 
     def __init__(
         self,
@@ -193,52 +191,10 @@ class BeatService(Construct):
         settings: AppTaskSettings,
         security_group: ec2.ISecurityGroup,
         publish_to: list[QueuePair],
+        spec: TaskSpec,
+        **deployment: int,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.task = app_task(
-            self,
-            settings,
-            TaskSpec(command=["bin/start-beat"], cpu=256, memory_mib=512, health_check=healthcheck("beat")),
-        )
-        allow_publish(self.task.role, publish_to)
-        self.service = ecs.FargateService(
-            self,
-            "Service",
-            cluster=cluster,
-            task_definition=self.task.definition,
-            security_groups=[security_group],
-            desired_count=1,
-            min_healthy_percent=0,
-            max_healthy_percent=100,
-            circuit_breaker=_rollback(),
-        )
-
-
-class OutboxRelayService(Construct):
-    """`manage.py outbox_relay` (bin/start-outbox-relay): publishes committed Jobs the api did not. Each
-    attempt is claimed by compare-and-set in the database, so two tasks during a deployment (or more) are
-    safe; one is enough. It needs the database and may only publish."""
-
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        cluster: ecs.ICluster,
-        settings: AppTaskSettings,
-        security_group: ec2.ISecurityGroup,
-        publish_to: list[QueuePair],
-    ) -> None:
-        super().__init__(scope, construct_id)
-        # Healthy while it sweeps, also while the database or SQS is down (a new task could not reach them either).
-        health = ecs.HealthCheck(
-            command=["CMD", "python", "manage.py", "outbox_relay", "--check"],
-            interval=Duration.seconds(60),
-            timeout=Duration.seconds(20),
-            retries=3,
-            start_period=Duration.seconds(60),
-        )
-        spec = TaskSpec(command=["bin/start-outbox-relay"], cpu=256, memory_mib=512, health_check=health)
         self.task = app_task(self, settings, spec)
         allow_publish(self.task.role, publish_to)
         self.service = ecs.FargateService(
@@ -248,5 +204,34 @@ class OutboxRelayService(Construct):
             task_definition=self.task.definition,
             security_groups=[security_group],
             desired_count=1,
+            **deployment,
             circuit_breaker=_rollback(),
         )
+
+
+class BeatService(_OneTaskService):
+    """`celery beat`: exactly one task. A deployment stops the old task before it starts the new one
+    (minimum 0 %, maximum 100 %) and nothing scales it; should two ever overlap, the lease in
+    workers/beat.py keeps the second on standby."""
+
+    def __init__(self, scope: Construct, construct_id: str, **kwargs) -> None:
+        spec = TaskSpec(command=["bin/start-beat"], cpu=256, memory_mib=512, health_check=healthcheck("beat"))
+        super().__init__(scope, construct_id, spec=spec, min_healthy_percent=0, max_healthy_percent=100, **kwargs)
+
+
+class OutboxRelayService(_OneTaskService):
+    """`manage.py outbox_relay` (bin/start-outbox-relay): publishes committed Jobs the api did not. Each
+    attempt is claimed by compare-and-set in the database, so two tasks during a deployment (or more) are
+    safe; one is enough. It needs the database and may only publish."""
+
+    def __init__(self, scope: Construct, construct_id: str, **kwargs) -> None:
+        # Healthy while it sweeps, also while the database or SQS is down (a new task could not reach them either).
+        health = ecs.HealthCheck(
+            command=["CMD", "python", "manage.py", "outbox_relay", "--check"],
+            interval=Duration.seconds(60),
+            timeout=Duration.seconds(20),
+            retries=3,
+            start_period=Duration.seconds(60),
+        )
+        spec = TaskSpec(command=["bin/start-outbox-relay"], cpu=256, memory_mib=512, health_check=health)
+        super().__init__(scope, construct_id, spec=spec, **kwargs)
