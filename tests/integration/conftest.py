@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,6 +181,17 @@ def wait_for_job(job_id: int, states: set[str], timeout: float = 60):
         timeout=timeout,
         interval=0.2,
         what=f"job {job_id} to reach {states}",
+    )
+
+
+def worker_health(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`python -m workers.healthcheck worker` (the ECS health check) with a worker's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "workers.healthcheck", "worker"],
+        env={**env, "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
 
 

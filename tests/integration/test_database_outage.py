@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections import Counter
 
@@ -20,6 +18,7 @@ from devstack.fault_proxy import FaultProxy
 from devstack.moto_server import reset
 from devstack.processes import REPO_ROOT
 from devstack.queues import create_queues, dlq_url, queue_depth
+from tests.integration.conftest import worker_health
 from workers.celery_app import app
 from workers.topology import load_topology
 
@@ -48,16 +47,6 @@ class MessageCountingProxy(CountingProxy):
             for message in json.loads(response_body).get("Messages") or []:
                 with self._lock:
                     self.per_message[message["MessageId"]] += 1
-
-
-def _health(env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "workers.healthcheck", "worker"],
-        env={**env, "PATH": ""},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 def _effects() -> int:
@@ -123,7 +112,7 @@ def test_a_database_outage_pauses_the_workers_and_sends_nothing_to_the_dlq(outag
     health_during = None
     while (left := OUTAGE_SECONDS - (time.monotonic() - cut_at)) > 0:
         if health_during is None and time.monotonic() - cut_at > 10:
-            health_during = [_health(env) for _worker, env in stack["workers"]]
+            health_during = [worker_health(env) for _worker, env in stack["workers"]]
         time.sleep(min(left, 1.0))
     during = sqs.snapshot()
     db_proxy.restore()

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 import uuid
 
 import pytest
 
 from devstack import processes
 from devstack.fault_proxy import FaultProxy
-from tests.integration.conftest import post_job, wait_for_job
+from tests.integration.conftest import post_job, wait_for_job, worker_health
 from tests.integration.sqs_refusing_proxy import SqsRefusingProxy
 
 pytestmark = pytest.mark.integration
@@ -40,16 +38,6 @@ def _foreign_envelope(*, task: str, routing_key: str) -> str:
         },
     }
     return _b64(json.dumps(envelope))
-
-
-def _health(env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "workers.healthcheck", "worker"],
-        env={**env, "PATH": ""},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 def test_a_delete_that_raises_a_non_botocore_error_does_not_stop_later_deletes(client, start_worker, queues):
@@ -90,7 +78,7 @@ def test_deletes_refused_with_access_denied_make_the_worker_unhealthy_and_log_on
 
         # THEN the health check fails, naming the deletes and how many acked messages are not deleted
         failed = processes.wait_for(
-            lambda: (r := _health(env)).returncode == 1 and r, timeout=20, interval=0.5, what="unhealthy"
+            lambda: (r := worker_health(env)).returncode == 1 and r, timeout=20, interval=0.5, what="unhealthy"
         )
         assert "worker unhealthy: deletes failing:" in failed.stderr
         assert "acked messages not deleted since" in failed.stderr
@@ -124,7 +112,7 @@ def test_deletes_throttled_past_the_set_time_make_the_worker_unhealthy_until_the
 
         # THEN once the failure has lasted 2 s the health check fails, naming the deletes
         failed = processes.wait_for(
-            lambda: (r := _health(env)).returncode == 1 and r, timeout=20, interval=0.5, what="unhealthy"
+            lambda: (r := worker_health(env)).returncode == 1 and r, timeout=20, interval=0.5, what="unhealthy"
         )
         assert "deletes failing: 1 acked messages not deleted since" in failed.stderr
 
@@ -134,7 +122,7 @@ def test_deletes_throttled_past_the_set_time_make_the_worker_unhealthy_until_the
         wait_for_job(second, {"succeeded"})
 
         # THEN the worker is healthy again without a restart, and says so
-        processes.wait_for(lambda: _health(env).returncode == 0, timeout=20, interval=0.5, what="healthy again")
+        processes.wait_for(lambda: worker_health(env).returncode == 0, timeout=20, interval=0.5, what="healthy again")
         assert "SQS deletes work again" in worker.log()
         counts = proxy.snapshot()
         assert counts["faulted"]["DeleteMessageBatch"] >= 2  # the first delete was retried

@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from devstack import processes
 from devstack.tcp_proxy import TcpProxy
-from tests.integration.conftest import post_job, wait_for_job
+from tests.integration.conftest import post_job, wait_for_job, worker_health
 
 pytestmark = pytest.mark.integration
 
 MAX_AGE = 25  # a successful long poll (20 s) must always fit in it
-
-
-def _health(env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "workers.healthcheck", "worker"],
-        env={**env, "PATH": ""},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 def test_health_check_fails_while_sqs_is_cut_and_recovers_without_restart(client, start_worker, queues, tmp_path):
@@ -39,14 +26,14 @@ def test_health_check_fails_while_sqs_is_cut_and_recovers_without_restart(client
         first = post_job(client, kind="echo", payload={"message": "before"})
         wait_for_job(first.json()["job_id"], {"succeeded"})
         # THEN the health check passes
-        healthy = _health(env)
+        healthy = worker_health(env)
         assert healthy.returncode == 0, healthy.stderr
 
         # WHEN the SQS endpoint is cut off
         proxy.cut()
         # THEN the check fails within the configured window (plus one long poll in flight)
         failed = processes.wait_for(
-            lambda: (r := _health(env)).returncode == 1 and r, timeout=MAX_AGE + 25, interval=1, what="unhealthy"
+            lambda: (r := worker_health(env)).returncode == 1 and r, timeout=MAX_AGE + 25, interval=1, what="unhealthy"
         )
         assert "unhealthy" in failed.stderr
         assert worker.alive(), "the worker must survive the outage, not exit"
@@ -56,7 +43,7 @@ def test_health_check_fails_while_sqs_is_cut_and_recovers_without_restart(client
         # THEN the same worker consumes again and the check passes, without a restart
         after = post_job(client, kind="echo", payload={"message": "after"})
         assert wait_for_job(after.json()["job_id"], {"succeeded"}, timeout=60).result == {"message": "after"}
-        processes.wait_for(lambda: _health(env).returncode == 0, timeout=10, interval=0.5, what="healthy again")
+        processes.wait_for(lambda: worker_health(env).returncode == 0, timeout=10, interval=0.5, what="healthy again")
         assert worker.alive()
         assert "works again" in worker.log()
     finally:
@@ -67,6 +54,6 @@ def test_health_check_fails_without_a_heartbeat(tmp_path):
     # GIVEN no worker ever wrote a heartbeat here
     env = {"WORKER_HEARTBEAT_FILE": str(tmp_path / "none")}
     # WHEN the check runs THEN it fails, saying why
-    result = _health(env)
+    result = worker_health(env)
     assert result.returncode == 1
     assert "no heartbeat" in result.stderr
