@@ -49,7 +49,7 @@ def test_database_down_backs_off_and_logs_once_each_way(caplog, db):
     assert "published 2" in recovered[0]
 
 
-def test_sqs_down_backs_off_and_logs_once_each_way(caplog):
+def test_sqs_down_backs_off_and_logs_once_each_way(caplog, db):
     # GIVEN sweeps that stop at a broker failure three times, then publish
     failing = Sweep(due=50, claimed=1, broker_error="ConnectTimeoutError: connect timeout")
     loop = RelayLoop(
@@ -66,7 +66,7 @@ def test_sqs_down_backs_off_and_logs_once_each_way(caplog):
     assert loop.published == 50
 
 
-def test_an_idle_relay_keeps_its_interval_and_logs_nothing(caplog):
+def test_an_idle_relay_keeps_its_interval_and_logs_nothing(caplog, db):
     # GIVEN nothing due
     loop = RelayLoop(sweep=ScriptedSweep([Sweep()] * 5), config=CONFIG)
     # WHEN it sweeps 5 times
