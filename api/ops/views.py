@@ -41,6 +41,7 @@ def staff_json(view):
 @require_GET
 def queues_page(request: HttpRequest):
     context = {
+        "nav": "queues",
         "refresh_seconds": settings.OPS_REFRESH_SECONDS,
         "window_minutes": settings.OPS_THROUGHPUT_MINUTES,
         "expired_window_minutes": EXPIRED_WINDOW_MINUTES,
