@@ -3,16 +3,33 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
-from dataclasses import dataclass
+import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    WrapValidator,
+    create_model,
+    model_validator,
+)
+from pydantic.json_schema import GenerateJsonSchema, NoDefault
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TOPOLOGY_PATH = REPO_ROOT / "queues.yml"
+SCHEMA_PATH = REPO_ROOT / "queues.schema.json"  # generated from the models below: `python -m workers.topology --schema`
 TOPOLOGY_ENV_VAR = "QUEUE_TOPOLOGY"
 PROFILE_ENV_VAR = "QUEUE_TOPOLOGY_PROFILE"
 
@@ -24,10 +41,15 @@ SQS_MAX_MESSAGE_BYTES = 1_048_576  # 1 MiB since 2025, and the default of a new 
 SQS_MIN_RETENTION = 60
 SQS_MAX_RETENTION = 1_209_600
 SQS_MAX_RECEIVE_COUNT = 1_000
+SQS_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,80}$"  # a standard queue's name (the stage prefix comes in front of it)
 # A countdown/ETA longer than SQS_MAX_DELAY_SECONDS travels in hops (workers/eta_hop.py), each a new message
 # with a fresh retention, so SQS itself sets no upper bound. The bound is policy: a queue accepts delays up to
 # its retention less one hop; anything longer is a schedule (beat's job), refused with the numbers.
 LONG_DELAY_MARGIN_SECONDS = 900
+# A worker holds a claim-checked body in memory several times over (the S3 object, base64, the decoded task):
+# past this, pass a reference to the data, not the data.
+CLAIM_CHECK_CEILING_BYTES = 64 * 1_048_576
+MAX_PREFETCH_MULTIPLIER = 10  # a receive takes at most 10 messages: holding more buys nothing
 
 
 def longest_delay_seconds(retention_seconds: int) -> int:
@@ -35,74 +57,83 @@ def longest_delay_seconds(retention_seconds: int) -> int:
     return max(retention_seconds - LONG_DELAY_MARGIN_SECONDS, 0)
 
 
-QUEUE_FIELDS = {
-    "name": str,
-    "dlq": str,
-    "max_receive_count": int,
-    "visibility_timeout": int,
-    "soft_time_limit": int,
-    "time_limit": int,
-    "retention_seconds": int,
-    "dlq_retention_seconds": int,
-    "oldest_message_age_alarm_seconds": int,
-    "tasks": list,
-}
-# Optional per queue. With a heartbeat the worker extends a running task's visibility every N seconds,
-# so the visibility timeout bounds how soon a dead worker's task returns, not how long a task may run.
-# max_message_bytes: SQS's own maximum unless a queue wants less. claim_check_max_bytes (0: off): a task whose
-# message would be larger than max_message_bytes has its body stored in S3 (workers/claim_check.py), up to this.
-OPTIONAL_QUEUE_FIELDS = {
-    "visibility_heartbeat_seconds": 0,
-    "max_message_bytes": SQS_MAX_MESSAGE_BYTES,
-    "claim_check_max_bytes": 0,
-}
-# A worker holds a claim-checked body in memory several times over (the S3 object, base64, the decoded task):
-# past this, pass a reference to the data, not the data.
-CLAIM_CHECK_CEILING_BYTES = 64 * 1_048_576
-RETRY_FIELDS = {"max_retries": int, "backoff_seconds": int, "backoff_max_seconds": int, "jitter": bool}
-TOP_FIELDS = {"version", "visibility_margin_seconds", "retry", "queues", "default_queue", "profiles", "worker_groups"}
-WORKER_GROUP_FIELDS = {
-    "queues": list,
-    "concurrency": int,
-    "min_tasks": int,
-    "max_tasks": int,
-    "backlog_per_task": int,
-}
-# Optional per worker group. The prefetch is concurrency x this; above 1 a worker holds messages it has not
-# started yet, so each receive can carry up to 10 (faster short tasks, fewer requests), but a held message
-# waits behind the group's running tasks while other workers may idle, and at SIGTERM until the soft
-# shutdown window closes. Keep 1 for groups whose tasks can be long.
-OPTIONAL_WORKER_GROUP_FIELDS = {"prefetch_multiplier": 1}
-MAX_PREFETCH_MULTIPLIER = 10  # a receive takes at most 10 messages: holding more buys nothing
-# A profile may change numbers only: names, DLQs and routes stay the same in every environment.
-PROFILE_QUEUE_FIELDS = {k for k, v in QUEUE_FIELDS.items() if v is int} | set(OPTIONAL_QUEUE_FIELDS)
-PROFILE_WORKER_GROUP_FIELDS = {k for k, v in WORKER_GROUP_FIELDS.items() if v is int} | set(
-    OPTIONAL_WORKER_GROUP_FIELDS
-)
-
-
 class TopologyError(ValueError):
     """The topology file is missing, malformed, or breaks a rule; the message names the queue and numbers."""
 
 
-@dataclass(frozen=True)
-class QueueSpec:
-    """One Celery queue, its SQS queue and its dead-letter queue."""
+def _int(low: int, high: int | None = None, *, sqs: bool = False) -> Any:
+    """A strict int (`true`, "3" and 3.0 refused) from low to high, whose error names the value and the bounds;
+    sqs: the bounds are SQS's own, and the error says so."""
+    if high is not None:
+        expected = f"an int from {low} to {high}"
+    else:
+        expected = {0: "a non-negative int", 1: "a positive int"}.get(low, f"an int of at least {low}")
 
-    key: str
-    name: str
-    dlq: str
-    max_receive_count: int
-    visibility_timeout: int
-    soft_time_limit: int
-    time_limit: int
-    retention_seconds: int
-    dlq_retention_seconds: int
-    oldest_message_age_alarm_seconds: int
-    tasks: tuple[str, ...]
-    visibility_heartbeat_seconds: int = 0
-    max_message_bytes: int = SQS_MAX_MESSAGE_BYTES
-    claim_check_max_bytes: int = 0  # 0: no claim check, a message over max_message_bytes is refused
+    def explain(value: Any, handler: Any) -> int:
+        try:
+            return handler(value)
+        except ValidationError:
+            if sqs and type(value) is int:
+                raise ValueError(f"= {value} is outside the range SQS accepts ({low}..{high})") from None
+            raise ValueError(f"expected {expected}, got {value!r}") from None
+
+    return Annotated[StrictInt, Field(ge=low, le=high), WrapValidator(explain)]
+
+
+NonNegative = _int(0)
+Positive = _int(1)
+ReceiveCount = _int(1, SQS_MAX_RECEIVE_COUNT, sqs=True)
+VisibilityTimeout = _int(0, SQS_MAX_VISIBILITY_TIMEOUT, sqs=True)
+Retention = _int(SQS_MIN_RETENTION, SQS_MAX_RETENTION, sqs=True)
+MessageBytes = _int(SQS_MIN_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES, sqs=True)
+PrefetchMultiplier = _int(1, MAX_PREFETCH_MULTIPLIER)
+SqsName = Annotated[StrictStr, Field(pattern=SQS_NAME_PATTERN)]
+TaskPattern = Annotated[StrictStr, Field(min_length=1)]
+
+
+class _Model(BaseModel):
+    """A section of the file: frozen, and any key it does not define is refused with the ones it does."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    unknown_keys: ClassVar[str] = "unknown key(s)"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(map(str, set(data) - set(cls.model_fields)))
+            if unknown:
+                raise ValueError(f"{cls.unknown_keys} {unknown} (allowed: {sorted(cls.model_fields)})")
+        return data
+
+
+class QueueSpec(_Model):
+    """One Celery queue (its key in `queues`), its SQS queue and its dead-letter queue."""
+
+    name: SqsName
+    dlq: SqsName
+    max_receive_count: ReceiveCount
+    visibility_timeout: VisibilityTimeout
+    soft_time_limit: Positive
+    time_limit: Positive
+    retention_seconds: Retention
+    dlq_retention_seconds: Retention
+    oldest_message_age_alarm_seconds: Positive
+    tasks: tuple[TaskPattern, ...]
+    visibility_heartbeat_seconds: NonNegative = 0
+    """With a heartbeat the worker extends a running task's visibility every N seconds, so the visibility
+    timeout bounds how soon a dead worker's task returns, not how long a task may run (0: no heartbeat)."""
+    max_message_bytes: MessageBytes = SQS_MAX_MESSAGE_BYTES
+    """The largest encoded SQS message (SQS's own maximum unless a queue wants less)."""
+    claim_check_max_bytes: NonNegative = 0
+    """0: off. Above max_message_bytes: a larger task body travels through S3 (workers/claim_check.py), up to this."""
+
+    _key: str = PrivateAttr("")
+
+    @property
+    def key(self) -> str:
+        """The Celery queue name: this queue's key in the topology's `queues`."""
+        return self._key
 
     def sqs_name(self, prefix: str = "") -> str:
         return f"{prefix}{self.name}"
@@ -110,41 +141,123 @@ class QueueSpec:
     def dlq_sqs_name(self, prefix: str = "") -> str:
         return f"{prefix}{self.dlq}"
 
+    @model_validator(mode="after")
+    def _limits_fit_together(self) -> QueueSpec:
+        if self.dlq_retention_seconds <= self.retention_seconds:
+            # SQS keeps a message's original enqueue time when it moves to the DLQ: a DLQ retention no longer
+            # than the queue's can expire it there at once, before anyone looked at it.
+            raise ValueError(
+                f"dlq_retention_seconds ({self.dlq_retention_seconds}) must be longer than retention_seconds "
+                f"({self.retention_seconds}): a message keeps its first enqueue time in the DLQ"
+            )
+        if self.soft_time_limit >= self.time_limit:
+            raise ValueError(f"need 0 < soft_time_limit ({self.soft_time_limit}) < time_limit ({self.time_limit})")
+        ceiling = self.claim_check_max_bytes
+        if ceiling and not self.max_message_bytes < ceiling <= CLAIM_CHECK_CEILING_BYTES:
+            raise ValueError(
+                f"claim_check_max_bytes = {ceiling}: must be above max_message_bytes ({self.max_message_bytes}) "
+                f"and at most {CLAIM_CHECK_CEILING_BYTES} (a worker holds the body in memory), or 0 for no claim check"
+            )
+        return self
 
-@dataclass(frozen=True)
-class RetryPolicy:
+
+class RetryPolicy(_Model):
     """How every task retries: exponential backoff delivered as SQS DelaySeconds."""
 
-    max_retries: int
-    backoff_seconds: int
-    backoff_max_seconds: int
-    jitter: bool
+    max_retries: NonNegative
+    backoff_seconds: Positive
+    backoff_max_seconds: Positive
+    """At most the shortest queue retention less 900 s: retry delays travel as SQS delays, in hops of 900 s."""
+    jitter: StrictBool
 
 
-@dataclass(frozen=True)
-class WorkerGroup:
+class WorkerGroup(_Model):
     """One worker service on ECS: the queues it consumes and how it scales (visible messages per task)."""
 
-    name: str
-    queues: tuple[str, ...]
-    concurrency: int
-    min_tasks: int
-    max_tasks: int
-    backlog_per_task: int
-    prefetch_multiplier: int = 1  # messages held per slot: 1 holds none unstarted
+    queues: Annotated[tuple[StrictStr, ...], Field(min_length=1)]
+    concurrency: Positive
+    min_tasks: Positive
+    max_tasks: Positive
+    backlog_per_task: Positive
+    prefetch_multiplier: PrefetchMultiplier = 1
+    """Messages held per slot. 1 holds none unstarted; above 1 each receive carries more (faster short tasks,
+    fewer requests), but a held message waits behind the running tasks and, at SIGTERM, until the soft
+    shutdown window closes. Needs a visibility heartbeat on every queue of the group."""
+
+    _name: str = PrivateAttr("")
+
+    @property
+    def name(self) -> str:
+        """The group's key in the topology's `worker_groups`."""
+        return self._name
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> WorkerGroup:
+        if self.min_tasks > self.max_tasks:
+            raise ValueError(f"need 1 <= min_tasks ({self.min_tasks}) <= max_tasks ({self.max_tasks})")
+        return self
 
 
-@dataclass(frozen=True)
-class Topology:
-    """Every queue of the system, plus the rules that relate them."""
+class _Numbers(_Model):
+    """What a profile lays over one entry: numbers only, so names, DLQs and routes are the same everywhere."""
 
-    version: int
-    visibility_margin_seconds: int
+    unknown_keys: ClassVar[str] = "only numbers may change, not"
+
+
+def _numbers_of(model: type[BaseModel]) -> type[BaseModel]:
+    """The model's int fields, each with its bounds and each optional: what a profile may change in an entry."""
+    fields = {
+        name: (Annotated[(info.annotation, *info.metadata)], None)
+        for name, info in model.model_fields.items()
+        if info.annotation is int
+    }
+    return create_model(f"{model.__name__}Numbers", __base__=_Numbers, __module__=__name__, **fields)
+
+
+QueueNumbers = _numbers_of(QueueSpec)
+WorkerGroupNumbers = _numbers_of(WorkerGroup)
+RetryNumbers = create_model(
+    "RetryNumbers",
+    __base__=_Model,
+    __module__=__name__,
+    **{name: (Annotated[(info.annotation, *info.metadata)], None) for name, info in RetryPolicy.model_fields.items()},
+)
+
+
+class Profile(_Model):
+    """Numbers laid over the file when QUEUE_TOPOLOGY_PROFILE names this profile (e.g. `local`: short timeouts)."""
+
+    visibility_margin_seconds: NonNegative = None
+    retry: RetryNumbers = None
+    queues: dict[str, QueueNumbers] = Field(default_factory=dict)
+    worker_groups: dict[str, WorkerGroupNumbers] = Field(default_factory=dict)
+
+
+# Without a worker_groups section, one group `all` consumes every queue.
+_DEFAULT_GROUP = {"concurrency": 2, "min_tasks": 2, "max_tasks": 4, "backlog_per_task": 100}
+
+
+class Topology(_Model):
+    """The queue topology (queues.yml): every queue of the system, plus the rules that relate them."""
+
+    version: Literal[1]
+    visibility_margin_seconds: NonNegative
+    """Visibility timeout must exceed the hard time limit by at least this much (the ack, a slow DeleteMessage
+    and clock drift all happen after the limit fires)."""
     retry: RetryPolicy
-    queues: dict[str, QueueSpec]
-    default_queue: str
-    source: Path
-    worker_groups: dict[str, WorkerGroup]
+    queues: Annotated[dict[str, QueueSpec], Field(min_length=1)]
+    default_queue: StrictStr
+    """Tasks that match no queue's `tasks` pattern go here."""
+    worker_groups: Annotated[dict[str, WorkerGroup], Field(min_length=1)] = Field(default_factory=dict)
+    """Worker services (one ECS service each); every queue is in exactly one. Default: one group `all`."""
+    profiles: dict[str, Profile] = Field(default_factory=dict)
+
+    _source: Path = PrivateAttr(DEFAULT_TOPOLOGY_PATH)
+
+    @property
+    def source(self) -> Path:
+        """The file this topology was read from."""
+        return self._source
 
     def queue(self, key: str) -> QueueSpec:
         try:
@@ -168,237 +281,182 @@ class Topology:
         multipliers = [g.prefetch_multiplier for g in self.worker_groups.values() if keys & set(g.queues)]
         return min(multipliers, default=1)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_group_by_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "worker_groups" not in data and isinstance(data.get("queues"), dict):
+            data = {**data, "worker_groups": {"all": {"queues": list(data["queues"]), **_DEFAULT_GROUP}}}
+        return data
 
-def _typed(section: str, data: Any, fields: dict[str, type], optional: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The section's keys, each of its type; `optional` keys get their defaults (the caller checks them)."""
-    optional = optional or {}
-    if not isinstance(data, dict):
-        raise TopologyError(f"{section}: expected a mapping, got {type(data).__name__}")
-    unknown = set(data) - set(fields) - set(optional)
-    missing = set(fields) - set(data)
-    if unknown:
-        raise TopologyError(f"{section}: unknown key(s) {sorted(unknown)} (allowed: {sorted({*fields, *optional})})")
-    if missing:
-        raise TopologyError(f"{section}: missing key(s) {sorted(missing)}")
-    for field, kind in fields.items():
-        value = data[field]
-        # bool is an int subclass: refuse `true` where a number is meant.
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise TopologyError(f"{section}.{field}: expected {kind.__name__}, got {value!r}")
-    return {**optional, **data}
+    @model_validator(mode="after")
+    def _queues_fit_together(self) -> Topology:
+        for key, spec in self.queues.items():
+            spec._key = key
+        for name, group in self.worker_groups.items():
+            group._name = name
+        problems = [
+            *(self._visibility_problem(spec) for spec in self.queues.values()),
+            self._backoff_problem(),
+            self._duplicate_names_problem(),
+            self._default_queue_problem(),
+            *self._worker_group_problems(),
+            *self._profile_problems(),
+        ]
+        problems = [p for p in problems if p]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
-
-def _check_range(where: str, value: int, low: int, high: int) -> None:
-    if not low <= value <= high:
-        raise TopologyError(f"{where} = {value} is outside the range SQS accepts ({low}..{high})")
-
-
-def _parse_queue(key: str, raw: Any, margin: int) -> QueueSpec:
-    where = f"queues.{key}"
-    data = _typed(where, raw, QUEUE_FIELDS, OPTIONAL_QUEUE_FIELDS)
-    for field in OPTIONAL_QUEUE_FIELDS:
-        value = data[field]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise TopologyError(f"{where}.{field}: expected a non-negative int, got {value!r}")
-    heartbeat = data.pop("visibility_heartbeat_seconds")
-    _check_claim_check(where, data["claim_check_max_bytes"], data["max_message_bytes"])
-    _check_range(f"{where}.visibility_timeout", data["visibility_timeout"], 0, SQS_MAX_VISIBILITY_TIMEOUT)
-    _check_range(f"{where}.max_receive_count", data["max_receive_count"], 1, SQS_MAX_RECEIVE_COUNT)
-    _check_range(f"{where}.max_message_bytes", data["max_message_bytes"], SQS_MIN_MESSAGE_BYTES, SQS_MAX_MESSAGE_BYTES)
-    for field in ("retention_seconds", "dlq_retention_seconds"):
-        _check_range(f"{where}.{field}", data[field], SQS_MIN_RETENTION, SQS_MAX_RETENTION)
-    if data["dlq_retention_seconds"] <= data["retention_seconds"]:
-        # SQS keeps a message's original enqueue time when it moves to the DLQ: a DLQ retention no longer
-        # than the queue's can expire it there at once, before anyone looked at it.
-        raise TopologyError(
-            f"{where}: dlq_retention_seconds ({data['dlq_retention_seconds']}) must be longer than "
-            f"retention_seconds ({data['retention_seconds']}): a message keeps its first enqueue time in the DLQ"
-        )
-    if not 0 < data["soft_time_limit"] < data["time_limit"]:
-        raise TopologyError(
-            f"{where}: need 0 < soft_time_limit ({data['soft_time_limit']}) < time_limit ({data['time_limit']})"
-        )
-    if heartbeat:
-        # Two heartbeats fit in one visibility timeout (one may be late) plus the margin.
-        if data["visibility_timeout"] < 2 * heartbeat + margin:
-            raise TopologyError(
-                f"{where}: visibility_timeout ({data['visibility_timeout']} s) must be at least twice "
-                f"visibility_heartbeat_seconds ({heartbeat} s) + visibility_margin_seconds ({margin} s) = "
-                f"{2 * heartbeat + margin} s, or a running task's message is delivered again"
+    def _visibility_problem(self, spec: QueueSpec) -> str | None:
+        margin, heartbeat, where = self.visibility_margin_seconds, spec.visibility_heartbeat_seconds, spec.key
+        if heartbeat:
+            # Two heartbeats fit in one visibility timeout (one may be late) plus the margin.
+            if spec.visibility_timeout < 2 * heartbeat + margin:
+                return (
+                    f"queues.{where}: visibility_timeout ({spec.visibility_timeout} s) must be at least twice "
+                    f"visibility_heartbeat_seconds ({heartbeat} s) + visibility_margin_seconds ({margin} s) = "
+                    f"{2 * heartbeat + margin} s, or a running task's message is delivered again"
+                )
+        elif spec.visibility_timeout <= spec.time_limit + margin:
+            return (
+                f"queues.{where}: visibility_timeout ({spec.visibility_timeout} s) must be above time_limit "
+                f"({spec.time_limit} s) + visibility_margin_seconds ({margin} s) = {spec.time_limit + margin} s, "
+                "or a running task's message is delivered again (or set visibility_heartbeat_seconds)"
             )
-    elif data["visibility_timeout"] <= data["time_limit"] + margin:
-        raise TopologyError(
-            f"{where}: visibility_timeout ({data['visibility_timeout']} s) must be above time_limit "
-            f"({data['time_limit']} s) + visibility_margin_seconds ({margin} s) = "
-            f"{data['time_limit'] + margin} s, or a running task's message is delivered again "
-            "(or set visibility_heartbeat_seconds)"
-        )
-    if data["oldest_message_age_alarm_seconds"] <= 0:
-        raise TopologyError(f"{where}.oldest_message_age_alarm_seconds must be positive")
-    if not all(isinstance(p, str) and p for p in data["tasks"]):
-        raise TopologyError(f"{where}.tasks: expected a list of task-name patterns")
-    return QueueSpec(key=key, **{**data, "tasks": tuple(data["tasks"])}, visibility_heartbeat_seconds=heartbeat)
+        return None
+
+    def _backoff_problem(self) -> str | None:
+        # A retry is a delayed message on any queue: its backoff must fit the shortest-lived one.
+        longest = min(longest_delay_seconds(q.retention_seconds) for q in self.queues.values())
+        if self.retry.backoff_max_seconds > longest:
+            return (
+                f"retry.backoff_max_seconds = {self.retry.backoff_max_seconds}: retry delays travel as SQS delays "
+                f"(hops of up to {SQS_MAX_DELAY_SECONDS} s), at most the shortest queue retention less "
+                f"{LONG_DELAY_MARGIN_SECONDS} s ({longest} s)"
+            )
+        return None
+
+    def _duplicate_names_problem(self) -> str | None:
+        sqs_names = [n for q in self.queues.values() for n in (q.name, q.dlq)]
+        duplicated = sorted({n for n in sqs_names if sqs_names.count(n) > 1})
+        if duplicated:
+            return f"SQS queue name(s) used twice: {duplicated}"
+        return None
+
+    def _default_queue_problem(self) -> str | None:
+        if self.default_queue not in self.queues:
+            return f"default_queue {self.default_queue!r} is not one of {sorted(self.queues)}"
+        return None
+
+    def _worker_group_problems(self) -> list[str]:
+        problems, owner = [], {}
+        for name, group in self.worker_groups.items():
+            for key in group.queues:
+                if key not in self.queues:
+                    problems.append(f"worker_groups.{name}: unknown queue {key!r}; one of {sorted(self.queues)}")
+                elif key in owner:
+                    problems.append(f"queue {key!r} is in worker groups {owner[key]!r} and {name!r}: pick one")
+                owner.setdefault(key, name)
+            # A held message's visibility timeout runs while it waits: only the heartbeat (which extends every
+            # message the worker holds, started or not) keeps another worker from running it too.
+            bare = [k for k in group.queues if k in self.queues and not self.queues[k].visibility_heartbeat_seconds]
+            if group.prefetch_multiplier > 1 and bare:
+                problems.append(
+                    f"worker_groups.{name}.prefetch_multiplier = {group.prefetch_multiplier}: queue(s) {bare} have "
+                    "no visibility_heartbeat_seconds, so a message held but not started would be delivered again "
+                    "once its visibility timeout ran out"
+                )
+        orphans = sorted(set(self.queues) - set(owner))
+        if orphans:
+            problems.append(f"queue(s) {orphans} are in no worker group: nothing would consume them")
+        return problems
+
+    def _profile_problems(self) -> list[str]:
+        sections = (("queues", "queue", self.queues), ("worker_groups", "worker group", self.worker_groups))
+        return [
+            f"profiles.{name}.{section}.{key}: no such {noun}"
+            for name, profile in self.profiles.items()
+            for section, noun, known in sections
+            for key in getattr(profile, section)
+            if key not in known
+        ]
 
 
-def _check_claim_check(where: str, ceiling: int, max_message_bytes: int) -> None:
-    if ceiling and not max_message_bytes < ceiling <= CLAIM_CHECK_CEILING_BYTES:
-        raise TopologyError(
-            f"{where}.claim_check_max_bytes = {ceiling}: must be above max_message_bytes ({max_message_bytes}) "
-            f"and at most {CLAIM_CHECK_CEILING_BYTES} (a worker holds the body in memory), or 0 for no claim check"
-        )
+def _explain(exc: ValidationError, where: tuple[str, ...] = ()) -> str:
+    """Every problem pydantic found, each at its place in the file (`queues.default.time_limit: ...`)."""
+    problems: list[str] = []
+    missing: dict[str, list[str]] = {}
+    for error in exc.errors(include_url=False):
+        *parent, last = [*where, *map(str, error["loc"])] or [""]
+        place, value, kind = ".".join([*parent, last]).strip("."), error["input"], error["type"]
+        if kind == "missing":
+            missing.setdefault(".".join(parent), []).append(last)
+            continue
+        if kind == "value_error":
+            text = str(error["ctx"]["error"])
+        elif kind in ("model_type", "dict_type", "model_attributes_type"):
+            text = f"expected a mapping, got {value!r}"
+        elif kind == "bool_type":
+            text = f"expected true or false, got {value!r}"
+        elif kind in ("tuple_type", "list_type"):
+            text = f"expected a list, got {value!r}"
+        elif kind == "too_short":
+            text = f"expected at least {error['ctx']['min_length']} entry, got {value!r}"
+        elif kind == "literal_error":
+            text = f"must be {error['ctx']['expected']}, got {value!r}"
+        elif kind == "string_pattern_mismatch":
+            text = f"{value!r} is not an SQS queue name (letters, digits, - and _, at most 80 with the prefix)"
+        else:
+            text = f"{error['msg'][0].lower()}{error['msg'][1:]}, got {value!r}"
+        problems.append(f"{place} {text}" if text.startswith(("= ", "must ")) else f"{place}: {text}".lstrip(": "))
+    problems += [f"{parent or 'top level'}: missing key(s) {sorted(keys)}" for parent, keys in missing.items()]
+    return "; ".join(problems)
+
+
+_PROFILES = TypeAdapter(dict[str, Profile])
 
 
 def apply_profile(raw: dict[str, Any], profile: str) -> dict[str, Any]:
-    """The topology with a named profile's numbers laid over it (e.g. `local`: short timeouts)."""
-    profiles = raw.get("profiles") or {}
+    """The topology with a named profile's numbers laid over it (e.g. `local`: short timeouts), copied."""
+    try:
+        profiles = _PROFILES.validate_python(raw.get("profiles") or {})
+    except ValidationError as exc:
+        raise TopologyError(_explain(exc, ("profiles",))) from None
     if profile not in profiles:
         raise TopologyError(f"unknown topology profile {profile!r}; defined: {sorted(profiles)}")
-    overlay = profiles[profile] or {}
-    if not isinstance(overlay, dict):
-        raise TopologyError(f"profiles.{profile}: expected a mapping, got {overlay!r}")
-    for section in ("retry", "queues", "worker_groups"):
-        if section in overlay and not isinstance(overlay[section], dict):
-            raise TopologyError(f"profiles.{profile}.{section}: expected a mapping, got {overlay[section]!r}")
-    unknown = set(overlay) - {"visibility_margin_seconds", "retry", "queues", "worker_groups"}
-    if unknown:
-        raise TopologyError(f"profiles.{profile}: unknown key(s) {sorted(unknown)}")
-    merged = {**raw, "queues": _overlay_numbers(profile, "queues", raw.get("queues"), overlay.get("queues"))}
-    if "visibility_margin_seconds" in overlay:
-        merged["visibility_margin_seconds"] = overlay["visibility_margin_seconds"]
-    if "retry" in overlay:
-        merged["retry"] = {**(raw.get("retry") or {}), **overlay["retry"]}
-    if overlay.get("worker_groups"):
-        merged["worker_groups"] = _overlay_numbers(
-            profile, "worker_groups", raw.get("worker_groups"), overlay["worker_groups"]
-        )
-    return merged
-
-
-# What a profile may change in each section's entries, and what an entry is called in an error.
-_PROFILE_NUMBERS = {
-    "queues": (PROFILE_QUEUE_FIELDS, "queue"),
-    "worker_groups": (PROFILE_WORKER_GROUP_FIELDS, "worker group"),
-}
-
-
-def _overlay_numbers(profile: str, section: str, entries: Any, overlay: Any) -> dict[str, Any]:
-    """A section's entries (queues, worker groups) with a profile's numbers laid over them, copied; an entry
-    that is no mapping is left for the parser to refuse."""
-    allowed, noun = _PROFILE_NUMBERS[section]
-    merged = {key: dict(value) if isinstance(value, dict) else value for key, value in (entries or {}).items()}
-    for key, fields in (overlay or {}).items():
-        where = f"profiles.{profile}.{section}.{key}"
-        if key not in merged:
-            raise TopologyError(f"{where}: no such {noun}")
-        if not isinstance(fields, dict):
-            raise TopologyError(f"{where}: expected a mapping, got {fields!r}")
-        bad = set(fields) - allowed
-        if bad:
-            raise TopologyError(f"{where}: only numbers may change, not {sorted(bad)}")
-        if isinstance(merged[key], dict):
-            merged[key].update(fields)
+    overlay, merged = profiles[profile], dict(raw)
+    if overlay.visibility_margin_seconds is not None:
+        merged["visibility_margin_seconds"] = overlay.visibility_margin_seconds
+    if overlay.retry is not None and isinstance(raw.get("retry"), dict):
+        merged["retry"] = {**raw["retry"], **overlay.retry.model_dump(exclude_unset=True)}
+    for section, noun in (("queues", "queue"), ("worker_groups", "worker group")):
+        changes = getattr(overlay, section)
+        if not changes or not isinstance(raw.get(section), dict):
+            continue  # nothing to change, or a section the parser refuses anyway
+        merged[section] = entries = {k: dict(v) if isinstance(v, dict) else v for k, v in raw[section].items()}
+        for key, numbers in changes.items():
+            if key not in entries:
+                raise TopologyError(f"profiles.{profile}.{section}.{key}: no such {noun}")
+            if isinstance(entries[key], dict):
+                entries[key].update(numbers.model_dump(exclude_unset=True))
     return merged
 
 
 def parse_topology(raw: Any, source: Path, profile: str | None = None) -> Topology:
     """Build a Topology from parsed YAML, refusing anything the system cannot run safely with."""
     if not isinstance(raw, dict):
-        raise TopologyError(f"{source}: expected a mapping at the top level")
-    unknown = set(raw) - TOP_FIELDS
-    if unknown:
-        raise TopologyError(f"{source}: unknown top-level key(s) {sorted(unknown)}")
+        raise TopologyError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
     if profile:
-        raw = apply_profile(raw, profile)
-    if raw.get("version") != 1:
-        raise TopologyError(f"{source}: version must be 1, got {raw.get('version')!r}")
-    margin = raw.get("visibility_margin_seconds")
-    if not isinstance(margin, int) or isinstance(margin, bool) or margin < 0:
-        raise TopologyError(f"visibility_margin_seconds: expected a non-negative int, got {margin!r}")
-
-    retry_data = _typed("retry", raw.get("retry"), RETRY_FIELDS)
-    retry = RetryPolicy(**retry_data)
-    if retry.max_retries < 0 or retry.backoff_seconds < 1:
-        raise TopologyError(f"retry: need max_retries >= 0 and backoff_seconds >= 1, got {retry_data}")
-
-    queues_raw = raw.get("queues")
-    if not isinstance(queues_raw, dict) or not queues_raw:
-        raise TopologyError(f"{source}: `queues` must be a non-empty mapping")
-    queues = {key: _parse_queue(key, value, margin) for key, value in queues_raw.items()}
-    # A retry is a delayed message on any queue: its backoff must fit the shortest-lived one.
-    longest = min(longest_delay_seconds(q.retention_seconds) for q in queues.values())
-    if not 0 < retry.backoff_max_seconds <= longest:
-        raise TopologyError(
-            f"retry.backoff_max_seconds = {retry.backoff_max_seconds}: retry delays travel as SQS delays "
-            f"(hops of up to {SQS_MAX_DELAY_SECONDS} s), at most the shortest queue retention less "
-            f"{LONG_DELAY_MARGIN_SECONDS} s ({longest} s)"
-        )
-
-    sqs_names = [n for q in queues.values() for n in (q.name, q.dlq)]
-    duplicated = sorted({n for n in sqs_names if sqs_names.count(n) > 1})
-    if duplicated:
-        raise TopologyError(f"SQS queue name(s) used twice: {duplicated}")
-
-    default_queue = raw.get("default_queue")
-    if default_queue not in queues:
-        raise TopologyError(f"default_queue {default_queue!r} is not one of {sorted(queues)}")
-
-    return Topology(
-        version=1,
-        visibility_margin_seconds=margin,
-        retry=retry,
-        queues=queues,
-        default_queue=default_queue,
-        source=source,
-        worker_groups=_parse_worker_groups(raw.get("worker_groups"), queues),
-    )
-
-
-def _parse_worker_groups(raw: Any, queues: dict[str, QueueSpec]) -> dict[str, WorkerGroup]:
-    """Worker services; without the section, one group `all` consumes every queue."""
-    if raw is None:
-        return {"all": WorkerGroup("all", tuple(queues), concurrency=2, min_tasks=2, max_tasks=4, backlog_per_task=100)}
-    if not isinstance(raw, dict) or not raw:
-        raise TopologyError("worker_groups: expected a non-empty mapping")
-    groups = {}
-    owner: dict[str, str] = {}
-    for name, data in raw.items():
-        fields = _typed(f"worker_groups.{name}", data, WORKER_GROUP_FIELDS, OPTIONAL_WORKER_GROUP_FIELDS)
-        for key in fields["queues"]:
-            if key not in queues:
-                raise TopologyError(f"worker_groups.{name}: unknown queue {key!r}; one of {sorted(queues)}")
-            if key in owner:
-                raise TopologyError(f"queue {key!r} is in worker groups {owner[key]!r} and {name!r}: pick one")
-            owner[key] = name
-        if not fields["queues"]:
-            raise TopologyError(f"worker_groups.{name}.queues: empty")
-        if fields["concurrency"] < 1 or not 1 <= fields["min_tasks"] <= fields["max_tasks"]:
-            raise TopologyError(
-                f"worker_groups.{name}: need concurrency >= 1 and 1 <= min_tasks ({fields['min_tasks']}) "
-                f"<= max_tasks ({fields['max_tasks']})"
-            )
-        if fields["backlog_per_task"] < 1:
-            raise TopologyError(f"worker_groups.{name}.backlog_per_task must be positive")
-        _check_prefetch_multiplier(name, fields, queues)
-        groups[name] = WorkerGroup(name=name, **{**fields, "queues": tuple(fields["queues"])})
-    orphans = sorted(set(queues) - set(owner))
-    if orphans:
-        raise TopologyError(f"queue(s) {orphans} are in no worker group: nothing would consume them")
-    return groups
-
-
-def _check_prefetch_multiplier(name: str, fields: dict[str, Any], queues: dict[str, QueueSpec]) -> None:
-    where, value = f"worker_groups.{name}.prefetch_multiplier", fields["prefetch_multiplier"]
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_PREFETCH_MULTIPLIER:
-        raise TopologyError(f"{where}: expected an int from 1 to {MAX_PREFETCH_MULTIPLIER}, got {value!r}")
-    if value > 1:
-        # A held message's visibility timeout runs while it waits: only the heartbeat (which extends every
-        # message the worker holds, started or not) keeps another worker from running it too.
-        bare = [key for key in fields["queues"] if not queues[key].visibility_heartbeat_seconds]
-        if bare:
-            raise TopologyError(
-                f"{where} = {value}: queue(s) {bare} have no visibility_heartbeat_seconds, so a message held "
-                "but not started would be delivered again once its visibility timeout ran out"
-            )
+        try:
+            raw = apply_profile(raw, profile)
+        except TopologyError as exc:
+            raise TopologyError(f"{source}: {exc}") from None
+    try:
+        topology = Topology.model_validate(raw)
+    except ValidationError as exc:
+        raise TopologyError(f"{source}: {_explain(exc)}") from None
+    topology._source = source
+    return topology
 
 
 def topology_path() -> Path:
@@ -426,3 +484,28 @@ def load_topology(path: Path | str | None = None, profile: str | None = None) ->
 def get_topology() -> Topology:
     """The process-wide topology, loaded once."""
     return load_topology()
+
+
+class _EditorSchema(GenerateJsonSchema):
+    """No made-up titles, and no `null` default for a number a profile may leave out (null is refused)."""
+
+    def get_default_value(self, schema: Any) -> Any:
+        default = super().get_default_value(schema)
+        return NoDefault if default is None else default
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+
+def topology_json_schema() -> dict[str, Any]:
+    """The JSON Schema of queues.yml from the models; the cross-field rules are the loader's alone. Declared
+    draft-07, what the YAML language server validates (pydantic's output uses no later keyword; `$defs` is only
+    where the `$ref`s point)."""
+    schema = Topology.model_json_schema(schema_generator=_EditorSchema)
+    return {"$schema": "http://json-schema.org/draft-07/schema#", **schema}
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--schema"]:
+        sys.exit("usage: python -m workers.topology --schema > queues.schema.json")
+    print(json.dumps(topology_json_schema(), indent=2))

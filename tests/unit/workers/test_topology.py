@@ -529,19 +529,20 @@ def test_a_profile_may_change_a_worker_groups_numbers_but_not_its_queues():
     # GIVEN a profile raising the main group's prefetch multiplier, and one moving a queue between groups
     raw = yaml.safe_load(DEFAULT_TOPOLOGY_PATH.read_text())
     raw["profiles"]["short"] = {"worker_groups": {"main": {"prefetch_multiplier": 3, "concurrency": 8}}}
-    raw["profiles"]["moved"] = {"worker_groups": {"bulk": {"queues": ["low_priority", "default"]}}}
-    raw["profiles"]["ghost"] = {"worker_groups": {"nope": {"concurrency": 1}}}
+    moved, ghost = copy.deepcopy(raw), copy.deepcopy(raw)
+    moved["profiles"]["moved"] = {"worker_groups": {"bulk": {"queues": ["low_priority", "default"]}}}
+    ghost["profiles"]["ghost"] = {"worker_groups": {"nope": {"concurrency": 1}}}
     # WHEN parsed with each
     short = parse_topology(raw, DEFAULT_TOPOLOGY_PATH, profile="short")
     # THEN the numbers change, nothing else does
     assert (short.worker_groups["main"].prefetch_multiplier, short.worker_groups["main"].concurrency) == (3, 8)
     assert short.worker_groups["main"].queues == ("high_priority", "default")
     assert parse_topology(raw, DEFAULT_TOPOLOGY_PATH).worker_groups["main"].prefetch_multiplier == 1
-    # AND a profile that moves a queue, or names an unknown group, is refused
+    # AND a profile that moves a queue, or names an unknown group, is refused (whichever profile is selected)
     with pytest.raises(TopologyError, match=r"profiles\.moved\.worker_groups\.bulk: only numbers may change"):
-        parse_topology(raw, DEFAULT_TOPOLOGY_PATH, profile="moved")
+        parse_topology(moved, DEFAULT_TOPOLOGY_PATH, profile="moved")
     with pytest.raises(TopologyError, match=r"profiles\.ghost\.worker_groups\.nope: no such worker group"):
-        parse_topology(raw, DEFAULT_TOPOLOGY_PATH, profile="ghost")
+        parse_topology(ghost, DEFAULT_TOPOLOGY_PATH, profile="short")
 
 
 # --- message size and the claim check ---------------------------------------------------------------
@@ -585,3 +586,106 @@ def test_bad_claim_check_ceiling_is_refused(raw, ceiling, expected):
     # WHEN loaded THEN it is refused naming the queue and the numbers
     message = _refused(raw)
     assert "queues.high_priority" in message and expected in message
+
+
+# --- the schema's rules, strictly (pydantic models) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [True, "3", 3.0])
+def test_strict_int_refuses_bool_string_and_float_naming_the_queue(raw, value):
+    # GIVEN max_receive_count given as `true`, a quoted "3" or 3.0
+    raw["queues"]["low_priority"]["max_receive_count"] = value
+    # WHEN parsed
+    message = _refused(raw)
+    # THEN refused, naming the queue's field, the value and the range it must be in
+    assert f"queues.low_priority.max_receive_count: expected an int from 1 to 1000, got {value!r}" in message
+
+
+def test_strict_int_in_retry_and_worker_groups(raw):
+    # GIVEN retry.max_retries "3" and a worker group's concurrency `true`
+    raw["retry"]["max_retries"] = "3"
+    raw["worker_groups"]["bulk"]["concurrency"] = True
+    # WHEN parsed
+    message = _refused(raw)
+    # THEN both are reported, each with its place and value
+    assert "retry.max_retries: expected a non-negative int, got '3'" in message
+    assert "worker_groups.bulk.concurrency: expected a positive int, got True" in message
+
+
+@pytest.mark.parametrize(
+    ("section", "where"),
+    [
+        (("queues", "high_priority"), "queues.high_priority"),
+        (("worker_groups", "bulk"), "worker_groups.bulk"),
+        (("retry",), "retry"),
+    ],
+)
+def test_extra_keys_are_refused_naming_where_and_what_is_allowed(raw, section, where):
+    # GIVEN a misspelt key in a queue, a worker group or the retry policy
+    target = raw
+    for key in section:
+        target = target[key]
+    target["concurency"] = 2
+    # WHEN parsed
+    message = _refused(raw)
+    # THEN the error names the place, the key, and the keys allowed there
+    assert f"{where}: unknown key(s) ['concurency'] (allowed: [" in message
+
+
+def test_min_tasks_above_max_tasks_names_both_numbers(raw):
+    # GIVEN a worker group that may shrink to 7 tasks but grow only to 6
+    raw["worker_groups"]["bulk"]["min_tasks"] = 7
+    # WHEN parsed THEN the group and both numbers are named
+    assert "worker_groups.bulk: need 1 <= min_tasks (7) <= max_tasks (6)" in _refused(raw)
+
+
+def test_claim_check_below_max_message_bytes_names_both_numbers(raw):
+    # GIVEN a queue whose messages may be 262144 bytes but whose claim check starts at 200000
+    raw["queues"]["low_priority"].update(max_message_bytes=262_144, claim_check_max_bytes=200_000)
+    # WHEN parsed THEN the queue and both numbers are named
+    message = _refused(raw)
+    assert "queues.low_priority: claim_check_max_bytes = 200000" in message
+    assert "max_message_bytes (262144)" in message
+
+
+def test_several_broken_rules_are_reported_together(raw):
+    # GIVEN two queues broken in different fields
+    raw["queues"]["default"]["time_limit"] = "300"
+    raw["queues"]["low_priority"]["retention_seconds"] = 10
+    # WHEN parsed THEN one error names both, so one edit fixes both
+    message = _refused(raw)
+    assert "queues.default.time_limit" in message
+    assert "queues.low_priority.retention_seconds = 10 is outside the range SQS accepts (60..1209600)" in message
+
+
+def test_a_profile_may_hold_numbers_only_even_when_not_selected(raw):
+    # GIVEN the `soak` profile changing a queue's SQS name, and a `local` profile giving a number as "5"
+    raw["profiles"]["soak"]["queues"]["default"]["name"] = "soak-default"
+    # WHEN the file is parsed without a profile, or with another one
+    for profile in (None, "local"):
+        message = _refused(raw, profile)
+        # THEN the broken profile is refused all the same: a file is valid or not whichever profile runs
+        assert "profiles.soak.queues.default: only numbers may change, not ['name']" in message
+
+
+def test_a_profile_number_is_strict_too(raw):
+    # GIVEN a profile giving a time limit as "14"
+    raw["profiles"]["local"]["queues"]["default"]["time_limit"] = "14"
+    # WHEN parsed (with no profile) THEN the profile's field and value are named
+    assert "profiles.local.queues.default.time_limit: expected a positive int, got '14'" in _refused(raw)
+
+
+def test_profile_model_holds_exactly_the_number_fields_of_queues_and_worker_groups():
+    # GIVEN the models
+    from workers.topology import Profile, QueueSpec, WorkerGroup
+
+    def numbers(model) -> set[str]:
+        return {name for name, field in model.model_fields.items() if field.annotation is int}
+
+    queue_overlay = Profile.model_fields["queues"].annotation.__args__[1]
+    group_overlay = Profile.model_fields["worker_groups"].annotation.__args__[1]
+    # WHEN their fields are compared THEN a profile may set every number, and nothing else
+    assert set(queue_overlay.model_fields) == numbers(QueueSpec)
+    assert set(group_overlay.model_fields) == numbers(WorkerGroup)
+    assert {"name", "dlq", "tasks"}.isdisjoint(queue_overlay.model_fields)
+    assert "queues" not in group_overlay.model_fields
