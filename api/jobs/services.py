@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from api.jobs.kinds import JOB_KINDS, JobInputError
+from api.jobs.kinds import JOB_KINDS, JobInputError, parse_job_request
 from api.jobs.models import Job, JobState
 from api.jobs.outbox import claim_until, publish_now
 from api.jobs.publisher import Attempt
@@ -32,17 +32,13 @@ def job_submit(*, kind: str, payload: object, queue: str | None = None, countdow
     What the fast path does not publish (SQS down or slow, the process killed) the relay's sweep
     publishes later (api/jobs/outbox.py), with the same task id.
     """
-    job_kind = JOB_KINDS.get(kind) if isinstance(kind, str) else None
-    if job_kind is None:
-        raise JobInputError(f"unknown kind {kind!r}; one of {sorted(JOB_KINDS)}")
-    clean_payload = job_kind.clean(kind, payload)
+    request = parse_job_request({"kind": kind, "payload": payload, "queue": queue, "countdown": countdown})
+    clean_payload, countdown = request.payload, request.countdown
     topology = settings.QUEUE_TOPOLOGY
     if queue is None:
-        queue = topology.queue_for_task(job_kind.task_name).key
-    elif not isinstance(queue, str) or queue not in topology.queues:
-        raise JobInputError(f"unknown queue {queue!r}; one of {sorted(topology.queues)}")
-    if isinstance(countdown, bool) or not isinstance(countdown, int) or countdown < 0:
-        raise JobInputError(f"countdown must be a non-negative integer (seconds), got {countdown!r}")
+        queue = topology.queue_for_task(JOB_KINDS[kind].task_name).key
+    elif queue not in topology.queues:
+        raise JobInputError(f"unknown queue {queue!r}; one of {sorted(topology.queues)}", field="queue")
     # Refuse an impossible delay before anything is stored.
     sqs_delay_seconds(queue=queue, delay=countdown, retention_seconds=topology.queue(queue).retention_seconds)
 

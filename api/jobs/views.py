@@ -12,15 +12,12 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from api.jobs.auth import token_required
-from api.jobs.kinds import JobInputError
+from api.jobs.kinds import JobInputError, parse_job_request
 from api.jobs.models import Job, JobState
 from api.jobs.services import job_cancel, job_submit
 from workers.publish_guards import PayloadTooLarge, PublishRefused
 
 logger = logging.getLogger(__name__)
-
-ALLOWED_FIELDS = {"kind", "payload", "queue", "countdown"}
-
 
 def _refuse_constant(name: str) -> None:
     # json accepts NaN and Infinity, which no range check catches and no JSON column stores.
@@ -39,19 +36,15 @@ def job_create(request: HttpRequest) -> JsonResponse:
         body = json.loads(request.body or b"null", parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         return _error(400, f"request body is not valid JSON: {exc}")
-    if not isinstance(body, dict):
-        return _error(400, "request body must be a JSON object with `kind` and `payload`")
-    unknown = sorted(set(body) - ALLOWED_FIELDS)
-    if unknown:
-        return _error(400, f"unknown field(s) {unknown}; allowed: {sorted(ALLOWED_FIELDS)}")
     try:
+        # The body against its kind's model (api/jobs/kinds.py; its JSON Schema: api/jobs/request.schema.json)
+        request = parse_job_request(body)
         submission = job_submit(
-            kind=body.get("kind"),
-            payload=body.get("payload", {}),
-            queue=body.get("queue"),
-            countdown=body.get("countdown", 0),
+            kind=request.kind, payload=request.payload, queue=request.queue, countdown=request.countdown
         )
-    except (JobInputError, PublishRefused) as exc:
+    except JobInputError as exc:
+        return _error(400, str(exc), **({"field": exc.field} if exc.field else {}))
+    except PublishRefused as exc:
         return _error(400, str(exc))
     except (OperationalError, InterfaceError) as exc:  # nothing stored: the one case where the client tries again
         logger.error("job not stored, the database failed: %r", exc)

@@ -161,6 +161,26 @@ def test_invalid_post_is_400_and_stores_nothing(client, db, body, expected):
     assert Job.objects.count() == 0
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"kind": "sleep", "payload": {"seconds": "3"}}, "payload.seconds"),
+        ({"kind": "flaky", "payload": {"failures": True}}, "payload.failures"),
+        ({"kind": "echo", "payload": {"message": "x"}, "countdown": "5"}, "countdown"),
+        ({"kind": "explode", "payload": {}}, "kind"),
+        ({"kind": "echo", "payload": {"message": "x"}, "queue": "urgent"}, "queue"),
+    ],
+)
+def test_a_400_names_the_field_to_change(client, db, body, field):
+    # GIVEN a body with one wrong field
+    # WHEN it is posted
+    response = _post(client, body)
+    # THEN the JSON error names that field beside the message
+    assert response.status_code == 400
+    assert response.json()["field"] == field
+    assert Job.objects.count() == 0
+
+
 def test_nan_is_refused(client, db):
     # GIVEN a body using Python's non-standard NaN constant
     # WHEN posted
