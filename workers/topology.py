@@ -204,24 +204,19 @@ class _Numbers(_Model):
     unknown_keys: ClassVar[str] = "only numbers may change, not"
 
 
-def _numbers_of(model: type[BaseModel]) -> type[BaseModel]:
-    """The model's int fields, each with its bounds and each optional: what a profile may change in an entry."""
+def _numbers_of(model: type[BaseModel], *, also: tuple[str, ...] = ()) -> type[BaseModel]:
+    """The model's int fields (and `also`), each with its bounds and each optional: what a profile may change."""
     fields = {
         name: (Annotated[(info.annotation, *info.metadata)], None)
         for name, info in model.model_fields.items()
-        if info.annotation is int
+        if info.annotation is int or name in also
     }
     return create_model(f"{model.__name__}Numbers", __base__=_Numbers, __module__=__name__, **fields)
 
 
 QueueNumbers = _numbers_of(QueueSpec)
 WorkerGroupNumbers = _numbers_of(WorkerGroup)
-RetryNumbers = create_model(
-    "RetryNumbers",
-    __base__=_Model,
-    __module__=__name__,
-    **{name: (Annotated[(info.annotation, *info.metadata)], None) for name, info in RetryPolicy.model_fields.items()},
-)
+RetryNumbers = _numbers_of(RetryPolicy, also=("jitter",))
 
 
 class Profile(_Model):
@@ -382,6 +377,9 @@ class Topology(_Model):
         ]
 
 
+_EXPECTED = {"model_type": "a mapping", "dict_type": "a mapping", "bool_type": "true or false", "tuple_type": "a list"}
+
+
 def _explain(exc: ValidationError, where: tuple[str, ...] = ()) -> str:
     """Every problem pydantic found, each at its place in the file (`queues.default.time_limit: ...`)."""
     problems: list[str] = []
@@ -394,12 +392,8 @@ def _explain(exc: ValidationError, where: tuple[str, ...] = ()) -> str:
             continue
         if kind == "value_error":
             text = str(error["ctx"]["error"])
-        elif kind in ("model_type", "dict_type", "model_attributes_type"):
-            text = f"expected a mapping, got {value!r}"
-        elif kind == "bool_type":
-            text = f"expected true or false, got {value!r}"
-        elif kind in ("tuple_type", "list_type"):
-            text = f"expected a list, got {value!r}"
+        elif kind in _EXPECTED:
+            text = f"expected {_EXPECTED[kind]}, got {value!r}"
         elif kind == "too_short":
             text = f"expected at least {error['ctx']['min_length']} entry, got {value!r}"
         elif kind == "literal_error":
