@@ -39,7 +39,7 @@ ENV PATH=/app/.venv/bin:$PATH \
 # Then the admin's static files into /app/var/static (STATIC_ROOT), hashed and compressed, which
 # whitenoise serves (api/settings/collectstatic.py: no database or secret needed at build time).
 RUN python -m compileall -q api workers lambdas devstack \
- && python -c "import pycurl, celery, django; from workers.topology import load_topology; load_topology()" \
+ && python -c "import pycurl, celery, django; from core.topology import load_topology; load_topology()" \
  && DJANGO_SETTINGS_MODULE=api.settings.collectstatic python manage.py collectstatic --noinput --verbosity 0
 # Numeric, so the platform can tell it is not root without reading /etc/passwd.
 USER 10001:10001

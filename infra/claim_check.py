@@ -9,8 +9,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from core.topology import Topology
 from workers.claim_check import BUCKET_ENV_VAR
-from workers.topology import Topology
 
 # serverless.yml's DLQ_MAX_REPLAYS: each replay sends the message again, pointer and all, and may leave it in
 # the DLQ for another DLQ retention. The object must outlive them all.

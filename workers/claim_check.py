@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from workers.env import env_str
-from workers.envelope import CLAIM_CHECK_HEADER
+from core.env import env_str
+from core.envelope import CLAIM_CHECK_HEADER
 from workers.publish_guards import PayloadTooLarge
 
 logger = logging.getLogger(__name__)

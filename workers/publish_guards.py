@@ -7,7 +7,7 @@ from typing import Any
 
 from kombu.utils.json import dumps
 
-from workers.topology import LONG_DELAY_MARGIN_SECONDS, SQS_MAX_DELAY_SECONDS, longest_delay_seconds
+from core.topology import LONG_DELAY_MARGIN_SECONDS, SQS_MAX_DELAY_SECONDS, longest_delay_seconds
 
 # SQS bills each 64 KiB chunk of a request's payload as one request (a 256 KiB message: 4 requests).
 SQS_BILLING_CHUNK_BYTES = 65_536

@@ -12,9 +12,9 @@ def _run_checks(sender=None, worker: bool = False, **_kwargs) -> None:
     import django
     from django.conf import settings
 
+    from core.topology import get_topology
     from workers.celery_app import app
     from workers.startup_checks import run_startup_checks
-    from workers.topology import get_topology
 
     django.setup()
     run_startup_checks(app, get_topology(), dir(settings), worker=sender if worker else None)

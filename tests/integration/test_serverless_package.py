@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from workers.topology import load_topology
+from core.topology import load_topology
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(660)]
 

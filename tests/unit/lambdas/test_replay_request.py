@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from lambdas.dlq_replay.request import (
+from core.dlq.request import (
     MAX_MESSAGES_LIMIT,
     ReplayRequest,
     ReplayRequestError,

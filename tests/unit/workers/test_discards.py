@@ -22,7 +22,8 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def app():
-    import workers.tasks  # noqa: F401  (registers the project's tasks)
+    import api.jobs.tasks  # noqa: F401  (registers the project's tasks)
+    import api.newsletter.tasks  # noqa: F401
     from workers.celery_app import app  # connects workers.signals, discards.on_task_revoked among them
 
     return app

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from kombu.asynchronous.aws.sqs.message import AsyncMessage
 from kombu.utils.json import dumps
 
+from core.topology import LONG_DELAY_MARGIN_SECONDS
 from workers.publish_guards import (
     SQS_BILLING_CHUNK_BYTES,
     DelayTooLong,
@@ -21,7 +22,6 @@ from workers.publish_guards import (
     encoded_message_bytes,
     sqs_delay_seconds,
 )
-from workers.topology import LONG_DELAY_MARGIN_SECONDS
 
 RETENTION = 4 * 86_400  # the default queue's 4 days: delays up to 4 days less 900 s
 

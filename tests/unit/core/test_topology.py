@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workers.topology import (
+from core.topology import (
     DEFAULT_TOPOLOGY_PATH,
     PROFILE_ENV_VAR,
     TopologyError,

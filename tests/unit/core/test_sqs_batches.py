@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lambdas.sqs_batches import SQS_BATCH, SQS_BATCH_MAX_BYTES, batches_within
+from core.sqs_batches import SQS_BATCH, SQS_BATCH_MAX_BYTES, batches_within
 
 KIB = 1024
 
