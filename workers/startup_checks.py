@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from celery.app.defaults import NAMESPACES, flatten
 
+from core.claim_check_bucket import BUCKET_ENV_VAR
 from core.topology import LONG_DELAY_MARGIN_SECONDS, Topology, longest_delay_seconds
 from workers.celery_config import ECS_STOP_TIMEOUT_SECONDS
-from workers.claim_check import BUCKET_ENV_VAR
 from workers.sqs_transport import CLAIM_CHECK_OPTION
 
 if TYPE_CHECKING:
