@@ -3,7 +3,7 @@
 Each phase starts from fresh queues and a DLQ filled with BENCH_REPLAY_N (300) Celery envelopes (a `jobs.noop`
 message published through the project's transport, then copied with a new task id per message, sent straight to
 the DLQ). Then it moves them all back to the queue:
-- `replay_100_per_s`: lambdas/dlq_replay/replay.py as the Lambda runs it (request validated by its model),
+- `replay_100_per_s`: core/dlq/replay.py as the Lambda runs it (request validated by its model),
   `rate_per_second` 100, the most the request model allows;
 - `replay_uncapped`: the same code with its rate limiter's sleep taken out: what the code itself can do here;
 - `one_by_one`: receive 1, send_message, delete_message, n times.
@@ -33,7 +33,7 @@ from core.sqs_batches import chunks
 
 QUEUE = "default"
 TASK = "jobs.noop"
-RATE_MAX = 100  # lambdas/dlq_replay/request.py: MAX_RATE_PER_SECOND
+RATE_MAX = 100  # core/dlq/request.py: MAX_RATE_PER_SECOND
 METHODS = ["one_by_one", "replay_100_per_s", "replay_uncapped"]
 LOOP_TIMEOUT = 1800
 WARMUP = 20  # messages each method moves before the timed runs

@@ -1,4 +1,4 @@
-"""Settings every environment shares; values come from environment variables (workers/env.py)."""
+"""Settings every environment shares; values come from environment variables (core/env.py)."""
 
 from __future__ import annotations
 

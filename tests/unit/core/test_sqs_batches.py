@@ -1,4 +1,4 @@
-"""Unit tests of lambdas/sqs_batches.py's batch cutting: SendMessageBatch takes at most 10 entries and 1 MiB in all."""
+"""Unit tests of core/sqs_batches.py's batch cutting: SendMessageBatch takes at most 10 entries and 1 MiB in all."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Unit tests of workers/topology.py: the real queues.yml loads, and every broken rule is refused."""
+"""Unit tests of core/topology.py: the real queues.yml loads, and every broken rule is refused."""
 
 from __future__ import annotations
 

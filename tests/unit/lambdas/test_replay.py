@@ -1,4 +1,4 @@
-"""Unit tests of replay_dlq (lambdas/dlq_replay/replay.py) against moto's in-process SQS, with DLQs holding
+"""Unit tests of replay_dlq (core/dlq/replay.py) against moto's in-process SQS, with DLQs holding
 real Celery envelopes published by the project's producer."""
 
 from __future__ import annotations

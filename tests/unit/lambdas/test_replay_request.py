@@ -1,4 +1,4 @@
-"""Unit tests of the replay request (lambdas/dlq_replay/request.py): a bad payload is refused with a clear
+"""Unit tests of the replay request (core/dlq/request.py): a bad payload is refused with a clear
 message, and through the Lambda handler it raises before anything is received or moved."""
 
 from __future__ import annotations
