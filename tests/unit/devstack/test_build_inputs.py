@@ -13,7 +13,7 @@ from devstack.build_inputs import REPO_ROOT, digest, input_files
 def repo(tmp_path) -> Path:
     """A small repository: code, config, and what is never an input (tests, docs, caches, build outputs)."""
     for name, text in {
-        "core/topology.py": "A = 1\n",
+        "workers/topology.py": "A = 1\n",
         "infra/app.py": "B = 2\n",
         "queues.yml": "queues: {}\n",
         "tests/test_x.py": "def test(): pass\n",
@@ -70,7 +70,7 @@ def test_tests_docs_caches_and_outputs_are_not_inputs(repo):
     # THEN the hash is the same: no rebuild for them
     assert digest(repo) == before
     assert {p.relative_to(repo).as_posix() for p in input_files(repo)} == {
-        "core/topology.py",
+        "workers/topology.py",
         "infra/app.py",
         "queues.yml",
     }
