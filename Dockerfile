@@ -38,8 +38,8 @@ ENV PATH=/app/.venv/bin:$PATH \
 # rather than the deployment: pycurl loads its libcurl, and queues.yml passes the topology checks.
 # Then the admin's static files into /app/var/static (STATIC_ROOT), hashed and compressed, which
 # whitenoise serves (api/settings/collectstatic.py: no database or secret needed at build time).
-RUN python -m compileall -q api workers lambdas devstack \
- && python -c "import pycurl, celery, django; from workers.topology import load_topology; load_topology()" \
+RUN python -m compileall -q api workers core lambdas devstack \
+ && python -c "import pycurl, celery, django; from core.topology import load_topology; load_topology()" \
  && DJANGO_SETTINGS_MODULE=api.settings.collectstatic python manage.py collectstatic --noinput --verbosity 0
 # Numeric, so the platform can tell it is not root without reading /etc/passwd.
 USER 10001:10001

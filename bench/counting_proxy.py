@@ -11,8 +11,8 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+from core.sqs_billing import billed_requests
 from devstack.sqs_actions import request_action
-from workers.publish_guards import billed_requests
 
 _XML_MESSAGE = re.compile(rb"<Message>")
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}

@@ -170,8 +170,8 @@ def main() -> int:
     progress = Progress("publish_latency")
     print(f"publish latency: {n} publishes per method, interleaved in shuffled order", flush=True)
     with stack("publish_latency") as bench:
+        from api.jobs.tasks import noop
         from devstack.queues import sqs_client
-        from workers.tasks.demo import noop
 
         url = bench.urls[QUEUE]
         sqs = sqs_client(bench.endpoint)  # the same endpoint the api and .delay() publish to
@@ -260,7 +260,7 @@ def main() -> int:
             "queue_emptied_every_rounds": EMPTY_EVERY,
             "methods": {
                 "post_api_jobs": "POST /api/jobs kind echo to bin/start-api (gunicorn), new connection, until the 202",
-                "delay": "workers.tasks.demo.noop.delay() in this process (the project's transport)",
+                "delay": "api.jobs.tasks.noop.delay() in this process (the project's transport)",
                 "raw_send_message": "boto3 send_message of a body as long as the POST's message",
             },
             "figures": figures,

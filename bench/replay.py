@@ -3,7 +3,7 @@
 Each phase starts from fresh queues and a DLQ filled with BENCH_REPLAY_N (300) Celery envelopes (a `jobs.noop`
 message published through the project's transport, then copied with a new task id per message, sent straight to
 the DLQ). Then it moves them all back to the queue:
-- `replay_100_per_s`: lambdas/dlq_replay/replay.py as the Lambda runs it (request validated by its model),
+- `replay_100_per_s`: core/dlq/replay.py as the Lambda runs it (request validated by its model),
   `rate_per_second` 100, the most the request model allows;
 - `replay_uncapped`: the same code with its rate limiter's sleep taken out: what the code itself can do here;
 - `one_by_one`: receive 1, send_message, delete_message, n times.
@@ -27,13 +27,13 @@ from collections import Counter
 from typing import Any
 
 from bench.harness import Progress, Stack, print_table, ratio, size, stack, write_results
-from lambdas.dlq_replay.replay import replay_dlq
-from lambdas.dlq_replay.request import parse_replay_request
-from lambdas.sqs_batches import chunks
+from core.dlq.replay import replay_dlq
+from core.dlq.request import parse_replay_request
+from core.sqs_batches import chunks
 
 QUEUE = "default"
 TASK = "jobs.noop"
-RATE_MAX = 100  # lambdas/dlq_replay/request.py: MAX_RATE_PER_SECOND
+RATE_MAX = 100  # core/dlq/request.py: MAX_RATE_PER_SECOND
 METHODS = ["one_by_one", "replay_100_per_s", "replay_uncapped"]
 LOOP_TIMEOUT = 1800
 WARMUP = 20  # messages each method moves before the timed runs
@@ -41,9 +41,9 @@ WARMUP = 20  # messages each method moves before the timed runs
 
 def template_body(bench: Stack) -> dict[str, Any]:
     """One Celery envelope as the project's transport sends it: published, received, deleted, decoded."""
+    from core.envelope import decode_sqs_body
     from devstack.queues import sqs_client
     from workers.celery_app import app
-    from workers.envelope import decode_sqs_body
 
     sqs, url = sqs_client(bench.moto_endpoint), bench.urls[QUEUE]
     app.send_task(TASK, task_id=str(uuid.uuid4()))
@@ -56,8 +56,8 @@ def template_body(bench: Stack) -> dict[str, Any]:
 
 def fill_dlq(bench: Stack, template: dict[str, Any], n: int, progress: Progress) -> None:
     """Fresh queues, then n envelopes (each its own task id) in the DLQ, sent to the emulator directly."""
+    from core.envelope import encode_sqs_body
     from devstack.queues import sqs_client
-    from workers.envelope import encode_sqs_body
 
     bench.fresh_queues()
     sqs = sqs_client(bench.moto_endpoint)

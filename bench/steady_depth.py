@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from lambdas.sqs_batches import SQS_BATCH
+from core.sqs_batches import SQS_BATCH
 
 # How often the producer looks at the depth: well under one round trip of the consumer it keeps fed.
 POLL_SECONDS = 0.005
@@ -18,7 +18,7 @@ POLL_SECONDS = 0.005
 
 def envelope_bodies(template: dict[str, Any], n: int) -> list[str]:
     """n SQS bodies of the template's Celery envelope, each with a task id of its own."""
-    from workers.envelope import encode_sqs_body
+    from core.envelope import encode_sqs_body
 
     bodies = []
     for _ in range(n):

@@ -140,8 +140,8 @@ def steady_contenders() -> tuple[str, ...]:
 
 def steady_producer(bench: Stack, bodies: list[str], depth: int) -> SteadyProducer:
     """Fresh queues, then a producer holding the default queue at `depth` visible messages (emulator direct)."""
+    from core.sqs_batches import message_counts
     from devstack.queues import sqs_client
-    from lambdas.sqs_batches import message_counts
 
     bench.fresh_queues()
     sqs, url = sqs_client(bench.moto_endpoint), bench.urls["default"]

@@ -9,11 +9,11 @@ import time
 import urllib.error
 import urllib.request
 
+from core.env import env_int, env_list
+from core.envelope import EnvelopeError, decode_sqs_body
+from core.topology import load_topology
 from devstack.local_env import apply_local_defaults, sqs_endpoint
 from devstack.queues import sqs_client
-from workers.env import env_int, env_list
-from workers.envelope import EnvelopeError, decode_sqs_body
-from workers.topology import load_topology
 
 TERMINAL = {"succeeded", "failed", "publish_failed", "refused", "cancelled", "expired"}
 JOBS = [

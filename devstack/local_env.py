@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from workers.env import env_int, env_str
+from core.env import env_int, env_str
 
 DEFAULT_SQS_PORT = 9324
 REPO_ROOT = Path(__file__).resolve().parent.parent

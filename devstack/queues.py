@@ -6,9 +6,9 @@ import json
 
 import boto3
 
-from lambdas.sqs_batches import message_counts
-from workers.claim_check import BUCKET_ENV_VAR, bucket_name
-from workers.topology import Topology
+from core.claim_check_bucket import BUCKET_ENV_VAR, bucket_name
+from core.sqs_batches import message_counts
+from core.topology import Topology
 
 
 def sqs_client(endpoint_url: str | None, region: str = "us-east-1"):

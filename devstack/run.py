@@ -10,12 +10,12 @@ import threading
 import time
 import urllib.request
 
+from core.env import env_int, env_list, env_str
+from core.topology import load_topology
 from devstack import local_env, processes, stack_file
 from devstack.moto_server import start_moto_server, wait_until_up
 from devstack.queues import create_queues
 from devstack.run_output import RunOutput
-from workers.env import env_int, env_list, env_str
-from workers.topology import load_topology
 
 WORKER_READY = " ready."
 # Our own health polls carry this User-Agent, so their lines in gunicorn's access log are left out.

@@ -25,13 +25,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from core.env import env_float, env_int
 from devstack import processes
 from devstack.fault_proxy import FaultProxy
 from devstack.moto_server import start_moto_server, wait_until_up
 from devstack.processes import REPO_ROOT
 from devstack.soak_chaos import Chaos, ChaosSettings, Tally
 from devstack.soak_report import EXPIRED_MARK, FENCED_MARKS, HOP_MARK, count_log_lines, last_line, verdict
-from workers.env import env_float, env_int
 
 WORKERS = 2
 CONCURRENCY = 2

@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 from datetime import datetime
 
+from core.envelope import EnvelopeError, decode_sqs_body
 from devstack.queues import sqs_client
-from workers.envelope import EnvelopeError, decode_sqs_body
 
 DLQ_READ_ROUNDS = 200  # receives of 10 at most: 2000 messages, the largest soak
 

@@ -25,7 +25,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from moto.sqs.models import Queue, SQSBackend, sqs_backends
 from werkzeug.serving import run_simple
 
-from workers.env import env_int
+from core.env import env_int
 
 NAMESPACE = "AWS/SQS"
 PERIOD_ENV_VAR = "LOCAL_SQS_METRICS_SECONDS"

@@ -11,10 +11,10 @@ sys.path.insert(0, str(REPO_ROOT))  # infra/ and workers/ are imported from the 
 
 import aws_cdk as cdk  # noqa: E402
 
+from core.topology import DEFAULT_TOPOLOGY_PATH, load_topology  # noqa: E402
 from infra.config import InfraConfig  # noqa: E402
 from infra.naming import stack_name  # noqa: E402
 from infra.stack import CelerySqsStack  # noqa: E402
-from workers.topology import DEFAULT_TOPOLOGY_PATH, load_topology  # noqa: E402
 
 
 def build_app(app: cdk.App) -> CelerySqsStack:

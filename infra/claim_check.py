@@ -9,8 +9,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from workers.claim_check import BUCKET_ENV_VAR
-from workers.topology import Topology
+from core.claim_check_bucket import BUCKET_ENV_VAR
+from core.topology import Topology
 
 # serverless.yml's DLQ_MAX_REPLAYS: each replay sends the message again, pointer and all, and may leave it in
 # the DLQ for another DLQ retention. The object must outlive them all.
@@ -50,7 +50,7 @@ class ClaimCheckBucket(Construct):
         )
 
     def environment(self) -> dict[str, str]:
-        """What every container reads (workers/claim_check.py bucket_name())."""
+        """What every container reads (core/claim_check_bucket.py bucket_name())."""
         return {BUCKET_ENV_VAR: self.bucket.bucket_name}
 
     def _objects_of(self, queues: tuple[str, ...] | list[str]) -> list[str]:

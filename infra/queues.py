@@ -8,8 +8,8 @@ from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from core.topology import QueueSpec, Topology
 from infra.naming import pascal_case
-from workers.topology import QueueSpec, Topology
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from aws_cdk import aws_ecs_patterns as ecs_patterns
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from constructs import Construct
 
+from core.topology import WorkerGroup
 from infra.config import ConfigError
 from infra.dependencies import drop_redundant_dependency
 from infra.permissions import (
@@ -23,7 +24,6 @@ from infra.permissions import (
 from infra.queues import QueuePair
 from infra.scaling import backlog_per_task_policy
 from infra.tasks import WORKER_STOP_TIMEOUT, AppTaskSettings, TaskSpec, app_task, healthcheck, worker_task_size
-from workers.topology import WorkerGroup
 
 API_PORT = 8000  # bin/start-api: API_BIND defaults to 0.0.0.0:8000
 API_MIN_TASKS = 2  # one per zone

@@ -8,6 +8,7 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from core.topology import Topology
 from infra.alarms import QueueAlarms
 from infra.claim_check import ClaimCheckBucket
 from infra.config import InfraConfig
@@ -21,7 +22,6 @@ from infra.queues import TopologyQueues
 from infra.secrets import AppSecrets
 from infra.services import ApiService, BeatService, OutboxRelayService, WorkerService
 from infra.tasks import AppTaskSettings, common_environment
-from workers.topology import Topology
 
 
 class CelerySqsStack(Stack):

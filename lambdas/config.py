@@ -7,8 +7,8 @@ from functools import lru_cache
 
 import boto3
 
-from workers.env import env_int, env_str
-from workers.topology import Topology, load_topology
+from core.env import env_int, env_str
+from core.topology import Topology, load_topology
 
 SERVICE = "celery-sqs-dlq"
 METRICS_NAMESPACE = "CelerySqs"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import Task
 
+from core.topology import get_topology
 from workers.dependency_errors import (
     DependencyDown,
     dependency_down,
@@ -11,7 +12,6 @@ from workers.dependency_errors import (
     is_dependency_error,
     quiet_hand_back_logs,
 )
-from workers.topology import get_topology
 
 _retry = get_topology().retry
 quiet_hand_back_logs()

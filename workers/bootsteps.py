@@ -38,9 +38,9 @@ class VisibilityHeartbeatStep(bootsteps.StartStopStep):
         from celery.worker import state
         from django.conf import settings
 
+        from core.topology import get_topology
         from workers.celery_config import heartbeat_client_config
         from workers.sqs_clients import new_sqs_client
-        from workers.topology import get_topology
         from workers.visibility import VisibilityHeartbeat, heartbeat_interval
 
         if self.heartbeat is None:

@@ -12,8 +12,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "api.settings.local")
 app = Celery("celery_sqs_reference", task_cls="workers.base_task:BaseTask")
 # Every CELERY_* Django setting, built from the topology in workers/celery_config.py.
 app.config_from_object("django.conf:settings", namespace="CELERY")
-# Imports workers.tasks once Django is ready.
-app.autodiscover_tasks(["workers"])
+# Imports each installed Django app's tasks module (api/jobs/tasks.py, api/newsletter/tasks.py) once Django is ready.
+app.autodiscover_tasks()
 
 import workers.signals  # noqa: E402,F401  (connects the start-up checks and the unraisable hook)
 from workers.bootsteps import PollHeartbeatFile, TaskProtectionStep, VisibilityHeartbeatStep  # noqa: E402

@@ -9,6 +9,7 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
+from core.topology import Topology
 from workers.claim_check import ClaimCheckOptions
 from workers.sqs_transport import (
     CLAIM_CHECK_OPTION,
@@ -16,7 +17,6 @@ from workers.sqs_transport import (
     FETCH_WHEN_SLOT_FREES_OPTION,
     QUEUE_LIMITS_OPTION,
 )
-from workers.topology import Topology
 
 TRANSPORT = "workers.sqs_transport:Transport"
 LOCAL_ACCOUNT_ID = "123456789012"  # the account moto answers for

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from workers.env import env_str
-from workers.envelope import CLAIM_CHECK_HEADER
+from core.claim_check_bucket import BUCKET_ENV_VAR
+from core.envelope import CLAIM_CHECK_HEADER
 from workers.publish_guards import PayloadTooLarge
 
 logger = logging.getLogger(__name__)
@@ -21,17 +21,10 @@ logger = logging.getLogger(__name__)
 # The header that carries the pointer. kombu's envelope (task name, id, retries, eta...) stays in the SQS message,
 # so the DLQ replay and alert read it without S3; only the envelope's `body` (args, kwargs) moves.
 HEADER = CLAIM_CHECK_HEADER
-# Where the bucket's name comes from, in every container and locally (devstack creates it on the emulator).
-BUCKET_ENV_VAR = "CLAIM_CHECK_BUCKET"
 # The SQS message's body while the real one is in S3: not JSON, so a consumer that does not fetch (an old worker)
 # fails to decode it and rejects it into the DLQ, never runs a task without its arguments.
 _PLACEHOLDER = "claim check: the task body is in S3 ({bucket}/{key})"
 _PLACEHOLDER_PREFIX = b"claim check: the task body is in S3"
-
-
-def bucket_name() -> str | None:
-    """The claim-check bucket of this environment (CLAIM_CHECK_BUCKET), or None when unset."""
-    return env_str(BUCKET_ENV_VAR, None)
 
 
 class ClaimCheckUnavailable(RuntimeError):

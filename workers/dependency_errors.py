@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 from celery.exceptions import Reject
 
-from workers.env import EnvError, env_list
+from core.env import EnvError, env_list
 
 DEPENDENCY_ERRORS_ENV = "WORKER_DEPENDENCY_ERRORS"
 # Connection-class exceptions of the database drivers in use (Django wraps psycopg's in its own).

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core.env import EnvError, env_float
 from workers.dependency_errors import DATABASE
-from workers.env import EnvError, env_float
 from workers.health import Heartbeat, heartbeat_path, poll_heartbeat
 
 logger = logging.getLogger(__name__)

@@ -5,33 +5,44 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.dispatch import Signal
+
 logger = logging.getLogger(__name__)
+
+# Sent once a discard is recorded, with the task's task_id, task_name, queue, reason, detail and kwargs: the app
+# that owns the task's effects reacts (api/jobs/apps.py marks an expired task's Job expired). workers/ never
+# imports api/.
+message_discarded = Signal()
 
 
 def record_discard(
     *, task_id: str, task_name: str, queue: str, reason: str, detail: str = "", kwargs: dict | None = None
 ) -> None:
-    """Log the discard at WARNING, then store it: a DiscardedMessage row and, for an expired task with a
-    `job_id` keyword, its Job `expired`. A database error is logged, never raised: this runs in the
-    worker's consumer, which must go on consuming."""
+    """Log the discard at WARNING, then store it: a DiscardedMessage row, then message_discarded's receivers (for an
+    expired task with a `job_id` keyword, its Job `expired`). A database error is logged, never raised: this runs
+    in the worker's consumer, which must go on consuming."""
     logger.warning(
         "task %s: %s[%s] on queue %s was deleted without running (%s)", reason, task_name, task_id, queue, detail
     )
     from django.db import close_old_connections, connection
 
-    from workers.models import DiscardedMessage, DiscardReason
+    from workers.models import DiscardedMessage
 
-    job_id = (kwargs or {}).get("job_id") if isinstance(kwargs, dict) else None
     try:
         if not connection.in_atomic_block:
             close_old_connections()  # the worker's main process has no request cycle to drop a broken connection
         DiscardedMessage.objects.create(
             task_id=task_id, task_name=task_name, queue=queue, reason=reason, detail=detail[:1000]
         )
-        if job_id is not None and reason == DiscardReason.EXPIRED:
-            from api.jobs.services import job_mark_expired
-
-            job_mark_expired(job_id=job_id, detail=detail)
+        message_discarded.send(
+            sender=None,
+            task_id=task_id,
+            task_name=task_name,
+            queue=queue,
+            reason=reason,
+            detail=detail,
+            kwargs=kwargs if isinstance(kwargs, dict) else {},
+        )
     except Exception:
         logger.exception("could not record the discard of %s[%s] (%s)", task_name, task_id, reason)
 

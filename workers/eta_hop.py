@@ -16,8 +16,8 @@ from typing import Any
 
 from kombu.utils.json import loads
 
-from workers.envelope import header_time
-from workers.topology import SQS_MAX_DELAY_SECONDS, SQS_MAX_MESSAGE_BYTES
+from core.envelope import header_time
+from core.topology import SQS_MAX_DELAY_SECONDS, SQS_MAX_MESSAGE_BYTES
 
 logger = logging.getLogger(__name__)
 

@@ -148,7 +148,7 @@ def _left_to_owner(lost: LeaseLost, what_happened: str) -> Reject:
 def lease_for(task) -> float:
     """The run's hard time limit (from the message, else the task's queue limit applied at start-up) plus
     the topology's visibility margin."""
-    from workers.topology import get_topology
+    from core.topology import get_topology
 
     timelimit = getattr(task.request, "timelimit", None) or (None, None)
     return float(timelimit[0] or task.time_limit or 0) + get_topology().visibility_margin_seconds

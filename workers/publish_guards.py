@@ -7,10 +7,7 @@ from typing import Any
 
 from kombu.utils.json import dumps
 
-from workers.topology import LONG_DELAY_MARGIN_SECONDS, SQS_MAX_DELAY_SECONDS, longest_delay_seconds
-
-# SQS bills each 64 KiB chunk of a request's payload as one request (a 256 KiB message: 4 requests).
-SQS_BILLING_CHUNK_BYTES = 65_536
+from core.topology import LONG_DELAY_MARGIN_SECONDS, SQS_MAX_DELAY_SECONDS, longest_delay_seconds
 
 
 class PublishRefused(ValueError):
@@ -50,11 +47,6 @@ def encoded_message_bytes(message: dict[str, Any], *, sqs_base64: bool = True) -
     transport (the task body inside is base64 already): about 1.78x the task's JSON for a large body."""
     body = dumps(message).encode("utf-8")
     return 4 * math.ceil(len(body) / 3) if sqs_base64 else len(body)
-
-
-def billed_requests(payload_bytes: int) -> int:
-    """The requests SQS bills for one call carrying `payload_bytes`: one per started 64 KiB chunk, at least one."""
-    return max(1, math.ceil(payload_bytes / SQS_BILLING_CHUNK_BYTES))
 
 
 def check_encoded_size(*, queue: str, encoded_bytes: int, max_message_bytes: int) -> None:

@@ -12,12 +12,13 @@ def _run_checks(sender=None, worker: bool = False, **_kwargs) -> None:
     import django
     from django.conf import settings
 
-    from workers.celery_app import app
+    from core.topology import get_topology
     from workers.startup_checks import run_startup_checks
-    from workers.topology import get_topology
 
     django.setup()
-    run_startup_checks(app, get_topology(), dir(settings), worker=sender if worker else None)
+    # The sender (the WorkController, or beat's Service) carries the app: no import of workers.celery_app, which
+    # imports this module.
+    run_startup_checks(sender.app, get_topology(), dir(settings), worker=sender if worker else None)
 
 
 def _run_worker_checks(sender=None, **kwargs) -> None:

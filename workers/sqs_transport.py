@@ -11,11 +11,11 @@ from kombu.log import get_logger
 from kombu.transport import SQS
 from kombu.transport.SQS import SQS_MAX_MESSAGES
 
+from core.envelope import header_time
 from workers import claim_check, eta_hop
 from workers.delete_batches import DEFAULT_KEEP_SECONDS, DeleteBatches, PendingDelete
 from workers.delete_health import DeleteFailures, unhealthy_after
 from workers.dependency_gate import clear_stale_pause, dependency_gate
-from workers.envelope import header_time
 from workers.finished_messages import finished_messages
 from workers.health import poll_heartbeat
 from workers.publish_guards import check_encoded_size, encoded_message_bytes, sqs_delay_seconds

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from celery.app.defaults import NAMESPACES, flatten
 
+from core.claim_check_bucket import BUCKET_ENV_VAR
+from core.topology import LONG_DELAY_MARGIN_SECONDS, Topology, longest_delay_seconds
 from workers.celery_config import ECS_STOP_TIMEOUT_SECONDS
-from workers.claim_check import BUCKET_ENV_VAR
 from workers.sqs_transport import CLAIM_CHECK_OPTION
-from workers.topology import LONG_DELAY_MARGIN_SECONDS, Topology, longest_delay_seconds
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -155,8 +155,8 @@ def apply_worker_prefetch(worker: Any, topology: Topology) -> list[str]:
 
 def check_dependency_errors() -> list[str]:
     """WORKER_DEPENDENCY_ERRORS names importable exception classes (workers/dependency_errors.py)."""
+    from core.env import EnvError
     from workers.dependency_errors import dependency_error_classes
-    from workers.env import EnvError
 
     try:
         dependency_error_classes()

@@ -11,7 +11,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from workers.env import EnvError, env_float, env_int, env_str
+from core.env import EnvError, env_float, env_int, env_str
 
 logger = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from core.topology import Topology
 from workers.finished_messages import FinishedMessages, finished_messages
-from workers.topology import Topology
 
 logger = logging.getLogger(__name__)
 

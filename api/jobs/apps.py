@@ -1,4 +1,4 @@
-"""The jobs app; its ready() runs the publish-side start-up checks."""
+"""The jobs app; its ready() runs the publish-side start-up checks and connects the Job's receivers."""
 
 from django.apps import AppConfig
 
@@ -20,3 +20,8 @@ class JobsConfig(AppConfig):
         )
         if problems:
             raise StartupRefused(problems)
+
+        from api.jobs.receivers import job_expire_on_discard
+        from workers.discards import message_discarded
+
+        message_discarded.connect(job_expire_on_discard, dispatch_uid="jobs.job_expire_on_discard")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workers.env import EnvError
+from core.env import EnvError
 
 
 @dataclass(frozen=True)

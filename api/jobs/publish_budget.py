@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workers.env import EnvError
+from core.env import EnvError
 
 # A publish on a new connection makes two SQS calls: Celery declares the queue first (kombu's
 # queue_declare is a GetQueueAttributes), then SendMessage. Later publishes on the connection make one.

@@ -14,8 +14,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from lambdas.sqs_batches import COUNT_ATTRIBUTES, message_counts
-from workers.topology import QueueSpec, Topology
+from core.sqs_batches import COUNT_ATTRIBUTES, message_counts
+from core.topology import QueueSpec, Topology
 
 AGE_METRIC = ("ApproximateAgeOfOldestMessage", "Maximum")
 THROUGHPUT_METRIC = ("NumberOfMessagesDeleted", "Sum")

@@ -14,8 +14,8 @@ from django.utils import timezone
 from api.jobs.models import Job
 from api.ops import aws
 from api.ops.queue_stats import QueuesSnapshot, queue_stats
-from lambdas.dlq_replay.replay import STOP_WHEN_SECONDS_LEFT, ReplayReport, replay_dlq
-from lambdas.dlq_replay.request import parse_replay_request
+from core.dlq.replay import STOP_WHEN_SECONDS_LEFT, ReplayReport, replay_dlq
+from core.dlq.request import parse_replay_request
 
 logger = logging.getLogger(__name__)
 

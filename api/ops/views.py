@@ -14,8 +14,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from api.ops.audit import audited_replay
 from api.ops.services import EXPIRED_WINDOW_MINUTES, dlq_replay_run, jobs_latest, queues_snapshot
-from lambdas.dlq_replay.request import ReplayRequestError
-from lambdas.queue_urls import QueueNotFoundError
+from core.dlq.request import ReplayRequestError
+from core.queue_urls import QueueNotFoundError
 
 # A web request must end well before gunicorn's worker timeout (30 s); the report says where it stopped.
 REPLAY_MAX_SECONDS = 15

@@ -1,4 +1,4 @@
-"""Settings every environment shares; values come from environment variables (workers/env.py)."""
+"""Settings every environment shares; values come from environment variables (core/env.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ import dj_database_url
 from api.jobs.outbox_config import RelayConfig
 from api.jobs.publish_budget import publish_budget
 from api.log_format import logging_config
+from core.claim_check_bucket import bucket_name as claim_check_bucket_name
+from core.env import env_bool, env_float, env_int, env_list, env_str
+from core.topology import get_topology
 from workers.celery_config import (
     DELETE_BATCH_SECONDS,
     SOFT_SHUTDOWN_SECONDS,
@@ -17,9 +20,6 @@ from workers.celery_config import (
     as_django_settings,
     build_celery_settings,
 )
-from workers.claim_check import bucket_name as claim_check_bucket_name
-from workers.env import env_bool, env_float, env_int, env_list, env_str
-from workers.topology import get_topology
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 

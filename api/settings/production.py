@@ -11,7 +11,7 @@ from __future__ import annotations
 from api.log_format import logging_config
 from api.settings.base import *  # noqa: F403
 from api.settings.base import COLLECTED_STATIC_STORAGES, DATABASE_URL, LOG_LEVEL
-from workers.env import EnvError, env_bool, env_int, env_str
+from core.env import EnvError, env_bool, env_int, env_str
 
 if not DATABASE_URL:
     raise EnvError(

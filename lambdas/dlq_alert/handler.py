@@ -8,10 +8,10 @@ import os
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from core.dlq.summary import format_alert, lambda_replay_hint, summarise_dlq
+from core.topology import Topology
 from lambdas import config
 from lambdas.config import METRICS_NAMESPACE, SERVICE
-from lambdas.dlq_alert.summary import format_alert, lambda_replay_hint, summarise_dlq
-from workers.topology import Topology
 
 # serverless.yml sets both variables; the defaults keep a local or test import working without them.
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE))

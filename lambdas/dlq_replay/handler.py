@@ -7,10 +7,10 @@ import os
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from core.dlq.replay import replay_dlq
+from core.dlq.request import ReplayRequestError, parse_replay_request
 from lambdas import config
 from lambdas.config import METRICS_NAMESPACE, SERVICE
-from lambdas.dlq_replay.replay import replay_dlq
-from lambdas.dlq_replay.request import ReplayRequestError, parse_replay_request
 
 # serverless.yml sets both variables; the defaults keep a local or test import working without them.
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE))

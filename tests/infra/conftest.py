@@ -16,9 +16,9 @@ import aws_cdk as cdk  # noqa: E402
 import aws_cdk.cx_api as cxapi  # noqa: E402
 from aws_cdk.assertions import Template  # noqa: E402
 
+from core.topology import DEFAULT_TOPOLOGY_PATH, Topology, load_topology  # noqa: E402
 from infra.app import build_app  # noqa: E402
 from infra.config import cdk_json_context  # noqa: E402
-from workers.topology import DEFAULT_TOPOLOGY_PATH, Topology, load_topology  # noqa: E402
 
 STAGE = "ci"  # the stage tests/integration/test_serverless_package.py packages the Lambdas for
 PREFIX = f"celery-sqs-{STAGE}-"

@@ -6,7 +6,10 @@ import json
 
 from infra.image import ASSET_EXCLUDE
 
-NEEDED = {"Dockerfile", "pyproject.toml", "uv.lock", "manage.py", "queues.yml", "api", "workers", "lambdas", "bin"}
+NEEDED = {
+    *("Dockerfile", "pyproject.toml", "uv.lock", "manage.py", "queues.yml"),
+    *("api", "workers", "core", "lambdas", "bin"),
+}
 
 
 def test_the_staged_build_context_holds_the_app_and_nothing_big(synthesized):

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
+from core.topology import DEFAULT_TOPOLOGY_PATH, load_topology
 from infra.config import ConfigError, InfraConfig
 from infra.naming import alarm_topic_export_name
 from tests.infra.conftest import ALARM_EMAIL, PREFIX, STAGE, synthesize
-from workers.topology import DEFAULT_TOPOLOGY_PATH, load_topology
 
 
 def _queue_keys() -> list[str]:

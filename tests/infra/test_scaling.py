@@ -6,10 +6,10 @@ import re
 
 import pytest
 
+from core.topology import DEFAULT_TOPOLOGY_PATH, load_topology
 from infra.naming import resource_name
 from infra.scaling import backlog_expression
 from tests.infra.conftest import PREFIX, STAGE, env_of
-from workers.topology import DEFAULT_TOPOLOGY_PATH, load_topology
 
 GROUPS = list(load_topology(DEFAULT_TOPOLOGY_PATH, profile="").worker_groups)
 

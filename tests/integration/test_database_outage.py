@@ -13,6 +13,7 @@ from django.db.models import Count
 
 from api.jobs.models import Effect
 from bench.counting_proxy import CountingProxy
+from core.topology import load_topology
 from devstack import processes
 from devstack.fault_proxy import FaultProxy
 from devstack.moto_server import reset
@@ -20,7 +21,6 @@ from devstack.processes import REPO_ROOT
 from devstack.queues import create_queues, dlq_url, queue_depth
 from tests.integration.conftest import worker_health
 from workers.celery_app import app
-from workers.topology import load_topology
 
 pytestmark = [pytest.mark.integration, pytest.mark.exclusive]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.conf import settings
 
+from core.envelope import decode_sqs_body
 from devstack import processes
 from tests.integration.conftest import post_job, wait_for_job
-from workers.envelope import decode_sqs_body
 
 pytestmark = pytest.mark.integration
 

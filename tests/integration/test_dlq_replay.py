@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import pytest
 from django.core.management import call_command
 
+from core.envelope import decode_sqs_body
 from devstack import processes
 from lambdas.dlq_replay.handler import handler as replay_handler
 from tests.integration.conftest import post_job, wait_for_job
-from workers.envelope import decode_sqs_body
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
+from core.envelope import encode_sqs_body
 from devstack import processes
-from workers.envelope import encode_sqs_body
 
 pytestmark = pytest.mark.integration
 

@@ -11,12 +11,12 @@ from botocore.config import Config
 from django.conf import settings
 
 from api.jobs.models import Job
+from core.envelope import decode_sqs_body
+from core.topology import SQS_MAX_MESSAGE_BYTES
 from devstack import processes
 from devstack.queues import sqs_client
 from tests.integration.conftest import wait_for_job
 from workers.celery_app import app
-from workers.envelope import decode_sqs_body
-from workers.topology import SQS_MAX_MESSAGE_BYTES
 
 pytestmark = pytest.mark.integration
 

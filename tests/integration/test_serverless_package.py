@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from workers.topology import load_topology
+from core.topology import load_topology
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(660)]
 
@@ -316,19 +316,14 @@ def test_the_zip_holds_the_lambda_code_and_topology_and_nothing_of_the_app(packa
     # GIVEN the package zip  WHEN its entries are listed
     names = set(package.files)
 
-    # THEN it has the handlers, the topology code it shares with the workers, and the topology itself
-    for required in (
-        "lambdas/dlq_replay/handler.py",
-        "lambdas/dlq_alert/handler.py",
-        "workers/topology.py",
-        "workers/envelope.py",
-        "queues.yml",
-    ):
+    # THEN it has the handlers, the core package whole (topology, envelope, DLQ code), and the topology itself
+    core = {p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "core").rglob("*.py")}
+    for required in ("lambdas/dlq_replay/handler.py", "lambdas/dlq_alert/handler.py", "queues.yml", *core):
         assert required in names, required
-    # THEN none of the web app, tests, local stack, virtualenv or node modules
-    for forbidden in ("api/", "tests/", "devstack/", "infra/", ".venv/", "node_modules/", ".serverless/"):
+    assert "core/topology.py" in core and "core/dlq/replay.py" in core
+    # THEN none of the web app, the workers, tests, local stack, virtualenv or node modules
+    for forbidden in ("api/", "workers/", "tests/", "devstack/", "infra/", ".venv/", "node_modules/", ".serverless/"):
         assert not [n for n in names if n.startswith(forbidden)], forbidden
-    assert "workers/celery_app.py" not in names
 
 
 def test_the_compiled_dependencies_match_the_lambda_architecture(package):
@@ -367,13 +362,13 @@ def _imports(source: bytes, module: str) -> set[tuple[str, str | None]]:
 
 
 def test_the_zip_has_every_module_the_lambda_code_imports(package):
-    # GIVEN the project's modules in the zip (lambdas/, workers/)
+    # GIVEN the project's modules in the zip (lambdas/, core/)
     modules = {
         n.removesuffix(".py").removesuffix("/__init__").replace("/", "."): content
         for n, content in package.files.items()
         if n.endswith(".py")
     }
-    ours = {m: source for m, source in modules.items() if m.split(".")[0] in ("lambdas", "workers")}
+    ours = {m: source for m, source in modules.items() if m.split(".")[0] in ("lambdas", "core")}
     top_level = {n.split("/")[0].removesuffix(".py") for n in package.files}
 
     # WHEN every import they make is resolved against the zip, the stdlib and the Lambda runtime
@@ -381,7 +376,7 @@ def test_the_zip_has_every_module_the_lambda_code_imports(package):
     for module, source in ours.items():
         for imported, name in _imports(source, module):
             root = imported.split(".")[0]
-            if root in ("lambdas", "workers"):
+            if root in ("lambdas", "core"):
                 # `from pkg import name`: a submodule in the zip, or a name the module defines
                 ok = imported in modules and (
                     name is None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from workers.topology import load_topology, topology_path
+from core.topology import load_topology, topology_path
 
 
 def write_topology(directory: Path, **queue_numbers: dict[str, int]) -> Path:

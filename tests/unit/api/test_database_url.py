@@ -6,7 +6,7 @@ import dj_database_url
 import pytest
 
 from api.settings.base import database_url_from_parts
-from workers.env import EnvError
+from core.env import EnvError
 
 PARTS = {"DATABASE_HOST": "db.internal", "DATABASE_PORT": "5433", "DATABASE_NAME": "celery", "DATABASE_USER": "celery"}
 

@@ -9,7 +9,7 @@ import pytest
 from moto import mock_aws
 
 from bench.steady_depth import SteadyProducer, top_up
-from lambdas.sqs_batches import message_counts
+from core.sqs_batches import message_counts
 
 
 @pytest.mark.parametrize(

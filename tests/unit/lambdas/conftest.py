@@ -18,9 +18,9 @@ from django.conf import settings
 from hypothesis.configuration import set_hypothesis_home_dir
 from moto import mock_aws
 
+from core.envelope import decode_sqs_body
+from core.topology import Topology
 from workers.celery_config import LOCAL_ACCOUNT_ID, BrokerEnv, transport_options
-from workers.envelope import decode_sqs_body
-from workers.topology import Topology
 
 REGION = "us-east-1"
 CLAIM_CHECK_BUCKET = "claim-check-lambdas"

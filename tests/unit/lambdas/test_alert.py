@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from core.dlq.summary import DlqSummary, format_alert, lambda_replay_hint, summarise_dlq
 from lambdas.dlq_alert.handler import queues_named_by_alarm
-from lambdas.dlq_alert.summary import DlqSummary, format_alert, lambda_replay_hint, summarise_dlq
 from tests.unit.lambdas.conftest import REGION, FakeLambdaContext, FastSqs, emf_lines
 
 TOPOLOGY = settings.QUEUE_TOPOLOGY

@@ -1,4 +1,4 @@
-"""Unit tests of replay_dlq (lambdas/dlq_replay/replay.py) against moto's in-process SQS, with DLQs holding
+"""Unit tests of replay_dlq (core/dlq/replay.py) against moto's in-process SQS, with DLQs holding
 real Celery envelopes published by the project's producer."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from lambdas.dlq_replay.replay import REPLAY_COUNT_HEADER, STOP_WHEN_SECONDS_LEFT, replay_dlq
-from lambdas.dlq_replay.request import parse_replay_request
+from core.dlq.replay import REPLAY_COUNT_HEADER, STOP_WHEN_SECONDS_LEFT, replay_dlq
+from core.dlq.request import parse_replay_request
+from core.envelope import decode_sqs_body
 from tests.unit.lambdas.conftest import (
     FakeClock,
     FastSqs,
@@ -21,7 +22,6 @@ from tests.unit.lambdas.conftest import (
     RaisingSendSqs,
     task_id_of,
 )
-from workers.envelope import decode_sqs_body
 
 
 def _request(world, **payload):

@@ -3,8 +3,8 @@ the report returned, EMF metrics printed."""
 
 from __future__ import annotations
 
+from core.envelope import decode_sqs_body
 from tests.unit.lambdas.conftest import FakeLambdaContext, emf_lines
-from workers.envelope import decode_sqs_body
 
 
 def test_handler_replays_and_returns_the_report(sqs_world, replay_lambda):

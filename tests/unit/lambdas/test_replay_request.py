@@ -1,4 +1,4 @@
-"""Unit tests of the replay request (lambdas/dlq_replay/request.py): a bad payload is refused with a clear
+"""Unit tests of the replay request (core/dlq/request.py): a bad payload is refused with a clear
 message, and through the Lambda handler it raises before anything is received or moved."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from lambdas.dlq_replay.request import (
+from core.dlq.request import (
     MAX_MESSAGES_LIMIT,
     ReplayRequest,
     ReplayRequestError,

@@ -7,8 +7,8 @@ import pytest
 from kombu import Connection
 from moto import mock_aws
 
+from core.topology import DEFAULT_TOPOLOGY_PATH, load_topology
 from workers.celery_config import BrokerEnv, transport_options
-from workers.topology import DEFAULT_TOPOLOGY_PATH, load_topology
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"

@@ -6,8 +6,8 @@ import psycopg
 import pytest
 from django.db.utils import OperationalError
 
+from core.topology import get_topology
 from workers.celery_app import app
-from workers.topology import get_topology
 
 runs: list[str] = []
 

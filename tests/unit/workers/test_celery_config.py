@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 
+from core.topology import DEFAULT_TOPOLOGY_PATH, load_topology
 from workers.celery_config import (
     TRANSPORT,
     BrokerConfigError,
@@ -16,7 +17,6 @@ from workers.celery_config import (
     task_routes,
 )
 from workers.sqs_transport import QUEUE_LIMITS_OPTION
-from workers.topology import DEFAULT_TOPOLOGY_PATH, load_topology
 
 LOCAL = BrokerEnv(endpoint_url="http://127.0.0.1:9324")
 CREDENTIAL_WORDS = ("access_key", "secret", "session_token", "password", "aws_access", "userid")

@@ -15,13 +15,13 @@ from kombu.exceptions import DecodeError
 from kombu.transport import SQS
 from moto import mock_aws
 
+from core.envelope import decode_sqs_body, encode_sqs_body
+from core.topology import DEFAULT_TOPOLOGY_PATH, load_topology
 from devstack import processes
 from workers import eta_hop
 from workers.celery_config import BrokerEnv, transport_options
 from workers.claim_check import HEADER, ClaimCheckOptions, ClaimChecks, Pointer, S3Bodies
-from workers.envelope import decode_sqs_body, encode_sqs_body
 from workers.publish_guards import PayloadTooLarge
-from workers.topology import DEFAULT_TOPOLOGY_PATH, load_topology
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"

@@ -334,7 +334,7 @@ def test_a_lasting_failure_logs_error_at_most_once_a_minute(caplog):
 
 def test_the_channel_retries_a_delete_for_its_queues_visibility_timeout(make_channel):
     # GIVEN a worker's channel on the production topology
-    from workers.topology import DEFAULT_TOPOLOGY_PATH, load_topology
+    from core.topology import DEFAULT_TOPOLOGY_PATH, load_topology
 
     topology = load_topology(DEFAULT_TOPOLOGY_PATH, profile="")
     channel, _ = make_channel(delete_batch_seconds=0.1)
@@ -350,8 +350,8 @@ def test_the_channel_retries_a_delete_for_its_queues_visibility_timeout(make_cha
 
 
 def test_a_bad_delete_failure_setting_is_refused(monkeypatch):
+    from core.env import EnvError
     from workers.delete_health import unhealthy_after
-    from workers.env import EnvError
 
     monkeypatch.setenv("WORKER_DELETE_FAILURE_SECONDS", "0")
     with pytest.raises(EnvError, match="WORKER_DELETE_FAILURE_SECONDS=0.0 must be above 0"):

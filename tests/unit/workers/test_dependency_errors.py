@@ -12,6 +12,7 @@ import pytest
 from celery.exceptions import Reject
 from django.db.utils import InterfaceError, OperationalError
 
+from core.env import EnvError
 from workers.dependency_errors import (
     DEPENDENCY_ERRORS_ENV,
     DependencyDown,
@@ -20,7 +21,6 @@ from workers.dependency_errors import (
     is_dependency_error,
     quiet_hand_back_logs,
 )
-from workers.env import EnvError
 
 
 @pytest.fixture(autouse=True)

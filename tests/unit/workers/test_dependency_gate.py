@@ -233,7 +233,8 @@ def test_the_main_process_closes_the_gate_and_hands_the_message_back(monkeypatch
     """Contract (Celery 5.7): a pool child's failure reaches the main process as Request.on_success((True,
     ExceptionInfo, runtime)) of the class create_request_cls() builds on Task.Request, which calls
     on_failure; for Reject(requeue=True) Celery rejects with requeue and records no failure."""
-    import workers.tasks  # noqa: F401  (registers the tasks, as the worker's autodiscovery does)
+    import api.jobs.tasks  # noqa: F401  (registers the tasks, as the worker's autodiscovery does)
+    import api.newsletter.tasks  # noqa: F401
     from workers.celery_app import app
     from workers.gate_request import GateRequest
 

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def app():
-    import workers.tasks  # noqa: F401  (registers the project's tasks)
+    import api.jobs.tasks  # noqa: F401  (registers the project's tasks)
+    import api.newsletter.tasks  # noqa: F401
     from workers.celery_app import app  # connects workers.signals, discards.on_task_revoked among them
 
     return app
@@ -139,6 +140,19 @@ def test_a_database_error_is_logged_never_raised(monkeypatch, caplog):
     discards.on_task_revoked(request=request, terminated=False, expired=True)
     assert "task expired: jobs.echo[t2]" in caplog.text
     assert "could not record the discard of jobs.echo[t2]" in caplog.text
+
+
+def test_a_receivers_database_error_is_logged_never_raised(monkeypatch, caplog):
+    # GIVEN the jobs app's receiver (connected by api/jobs/apps.py) whose Job update the database refuses
+    def refuse(**_kwargs):
+        raise DatabaseError("the database is down")
+
+    monkeypatch.setattr("api.jobs.services.job_mark_expired", refuse)
+    request = Mock(id="t3", task="jobs.echo", kwargs={"job_id": 1}, delivery_info={"routing_key": "default"})
+    # WHEN an expiry is recorded THEN the row is stored, and the receiver's failure is logged, not raised
+    discards.on_task_revoked(request=request, terminated=False, expired=True)
+    assert DiscardedMessage.objects.filter(task_id="t3").exists()
+    assert "could not record the discard of jobs.echo[t3]" in caplog.text
 
 
 def test_job_mark_expired_keeps_a_finished_jobs_outcome():

@@ -14,10 +14,10 @@ import pytest
 from celery.contrib.testing.mocks import TaskMessage
 from moto.sqs.models import sqs_backends
 
+from core.envelope import encode_sqs_body
+from core.topology import DEFAULT_TOPOLOGY_PATH, load_topology
 from tests.unit.workers.conftest import ACCOUNT, REGION
 from workers import eta_hop
-from workers.envelope import encode_sqs_body
-from workers.topology import DEFAULT_TOPOLOGY_PATH, load_topology
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 
@@ -268,7 +268,8 @@ def test_the_hop_thread_outlives_a_failure_and_sends_the_next_hops():
 
 def test_contract_celerys_strategy_holds_a_future_eta_in_its_timer_unacked():
     # GIVEN Celery's default strategy for a project task, on a stand-in consumer
-    import workers.tasks  # noqa: F401  (registers the project's tasks)
+    import api.jobs.tasks  # noqa: F401  (registers the project's tasks)
+    import api.newsletter.tasks  # noqa: F401
     from workers.celery_app import app
 
     task = app.tasks["jobs.echo"]

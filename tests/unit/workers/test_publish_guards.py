@@ -11,17 +11,15 @@ from hypothesis import strategies as st
 from kombu.asynchronous.aws.sqs.message import AsyncMessage
 from kombu.utils.json import dumps
 
+from core.topology import LONG_DELAY_MARGIN_SECONDS
 from workers.publish_guards import (
-    SQS_BILLING_CHUNK_BYTES,
     DelayTooLong,
     PayloadTooLarge,
     PublishRefused,
-    billed_requests,
     check_encoded_size,
     encoded_message_bytes,
     sqs_delay_seconds,
 )
-from workers.topology import LONG_DELAY_MARGIN_SECONDS
 
 RETENTION = 4 * 86_400  # the default queue's 4 days: delays up to 4 days less 900 s
 
@@ -123,13 +121,3 @@ def test_the_largest_task_json_that_fits_1_mib_is_about_589_kb():
     fits = [n for n in range(585_000, 592_000, 250) if encoded_message_bytes(_kombu_message(b"x" * n)) <= 1_048_576]
     # THEN the largest task JSON that fits is 1 MiB / 1.78 less the envelope
     assert 588_000 < max(fits) < 590_000
-
-
-@pytest.mark.parametrize(
-    ("payload", "requests"),
-    [(0, 1), (1, 1), (65_536, 1), (65_537, 2), (262_144, 4), (600_000, 10), (1_048_576, 16)],
-)
-def test_sqs_bills_one_request_per_started_64_kib_chunk(payload, requests):
-    # GIVEN a call carrying `payload` bytes WHEN billed THEN one request per 64 KiB chunk, at least one
-    assert SQS_BILLING_CHUNK_BYTES == 65_536
-    assert billed_requests(payload) == requests

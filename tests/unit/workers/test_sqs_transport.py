@@ -12,10 +12,10 @@ from kombu import Connection, Producer
 from moto import mock_aws
 from moto.sqs.models import sqs_backends
 
+from core.topology import DEFAULT_TOPOLOGY_PATH, load_topology
 from workers.celery_config import BrokerEnv, transport_options
 from workers.publish_guards import DelayTooLong, PayloadTooLarge
 from workers.sqs_transport import Channel, Transport
-from workers.topology import DEFAULT_TOPOLOGY_PATH, load_topology
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"

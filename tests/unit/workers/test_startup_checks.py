@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from core.topology import DEFAULT_TOPOLOGY_PATH, load_topology
 from workers.celery_config import BrokerEnv, build_celery_settings
 from workers.startup_checks import (
     StartupRefused,
@@ -17,7 +18,6 @@ from workers.startup_checks import (
     check_unknown_settings,
     run_startup_checks,
 )
-from workers.topology import DEFAULT_TOPOLOGY_PATH, load_topology
 
 
 @pytest.fixture(scope="module")
@@ -281,7 +281,7 @@ def raised_topology():
     """The real topology with the main group (high_priority, default) holding 3 messages per slot."""
     import yaml
 
-    from workers.topology import parse_topology
+    from core.topology import parse_topology
 
     raw = yaml.safe_load(DEFAULT_TOPOLOGY_PATH.read_text())
     raw["worker_groups"]["main"]["prefetch_multiplier"] = 3

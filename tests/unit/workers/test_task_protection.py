@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from workers.env import EnvError
+from core.env import EnvError
 from workers.task_protection import AgentError, ProtectionSettings, TaskProtection, agent_uri
 
 

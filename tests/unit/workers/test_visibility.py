@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from kombu import Producer
 
-from workers.topology import DEFAULT_TOPOLOGY_PATH, load_topology
+from core.topology import DEFAULT_TOPOLOGY_PATH, load_topology
 from workers.visibility import VisibilityHeartbeat
 
 

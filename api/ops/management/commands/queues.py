@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from api.ops.queue_stats import SOURCES, QueuesSnapshot
 from api.ops.services import EXPIRED_WINDOW_MINUTES, queues_snapshot
-from lambdas.dlq_alert.summary import format_age
+from core.dlq.summary import format_age
 
 COLUMNS = (
     "queue",

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 from api.jobs.kinds import JOB_KINDS, SCHEMA_PATH, JobInputError, job_request_json_schema, parse_job_request
-from workers.topology import REPO_ROOT
+from core.topology import REPO_ROOT
 
 REGENERATE = "python -m api.jobs.kinds --schema > api/jobs/request.schema.json"
 

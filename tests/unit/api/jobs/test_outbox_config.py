@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from api.jobs.outbox_config import RelayConfig
-from workers.env import EnvError
+from core.env import EnvError
 
 
 def test_job_retry_delay_doubles_up_to_the_cap():

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from api.jobs.publish_budget import CALLS_PER_PUBLISH, publish_budget
-from workers.env import EnvError
+from core.env import EnvError
 
 
 @pytest.mark.parametrize("seconds", [1.0, 2.5, 5.0, 10.0])

@@ -1,4 +1,4 @@
-"""Unit tests of queues.schema.json: generated from workers/topology.py's models, committed, and in sync."""
+"""Unit tests of queues.schema.json: generated from core/topology.py's models, committed, and in sync."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import jsonschema
 import pytest
 import yaml
 
-from workers.topology import DEFAULT_TOPOLOGY_PATH, REPO_ROOT, SCHEMA_PATH, topology_json_schema
+from core.topology import DEFAULT_TOPOLOGY_PATH, REPO_ROOT, SCHEMA_PATH, topology_json_schema
 
-REGENERATE = "python -m workers.topology --schema > queues.schema.json"
+REGENERATE = "python -m core.topology --schema > queues.schema.json"
 
 
 @pytest.fixture(scope="module")
@@ -26,14 +26,14 @@ def test_committed_schema_is_the_generated_one(schema):
     # WHEN the models generate theirs
     generated = topology_json_schema()
     # THEN they are the same; if not, the message says how to regenerate it
-    assert schema == generated, f"queues.schema.json is out of date with workers/topology.py: run `{REGENERATE}`"
+    assert schema == generated, f"queues.schema.json is out of date with core/topology.py: run `{REGENERATE}`"
 
 
 def test_schema_command_prints_the_committed_file_without_django():
     # GIVEN the regenerate command (no Django settings in its environment)
     # WHEN it runs
     result = subprocess.run(
-        [sys.executable, "-m", "workers.topology", "--schema"],
+        [sys.executable, "-m", "core.topology", "--schema"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -29,7 +29,7 @@ from pydantic.json_schema import GenerateJsonSchema, NoDefault
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TOPOLOGY_PATH = REPO_ROOT / "queues.yml"
-SCHEMA_PATH = REPO_ROOT / "queues.schema.json"  # generated from the models below: `python -m workers.topology --schema`
+SCHEMA_PATH = REPO_ROOT / "queues.schema.json"  # generated from the models below: `python -m core.topology --schema`
 TOPOLOGY_ENV_VAR = "QUEUE_TOPOLOGY"
 PROFILE_ENV_VAR = "QUEUE_TOPOLOGY_PROFILE"
 
@@ -501,5 +501,5 @@ def topology_json_schema() -> dict[str, Any]:
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--schema"]:
-        sys.exit("usage: python -m workers.topology --schema > queues.schema.json")
+        sys.exit("usage: python -m core.topology --schema > queues.schema.json")
     print(json.dumps(topology_json_schema(), indent=2))

@@ -13,9 +13,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from api.ops.aws import sqs_client
 from api.ops.services import dlq_replay_run
-from lambdas.dlq_alert.summary import format_alert, summarise_dlq
-from lambdas.dlq_replay.request import ReplayRequestError
-from lambdas.queue_urls import QueueNotFoundError
+from core.dlq.request import ReplayRequestError
+from core.dlq.summary import format_alert, summarise_dlq
+from core.queue_urls import QueueNotFoundError
 
 
 class Command(BaseCommand):

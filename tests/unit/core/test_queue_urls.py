@@ -6,11 +6,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from lambdas.dlq_alert.summary import summarise_dlq
-from lambdas.dlq_replay.replay import replay_dlq
-from lambdas.dlq_replay.request import parse_replay_request
-from lambdas.queue_urls import QueueNotFoundError, queue_url
-from workers.topology import load_topology
+from core.dlq.replay import replay_dlq
+from core.dlq.request import parse_replay_request
+from core.dlq.summary import summarise_dlq
+from core.queue_urls import QueueNotFoundError, queue_url
+from core.topology import load_topology
 
 REGION = "us-east-1"
 

@@ -6,10 +6,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from lambdas.queue_urls import queue_url
-from lambdas.sqs_batches import SQS_BATCH, make_visible, message_counts, receive_fresh
-from workers.envelope import EnvelopeError, decode_sqs_body
-from workers.topology import Topology
+from core.envelope import EnvelopeError, decode_sqs_body
+from core.queue_urls import queue_url
+from core.sqs_batches import SQS_BATCH, make_visible, message_counts, receive_fresh
+from core.topology import Topology
 
 PEEK_HOLD_SECONDS = 30  # while sampling; every sampled message is made visible again right after
 

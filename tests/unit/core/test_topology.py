@@ -1,4 +1,4 @@
-"""Unit tests of workers/topology.py: the real queues.yml loads, and every broken rule is refused."""
+"""Unit tests of core/topology.py: the real queues.yml loads, and every broken rule is refused."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workers.topology import (
+from core.topology import (
     DEFAULT_TOPOLOGY_PATH,
     PROFILE_ENV_VAR,
     TopologyError,
@@ -677,7 +677,7 @@ def test_a_profile_number_is_strict_too(raw):
 
 def test_profile_model_holds_exactly_the_number_fields_of_queues_and_worker_groups():
     # GIVEN the models
-    from workers.topology import Profile, QueueSpec, WorkerGroup
+    from core.topology import Profile, QueueSpec, WorkerGroup
 
     def numbers(model) -> set[str]:
         return {name for name, field in model.model_fields.items() if field.annotation is int}

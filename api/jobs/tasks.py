@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from workers.tasks.job_task import JobTask
+from api.jobs.job_task import JobTask
 
 
 @shared_task(name="jobs.noop")

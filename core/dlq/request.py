@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 
-from workers.topology import Topology
+from core.topology import Topology
 
 MAX_MESSAGES_LIMIT = 1000
 MAX_RATE_PER_SECOND = 100

@@ -14,11 +14,11 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from lambdas.dlq_replay.request import ReplayRequest
-from lambdas.queue_urls import queue_url
-from lambdas.sqs_batches import SQS_BATCH, batches_within, make_visible, receive_fresh
-from workers.envelope import CeleryEnvelope, EnvelopeError, decode_sqs_body, encode_sqs_body, header_time
-from workers.topology import Topology
+from core.dlq.request import ReplayRequest
+from core.envelope import CeleryEnvelope, EnvelopeError, decode_sqs_body, encode_sqs_body, header_time
+from core.queue_urls import queue_url
+from core.sqs_batches import SQS_BATCH, batches_within, make_visible, receive_fresh
+from core.topology import Topology
 
 REPLAY_COUNT_HEADER = "x-dlq-replays"  # how often this message was replayed; Celery ignores it
 # Received messages stay invisible this long while the run decides; all not moved are made visible again

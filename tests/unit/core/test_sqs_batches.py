@@ -1,4 +1,4 @@
-"""Unit tests of lambdas/sqs_batches.py's batch cutting: SendMessageBatch takes at most 10 entries and 1 MiB in all."""
+"""Unit tests of core/sqs_batches.py's batch cutting: SendMessageBatch takes at most 10 entries and 1 MiB in all."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lambdas.sqs_batches import SQS_BATCH, SQS_BATCH_MAX_BYTES, batches_within
+from core.sqs_batches import SQS_BATCH, SQS_BATCH_MAX_BYTES, batches_within
 
 KIB = 1024
 

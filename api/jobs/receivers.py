@@ -1,0 +1,16 @@
+"""Receivers of the workers' signals that change a Job (connected in api/jobs/apps.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def job_expire_on_discard(sender=None, *, reason: str, detail: str, kwargs: dict[str, Any], **_extra) -> None:
+    """workers.discards.message_discarded: a task with a `job_id` keyword deleted unrun because its `expires`
+    passed marks its Job expired (an error propagates to record_discard, which logs it)."""
+    from api.jobs.services import job_mark_expired
+    from workers.models import DiscardReason
+
+    job_id = kwargs.get("job_id")
+    if job_id is not None and reason == DiscardReason.EXPIRED:
+        job_mark_expired(job_id=job_id, detail=detail)
