@@ -1,21 +1,27 @@
-"""The queues page (staff only), its JSON, and the DLQ replay it previews and confirms (CSRF-protected POST)."""
+"""The queues page (staff only; its first table rendered by Django from the same data as its JSON), the JSON,
+and the DLQ replay it previews (grouped by task and last exception) and confirms (CSRF-protected POST)."""
 
 from __future__ import annotations
 
 import json
-from functools import wraps
+import logging
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
-from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
+from api.ops.access import staff_json, staff_page
 from api.ops.audit import audited_replay
+from api.ops.preview import preview_groups
 from api.ops.services import EXPIRED_WINDOW_MINUTES, dlq_replay_run, jobs_latest, queues_snapshot
 from lambdas.dlq_replay.request import ReplayRequestError
 from lambdas.queue_urls import QueueNotFoundError
+
+__all__ = ["dlq_replay", "queues_data", "queues_page", "staff_json", "staff_page"]
+
+logger = logging.getLogger(__name__)
 
 # A web request must end well before gunicorn's worker timeout (30 s); the report says where it stopped.
 REPLAY_MAX_SECONDS = 15
@@ -25,26 +31,28 @@ def _error(status: int, message: str) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
 
 
-def staff_json(view):
-    """403 in JSON for anyone but active staff: a script or fetch() gets an answer, not a login page."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs):
-        if not (request.user.is_active and request.user.is_staff):
-            return _error(403, "staff only: log in at /admin/login/ with a staff account")
-        return view(request, *args, **kwargs)
-
-    return wrapper
+def queues_payload() -> dict:
+    """What the page shows and its JSON answers: every queue's numbers and the latest jobs."""
+    return {"snapshot": queues_snapshot().as_dict(), "jobs": jobs_latest(limit=settings.OPS_LATEST_JOBS)}
 
 
-@staff_member_required
+@staff_page
 @require_GET
 def queues_page(request: HttpRequest):
+    """The page with its first numbers in it: the first paint needs no fetch, and a failing first fetch still
+    leaves a page, with the error on top."""
+    try:
+        data, first_error = queues_payload(), None
+    except Exception as exc:  # the page must still render and say why; the JSON answers 500 for the same fault
+        logger.exception("the queues page's first numbers could not be read")
+        data, first_error = None, f"{type(exc).__name__}: {exc}"
     context = {
         "nav": "queues",
         "refresh_seconds": settings.OPS_REFRESH_SECONDS,
         "window_minutes": settings.OPS_THROUGHPUT_MINUTES,
         "expired_window_minutes": EXPIRED_WINDOW_MINUTES,
+        "data": data,
+        "first_error": first_error,
     }
     return render(request, "ops/queues.html", context)
 
@@ -52,7 +60,7 @@ def queues_page(request: HttpRequest):
 @staff_json
 @require_GET
 def queues_data(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"snapshot": queues_snapshot().as_dict(), "jobs": jobs_latest(limit=settings.OPS_LATEST_JOBS)})
+    return JsonResponse(queues_payload())
 
 
 @staff_json
@@ -78,4 +86,4 @@ def dlq_replay(request: HttpRequest, queue: str) -> JsonResponse:
         return _error(502, str(exc))
     except (ClientError, BotoCoreError) as exc:
         return _error(502, f"SQS refused or did not answer: {type(exc).__name__}: {exc}")
-    return JsonResponse(report.as_dict())
+    return JsonResponse({**report.as_dict(), "groups": preview_groups(report.matched_ids)})
