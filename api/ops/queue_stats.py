@@ -90,7 +90,9 @@ class OldestAge:
             point = f"CloudWatch point of {_hhmm(self.point_at)}: {human_age(self.point_seconds)}"
             point += f", up to {human_age(point_age)} old"
         if self.basis == "empty":
-            return "empty now (GetQueueAttributes)" + (f"; last {point}" if point else "")
+            # CloudWatch's last point is named only when it disagrees (a message was there when it was taken).
+            disagrees = point and self.point_seconds
+            return "empty now (GetQueueAttributes)" + (f"; last {point}" if disagrees else "")
         if self.basis == "cloudwatch":
             return point + (" (stale)" if self.stale(now) else "")
         if self.basis == "no datapoint":

@@ -261,6 +261,8 @@ def test_the_dlqs_age_is_its_own_datapoint_counted_from_the_move(ops_world):
     assert default.dlq_oldest.basis == "cloudwatch" and 90.0 <= default.dlq_oldest.seconds < 150.0
     assert default.oldest.basis == "empty"
     data = snapshot.as_dict()["queues"][0]
+    # (whose CloudWatch point, 0 s, agrees: not worth a mention)
+    assert (data["oldest_age"]["point_seconds"], data["oldest_age"]["note"]) == (0.0, "empty now (GetQueueAttributes)")
     assert 90.0 <= data["dlq_oldest_age_seconds"] < 150.0
     assert data["dlq_oldest_age"]["text"].startswith("1 min ")
     # AND an empty DLQ reads 0, from its counts
