@@ -94,7 +94,9 @@ class OldestAge:
             disagrees = point and self.point_seconds
             return "empty now (GetQueueAttributes)" + (f"; last {point}" if disagrees else "")
         if self.basis == "cloudwatch":
-            return point + (" (stale)" if self.stale(now) else "")
+            # The mirror of the empty case: 0 s while SQS counts messages, from a point taken before they came.
+            predates = "; it may predate the messages now there" if self.point_seconds == 0 else ""
+            return point + predates + (" (stale)" if self.stale(now) else "")
         if self.basis == "no datapoint":
             return "no CloudWatch datapoint in the window yet"
         return error or "not read"

@@ -239,6 +239,20 @@ def test_a_waiting_message_shows_cloudwatchs_age_with_the_age_of_its_point_and_s
     assert age["note"] == "CloudWatch point of 12:00 UTC: 1 min 35 s, up to 10 min 0 s old (stale)"
 
 
+def test_a_point_of_0_s_on_a_queue_with_messages_says_it_may_predate_them(ops_world):
+    # GIVEN a message waiting in the default queue, and CloudWatch's latest point (0 s) taken 40 s ago
+    ops_world.sqs.client.send_message(QueueUrl=ops_world.sqs.urls["default"], MessageBody="x")
+    now = datetime(2026, 1, 1, 12, 0, 40, tzinfo=UTC)
+    cloudwatch = _FixedCloudWatch(datetime(2026, 1, 1, 12, 0, tzinfo=UTC), 0.0)
+
+    # WHEN the numbers are read
+    age = _stats(ops_world, cloudwatch=cloudwatch, now=now).as_dict()["queues"][0]["oldest_age"]
+
+    # THEN the 0 s is shown as CloudWatch's, saying it may be older than the message
+    assert (age["text"], age["stale"]) == ("0 s", False)
+    assert age["note"] == "CloudWatch point of 12:00 UTC: 0 s, up to 40 s old; it may predate the messages now there"
+
+
 def test_the_dlqs_age_is_its_own_datapoint_counted_from_the_move(ops_world):
     # GIVEN a message moved into the default DLQ 90 s ago, and one period of the emulator's metrics
     from moto.sqs.models import sqs_backends
