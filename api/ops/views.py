@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
@@ -86,4 +87,9 @@ def dlq_replay(request: HttpRequest, queue: str) -> JsonResponse:
         return _error(502, str(exc))
     except (ClientError, BotoCoreError) as exc:
         return _error(502, f"SQS refused or did not answer: {type(exc).__name__}: {exc}")
-    return JsonResponse({**report.as_dict(), "groups": preview_groups(report.matched_ids)})
+    groups = preview_groups(
+        report.matched_ids,
+        now_ms=time.time() * 1000,
+        retention_seconds=settings.QUEUE_TOPOLOGY.queue(queue).dlq_retention_seconds,
+    )
+    return JsonResponse({**report.as_dict(), "groups": groups})

@@ -163,6 +163,9 @@ def test_staff_login_holds_across_gunicorn_workers_and_the_page_shows_dlq_age_an
             ("jobs.echo", "no job record", "1", set()),
             ("jobs.fail", "ValueError: bad input", "1", {f"#{jobs[2].pk}"}),
         ]
+        # AND how long ago each group's oldest was first sent, and how long the DLQ (2 h) keeps it still
+        kept = page.locator("#replay table.groups td.kept").all_inner_texts()
+        assert len(kept) == 3 and all(re.fullmatch(r"\d+ s ago; kept 1 h 59 min more", k) for k in kept), kept
         page.screenshot(path=str(ARTIFACTS / "queues-preview-grouped.png"), full_page=True)
 
         # WHEN the account loses its staff status and the page is opened again

@@ -285,5 +285,7 @@ def test_preview_groups_messages_by_task_and_the_last_exception_of_their_job(sta
         ("jobs.echo", "no job record", 1, []),
         ("jobs.fail", "ValueError: bad input", 1, [jobs[1].pk]),
     ]
+    # AND each group says how long ago its oldest was first sent and how long the DLQ (2 h) keeps it still
+    assert all(g["first_sent_age_seconds"] < 60 and 7140 < g["dlq_keeps_seconds"] <= 7200 for g in report["groups"])
     # AND nothing moved
     assert ops_world.sqs.dlq_counts() == (4, 0)
