@@ -16,6 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 from api.ops.access import staff_json, staff_page
 from api.ops.audit import audited_replay
 from api.ops.preview import preview_groups
+from api.ops.read_budget import ReadTimeout
 from api.ops.services import EXPIRED_WINDOW_MINUTES, dlq_replay_run, jobs_latest, queues_snapshot
 from lambdas.dlq_replay.request import ReplayRequestError
 from lambdas.queue_urls import QueueNotFoundError
@@ -26,15 +27,20 @@ logger = logging.getLogger(__name__)
 
 # A web request must end well before gunicorn's worker timeout (30 s); the report says where it stopped.
 REPLAY_MAX_SECONDS = 15
+# How long the AWS reads may take: the page's first paint (else it renders without numbers and its script keeps
+# trying), and its JSON (else 504); a hung endpoint must not hang the page.
+FIRST_PAINT_SECONDS = 5
+DATA_SECONDS = 20
 
 
 def _error(status: int, message: str) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
 
 
-def queues_payload() -> dict:
+def queues_payload(*, budget_seconds: float) -> dict:
     """What the page shows and its JSON answers: every queue's numbers and the latest jobs."""
-    return {"snapshot": queues_snapshot().as_dict(), "jobs": jobs_latest(limit=settings.OPS_LATEST_JOBS)}
+    snapshot = queues_snapshot(budget_seconds=budget_seconds)
+    return {"snapshot": snapshot.as_dict(), "jobs": jobs_latest(limit=settings.OPS_LATEST_JOBS)}
 
 
 @staff_page
@@ -43,7 +49,9 @@ def queues_page(request: HttpRequest):
     """The page with its first numbers in it: the first paint needs no fetch, and a failing first fetch still
     leaves a page, with the error on top."""
     try:
-        data, first_error = queues_payload(), None
+        data, first_error = queues_payload(budget_seconds=FIRST_PAINT_SECONDS), None
+    except ReadTimeout as exc:
+        data, first_error = None, str(exc)
     except Exception as exc:  # the page must still render and say why; the JSON answers 500 for the same fault
         logger.exception("the queues page's first numbers could not be read")
         data, first_error = None, f"{type(exc).__name__}: {exc}"
@@ -61,7 +69,10 @@ def queues_page(request: HttpRequest):
 @staff_json
 @require_GET
 def queues_data(request: HttpRequest) -> JsonResponse:
-    return JsonResponse(queues_payload())
+    try:
+        return JsonResponse(queues_payload(budget_seconds=DATA_SECONDS))
+    except ReadTimeout as exc:
+        return _error(504, str(exc))
 
 
 @staff_json

@@ -168,6 +168,17 @@ def test_staff_login_holds_across_gunicorn_workers_and_the_page_shows_dlq_age_an
         assert len(kept) == 3 and all(re.fullmatch(r"\d+ s ago; kept 1 h 59 min more", k) for k in kept), kept
         page.screenshot(path=str(ARTIFACTS / "queues-preview-grouped.png"), full_page=True)
 
+        # WHEN a refresh fails (the JSON unreachable)
+        page.route("**/ops/queues.json", lambda route: route.abort())
+        page.click("#refresh-now")
+
+        # THEN the status on top says so, and the table keeps the last numbers it had, saying of when
+        page.locator("#status.error", has_text="refresh failed at").wait_for(timeout=WAIT_MS)
+        assert "showing the numbers of" in status.inner_text()
+        assert page.locator("#queues tbody tr").count() == 3 and row.locator("td.dlq").inner_text() == "4"
+        page.screenshot(path=str(ARTIFACTS / "queues-refresh-failed-keeps-numbers.png"))
+        page.unroute("**/ops/queues.json")
+
         # WHEN the account loses its staff status and the page is opened again
         _in_thread(lambda: django_user_model.objects.filter(pk=operator.pk).update(is_staff=False))
         response = page.goto(f"{url}/ops/queues")
