@@ -20,6 +20,9 @@ from devstack.run_output import RunOutput
 WORKER_READY = " ready."
 # Our own health polls carry this User-Agent, so their lines in gunicorn's access log are left out.
 PROBE_AGENT = "devstack-run-probe"
+# gunicorn workers of the local api: more than one, as in production, so a login must hold across processes
+# (the secret key in var/, devstack/local_secret.py); tests/integration/test_ops_login_browser.py starts the same.
+API_WORKERS = 2
 
 
 def _pump(name: str, proc: subprocess.Popen, out: RunOutput, ready: threading.Event, marker: str | None) -> None:
@@ -124,7 +127,7 @@ def main() -> int:
         env = {
             "PATH": processes.venv_path(),
             "API_BIND": f"127.0.0.1:{api_port}",
-            "API_WORKERS": "2",
+            "API_WORKERS": str(API_WORKERS),
         }
         worker_ready = threading.Event()
         started_at: dict[str, float] = {}

@@ -5,6 +5,7 @@ oldest message and no throughput locally. A thread reads moto's in-process SQS b
 LOCAL_SQS_METRICS_SECONDS (default 60, AWS's own period) and writes, per queue and with dimension QueueName,
 into moto's CloudWatch backend: ApproximateAgeOfOldestMessage, NumberOfMessagesSent, NumberOfMessagesDeleted
 and the three ApproximateNumberOfMessages* gauges. GetMetricData at the same endpoint then answers as AWS does.
+A DLQ's age counts from when each message was moved into it, as AWS's does (not from its first send).
 
     python -m devstack.sqs_emulator -p 9324
 """
@@ -32,6 +33,7 @@ PERIOD_ENV_VAR = "LOCAL_SQS_METRICS_SECONDS"
 # AWS: a message received this often without being deleted no longer counts toward the oldest message's age.
 AGE_IGNORES_RECEIVES = 3
 _DELETED, _SENT = "_emulator_deleted", "_emulator_sent"  # counters kept on moto's Queue objects
+_ENQUEUED_MS = "_emulator_enqueued_ms"  # kept on moto's Message objects: when it entered the queue it is in
 
 logger = logging.getLogger("devstack.sqs_emulator")
 _lock = threading.Lock()
@@ -49,10 +51,11 @@ def _take(queue: Queue, counter: str) -> int:
 
 
 def install_counters() -> None:
-    """Count messages deleted and sent per queue (moto keeps no such count); idempotent."""
+    """Count messages deleted and sent per queue (moto keeps no such count), and note when each message entered
+    its queue (moto's redrive moves the message object, SentTimestamp and receive count unchanged); idempotent."""
     if getattr(Queue.delete_message, "_emulator", False):
         return
-    delete_message, send_message = Queue.delete_message, SQSBackend.send_message
+    delete_message, send_message, add_message = Queue.delete_message, SQSBackend.send_message, Queue.add_message
 
     def counted_delete(self: Queue, receipt_handle: str) -> None:
         with _lock:
@@ -69,25 +72,39 @@ def install_counters() -> None:
             _bump(self.get_queue(queue_name), _SENT)
         return message
 
-    counted_delete._emulator = counted_send._emulator = True  # type: ignore[attr-defined]
+    def stamped_add(self: Queue, message: Any) -> None:
+        # A send, and moto's move to the DLQ after maxReceiveCount receives, both end here.
+        setattr(message, _ENQUEUED_MS, time.time() * 1000)
+        add_message(self, message)
+
+    counted_delete._emulator = counted_send._emulator = stamped_add._emulator = True  # type: ignore[attr-defined]
     Queue.delete_message = counted_delete  # type: ignore[method-assign]
     SQSBackend.send_message = counted_send  # type: ignore[method-assign]
+    Queue.add_message = stamped_add  # type: ignore[method-assign]
 
 
-def oldest_age_seconds(queue: Queue, now_ms: float) -> float:
-    """Age of the oldest message that is not delayed and was received fewer than 3 times (0 when none)."""
-    sent = [
-        m.sent_timestamp
-        for m in list(queue._messages)
-        if m.sent_timestamp and not m.delayed and m.approximate_receive_count < AGE_IGNORES_RECEIVES
-    ]
-    return max(0.0, (now_ms - min(sent)) / 1000) if sent else 0.0
+def oldest_age_seconds(queue: Queue, now_ms: float, *, dead_letter: bool = False) -> float:
+    """Age of the oldest message that is not delayed and was received fewer than 3 times (0 when none).
+
+    In a DLQ (dead_letter), AWS counts every message, from when it was moved there: "for dead-letter queues, the
+    value is the longest time that a message has been in the queue". A moved message was received
+    maxReceiveCount times, so the receive rule would hide every message of a DLQ fed by a redrive policy."""
+    if dead_letter:
+        entered = [getattr(m, _ENQUEUED_MS, m.sent_timestamp) for m in list(queue._messages) if not m.delayed]
+    else:
+        entered = [
+            m.sent_timestamp
+            for m in list(queue._messages)
+            if not m.delayed and m.approximate_receive_count < AGE_IGNORES_RECEIVES
+        ]
+    entered = [at for at in entered if at]
+    return max(0.0, (now_ms - min(entered)) / 1000) if entered else 0.0
 
 
-def queue_metrics(queue: Queue, now_ms: float) -> list[dict[str, Any]]:
+def queue_metrics(queue: Queue, now_ms: float, *, dead_letter: bool = False) -> list[dict[str, Any]]:
     """One period's AWS/SQS datapoints of a queue, as PutMetricData's MetricData."""
     values = {
-        "ApproximateAgeOfOldestMessage": (oldest_age_seconds(queue, now_ms), "Seconds"),
+        "ApproximateAgeOfOldestMessage": (oldest_age_seconds(queue, now_ms, dead_letter=dead_letter), "Seconds"),
         "NumberOfMessagesDeleted": (_take(queue, _DELETED), "Count"),
         "NumberOfMessagesSent": (_take(queue, _SENT), "Count"),
         "ApproximateNumberOfMessagesVisible": (queue.approximate_number_of_messages, "Count"),
@@ -108,8 +125,14 @@ def publish_metrics() -> int:
     for account_id, regions in list(sqs_backends.items()):
         for region, backend in list(regions.items()):
             queues = list(backend.queues.values())
+            # A DLQ is a queue some redrive policy points at (moto resolved the ARN to the queue object).
+            dead_letter = {id(q.dead_letter_queue) for q in queues if q.dead_letter_queue is not None}
             if queues:
-                data = [datum for queue in queues for datum in queue_metrics(queue, now_ms)]
+                data = [
+                    datum
+                    for queue in queues
+                    for datum in queue_metrics(queue, now_ms, dead_letter=id(queue) in dead_letter)
+                ]
                 cloudwatch_backends[account_id][region].put_metric_data(NAMESPACE, data)
                 published += len(queues)
     return published

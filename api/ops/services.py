@@ -14,6 +14,7 @@ from django.utils import timezone
 from api.jobs.models import Job
 from api.ops import aws
 from api.ops.queue_stats import QueuesSnapshot, queue_stats
+from api.ops.read_budget import within
 from core.dlq.replay import STOP_WHEN_SECONDS_LEFT, ReplayReport, replay_dlq
 from core.dlq.request import parse_replay_request
 
@@ -26,8 +27,8 @@ def _endpoint(url: str | None, service: str) -> str:
     return url or f"AWS {service} ({settings.SQS_BROKER.region})"
 
 
-def queues_snapshot() -> QueuesSnapshot:
-    snapshot = queue_stats(
+def _read_queues() -> QueuesSnapshot:
+    return queue_stats(
         sqs=aws.sqs_client(),
         cloudwatch=aws.cloudwatch_client(),
         topology=settings.QUEUE_TOPOLOGY,
@@ -37,6 +38,14 @@ def queues_snapshot() -> QueuesSnapshot:
             "sqs": _endpoint(settings.SQS_ENDPOINT_URL, "SQS"),
             "cloudwatch": _endpoint(settings.CLOUDWATCH_ENDPOINT_URL, "CloudWatch"),
         },
+    )
+
+
+def queues_snapshot(*, budget_seconds: float | None = None) -> QueuesSnapshot:
+    """Every queue's numbers. With a budget, the AWS reads run on a reader thread and raise ReadTimeout when they
+    take longer (a web request must answer); the database part stays on the caller's thread and connection."""
+    snapshot = (
+        _read_queues() if budget_seconds is None else within(_read_queues, seconds=budget_seconds, key="queues")
     )
     _add_expired_counts(snapshot)
     return snapshot

@@ -44,6 +44,9 @@ class ReplayReport:
     not_deleted: list[dict[str, Any]] = field(default_factory=list)  # sent, but still in the DLQ too
     by_task: Counter = field(default_factory=Counter)  # matched, by task name
     stopped: str = ""
+    # (task id, task name, SentTimestamp in ms) of every matched message, for the ops page's preview groups
+    # (api/ops/preview.py); left out of as_dict() so the Lambda's answer stays small whatever the DLQ holds.
+    matched_ids: list[tuple[str | None, str, int]] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -205,6 +208,7 @@ class _Replay:
                 continue
             self.report.matched += 1
             self.report.by_task[envelope.task_name or "?"] += 1
+            self.report.matched_ids.append((envelope.task_id, envelope.task_name or "?", sent_ms))
             if self.request.dry_run:
                 self.release.append(message)
             else:

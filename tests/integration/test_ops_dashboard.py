@@ -82,7 +82,10 @@ def test_operator_replays_a_failed_job_from_the_dlq_row(
         # THEN the dry run names the task and how many would move
         preview = page.locator("#replay-preview")
         preview.filter(has_text="would move 1 of 1").wait_for(timeout=WAIT_MS)
-        assert page.locator('#replay tr[data-task="jobs.fail"] td').all_inner_texts() == ["jobs.fail", "1"]
+        # grouped by task and by the last exception its Job recorded
+        group = page.locator('#replay tr[data-task="jobs.fail"] td').all_inner_texts()
+        assert group[:4] == ["jobs.fail", "DemoFailure: bug #7", "1", f"#{job_id}"]
+        assert re.fullmatch(r"\d.* ago; kept \d.* more", group[4]), group[4]
         page.screenshot(path=str(ARTIFACTS / "ops-queues-preview.png"), full_page=True)
 
         # WHEN they confirm it

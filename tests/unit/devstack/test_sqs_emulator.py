@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import boto3
@@ -21,6 +22,7 @@ def aws(monkeypatch):
     """moto in-process with the emulator's counters installed (and taken out again after the test)."""
     monkeypatch.setattr(Queue, "delete_message", Queue.delete_message)
     monkeypatch.setattr(SQSBackend, "send_message", SQSBackend.send_message)
+    monkeypatch.setattr(Queue, "add_message", Queue.add_message)
     with mock_aws():
         sqs_emulator.install_counters()
         yield boto3.client("sqs", region_name=REGION), boto3.client("cloudwatch", region_name=REGION)
@@ -128,3 +130,54 @@ def test_age_of_the_oldest_message_skips_delayed_and_thrice_received_messages(aw
     # AND an empty queue's age is 0, as AWS reports it
     sqs.create_queue(QueueName="empty")
     assert sqs_emulator.oldest_age_seconds(_moto_queue("empty"), now_ms) == 0.0
+
+
+def _redrive_pair(sqs, *, max_receive_count: int) -> tuple[str, str]:
+    """work (visibility 0, so a message comes back at once) with work-dlq after max_receive_count receives."""
+    dlq = sqs.create_queue(QueueName="work-dlq")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": max_receive_count})
+    attributes = {"RedrivePolicy": redrive, "VisibilityTimeout": "0"}
+    return sqs.create_queue(QueueName="work", Attributes=attributes)["QueueUrl"], dlq
+
+
+def test_a_dlqs_age_counts_from_the_move_and_includes_messages_received_often(aws):
+    # GIVEN a message sent 10 minutes ago (its SentTimestamp), received 3 times, then moved to the DLQ by
+    # the redrive policy: it keeps its SentTimestamp and its receive count, as moto moves the message itself
+    sqs, _ = aws
+    url, _ = _redrive_pair(sqs, max_receive_count=3)
+    sqs.send_message(QueueUrl=url, MessageBody="poison")
+    [message] = _moto_queue("work")._messages
+    message.sent_timestamp -= 600_000
+    for _ in range(3):
+        assert len(sqs.receive_message(QueueUrl=url)["Messages"]) == 1
+    assert sqs.receive_message(QueueUrl=url).get("Messages", []) == []  # the 4th receive moves it
+    [moved] = _moto_queue("work-dlq")._messages
+    assert moved.approximate_receive_count >= 3
+
+    # WHEN the DLQ's age is computed 5 s after the move
+    now_ms = time.time() * 1000 + 5_000
+    age = sqs_emulator.oldest_age_seconds(_moto_queue("work-dlq"), now_ms, dead_letter=True)
+
+    # THEN it counts from the move (AWS: "when the message moved to the dead-letter queue"), not from the first
+    # send 10 minutes ago, and the message counts although it was received 3 times
+    assert 5.0 <= age < 60.0
+
+
+def test_a_dlqs_published_age_is_not_hidden_by_the_receive_rule(aws):
+    # GIVEN a message moved to the DLQ 30 s ago after 3 receives (a redrive policy of maxReceiveCount 3)
+    sqs, cloudwatch = aws
+    url, _ = _redrive_pair(sqs, max_receive_count=3)
+    sqs.send_message(QueueUrl=url, MessageBody="poison")
+    for _ in range(4):
+        sqs.receive_message(QueueUrl=url)
+    [moved] = _moto_queue("work-dlq")._messages
+    setattr(moved, sqs_emulator._ENQUEUED_MS, time.time() * 1000 - 30_000)
+
+    # WHEN one period is published
+    sqs_emulator.publish_metrics()
+
+    # THEN the DLQ's age is about 30 s (the receive rule, right for the source queue, would have said 0)
+    [age] = _metric(cloudwatch, "work-dlq", "ApproximateAgeOfOldestMessage", "Maximum")
+    assert 30.0 <= age < 90.0
+    assert _metric(cloudwatch, "work", "ApproximateAgeOfOldestMessage", "Maximum") == [0.0]

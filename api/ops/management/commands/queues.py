@@ -1,7 +1,8 @@
 """manage.py queues [--watch [SECONDS]] [--count N] [--json]: the queues page's numbers as a table or JSON.
 
-Exits 1 when a queue of the (last) refresh could not be read, all or only some of them: the table is still
-shown, with the error beside each queue it could not read, and the failed queues are named on stderr.
+Exits 1 when a queue of the (last) refresh could not be read, all or only some of them, or CloudWatch's metrics
+(the ages, the throughput): the table is still shown, with the error beside each queue it could not read, and
+what failed is named on stderr.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from api.ops.queue_stats import SOURCES, QueuesSnapshot
+from api.ops.queue_stats import SOURCES, OldestAge, QueuesSnapshot, human_age
 from api.ops.services import EXPIRED_WINDOW_MINUTES, queues_snapshot
 from core.dlq.summary import format_age
 
@@ -23,6 +24,7 @@ COLUMNS = (
     "oldest age",
     "deleted/min",
     "dlq depth",
+    "dlq oldest",
     f"expired {EXPIRED_WINDOW_MINUTES}m",
     "expired",
     "error",
@@ -34,6 +36,21 @@ def _na(value) -> str:
     return "n/a" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _age(age: OldestAge) -> str:
+    """As `dlq summary` says an age; "empty" when SQS counts no message in the queue now."""
+    return "empty" if age.basis == "empty" else format_age(age.seconds)
+
+
+def _oldest_point_age(snapshot: QueuesSnapshot) -> str:
+    ages = [
+        seconds
+        for q in snapshot.queues
+        for age in (q.oldest, q.dlq_oldest)
+        if (seconds := age.point_age_seconds(snapshot.at)) is not None
+    ]
+    return f"; its datapoints are up to {human_age(max(ages))} old" if ages else "; no datapoint yet"
+
+
 def format_table(snapshot: QueuesSnapshot) -> str:
     rows = [
         (
@@ -41,9 +58,10 @@ def format_table(snapshot: QueuesSnapshot) -> str:
             _na((q.counts or {}).get("visible")),
             _na((q.counts or {}).get("in_flight")),
             _na((q.counts or {}).get("delayed")),
-            format_age(q.oldest_age_seconds),
+            _age(q.oldest),
             _na(q.deleted_last_minute),
             _na(q.dlq_depth),
+            _age(q.dlq_oldest),
             _na(q.expired_recent),
             _na(q.expired_total),
             q.error or "",
@@ -63,7 +81,7 @@ def format_table(snapshot: QueuesSnapshot) -> str:
         f"at {snapshot.at:%Y-%m-%d %H:%M:%S} UTC; SQS {snapshot.endpoints.get('sqs', '?')}, "
         f"CloudWatch {snapshot.endpoints.get('cloudwatch', '?')}",
         f"counts: {SOURCES['counts']}",
-        f"oldest age: {SOURCES['oldest_age']}",
+        f"oldest age, dlq oldest: {SOURCES['oldest_age']}{_oldest_point_age(snapshot)}",
         f"deleted/min: {SOURCES['throughput']}, latest datapoint",
         f"expired: {SOURCES['expired']}, last {EXPIRED_WINDOW_MINUTES} min and in all",
     ]
@@ -73,11 +91,16 @@ def format_table(snapshot: QueuesSnapshot) -> str:
 
 
 def unread(snapshot: QueuesSnapshot) -> str | None:
-    """What could not be read, for the exit message; None when every queue was."""
+    """What could not be read, for the exit message; None when everything was."""
     failed = [q.key for q in snapshot.queues if q.error]
-    if not failed:
-        return None
-    return f"could not read {len(failed)} of {len(snapshot.queues)} queues: {', '.join(failed)} (see the error column)"
+    problems = []
+    if failed:
+        problems.append(
+            f"could not read {len(failed)} of {len(snapshot.queues)} queues: {', '.join(failed)} (see the error column)"
+        )
+    if snapshot.metrics_error:
+        problems.append(f"could not read CloudWatch's metrics (ages, deleted/min): {snapshot.metrics_error}")
+    return "; ".join(problems) or None
 
 
 class Command(BaseCommand):

@@ -37,6 +37,7 @@ def ops_world(sqs_world, settings, monkeypatch) -> OpsWorld:  # noqa: F811
     settings.CLOUDWATCH_ENDPOINT_URL = None
     monkeypatch.setattr(Queue, "delete_message", Queue.delete_message)
     monkeypatch.setattr(SQSBackend, "send_message", SQSBackend.send_message)
+    monkeypatch.setattr(Queue, "add_message", Queue.add_message)
     sqs_emulator.install_counters()
     real = aws.sqs_client
     # No 1 s long poll at the end of every replay run (see FastSqs).

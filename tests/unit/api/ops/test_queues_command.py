@@ -40,6 +40,7 @@ def test_table_has_a_row_per_queue_with_the_numbers_and_their_sources(one_failur
         "oldest age",
         "deleted/min",
         "dlq depth",
+        "dlq oldest",
         "expired 15m",
         "expired",
         "error",
@@ -47,11 +48,13 @@ def test_table_has_a_row_per_queue_with_the_numbers_and_their_sources(one_failur
     assert re.split(r"\s{2,}", lines[0]) == header
     rows = {line.split()[0]: line.split() for line in lines[1:4]}
     assert set(rows) == set(one_failure.sqs.topology.queues)
-    assert rows["default"] == ["default", "1", "0", "0", "n/a", "n/a", "2", "0", "0"]
-    assert rows["low_priority"] == ["low_priority", "0", "0", "0", "n/a", "n/a", "0", "0", "0"]
+    assert rows["default"] == ["default", "1", "0", "0", "n/a", "n/a", "2", "n/a", "0", "0"]
+    # AND an empty queue's and an empty DLQ's age is "empty": SQS counts no message in them now
+    assert rows["low_priority"] == ["low_priority", "0", "0", "0", "empty", "n/a", "0", "empty", "0", "0"]
     # AND it says where the numbers came from
     assert "counts: SQS GetQueueAttributes" in out
-    assert "oldest age: CloudWatch AWS/SQS ApproximateAgeOfOldestMessage" in out
+    assert "oldest age, dlq oldest: CloudWatch AWS/SQS ApproximateAgeOfOldestMessage" in out
+    assert "; no datapoint yet" in out
 
 
 def test_table_shows_cloudwatch_numbers_once_published(one_failure):
@@ -61,10 +64,9 @@ def test_table_shows_cloudwatch_numbers_once_published(one_failure):
     # WHEN the command runs
     rows = {line.split()[0]: line.split() for line in _run().splitlines()[1:4]}
 
-    # THEN the age is a number, and deleted/min counts the 2 messages the fixture received and deleted
-    # from the default queue to put them into its DLQ
-    *age, deleted = rows["default"][4:-3]
-    assert deleted == "2" and "n/a" not in age
+    # THEN the ages are numbers ("0 s": the messages are just in), and deleted/min counts the 2 messages the
+    # fixture received and deleted from the default queue to put them into its DLQ
+    assert rows["default"][4:10] == ["0", "s", "2", "2", "0", "s"]
 
 
 def test_json_is_the_snapshot_the_page_shows(one_failure):
@@ -178,3 +180,22 @@ def test_watch_exits_1_when_its_last_refresh_could_not_read_a_queue(ops_world, m
     with pytest.raises(CommandError, match="could not read 1 of 3 queues: default"):
         call_command("queues", "--watch", "1", "--count", "2", stdout=out)
     assert out.getvalue().count("low_priority") == 2
+
+
+class _RefusingCloudWatch:
+    def get_metric_data(self, **kwargs):
+        from botocore.exceptions import ClientError
+
+        error = {"Error": {"Code": "AccessDenied", "Message": "no cloudwatch:GetMetricData"}}
+        raise ClientError(error, "GetMetricData")
+
+
+def test_exits_1_when_cloudwatch_could_not_be_read(one_failure, monkeypatch):
+    # GIVEN CloudWatch refusing GetMetricData (the ages and the throughput cannot be read)
+    monkeypatch.setattr("api.ops.aws.cloudwatch_client", _RefusingCloudWatch)
+    out = io.StringIO()
+
+    # WHEN the command runs THEN the counts are shown, and it fails naming what it could not read
+    with pytest.raises(CommandError, match=r"could not read CloudWatch's metrics .*AccessDenied"):
+        call_command("queues", stdout=out)
+    assert "CloudWatch failed: ClientError" in out.getvalue()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from django.test import Client
@@ -10,6 +11,11 @@ from django.test import Client
 from api.jobs.models import Job
 
 PAGE, DATA = "/ops/queues", "/ops/queues.json"
+
+
+def _row(html: str, queue: str) -> str:
+    """The server-rendered table row of one queue."""
+    return re.search(rf'<tr data-queue="{queue}".*?</tr>', html, re.S).group(0)
 
 
 def _replay_url(queue: str) -> str:
@@ -48,15 +54,21 @@ def test_a_user_who_is_not_staff_gets_no_page_no_numbers_and_no_replay(client, d
     page, data = client.get(PAGE), client.get(DATA)
     replay = _post_replay(client, "default", {"dry_run": False}, token=None)
 
-    # THEN the page sends them to the login, the JSON and the replay are 403 with a reason
-    assert page.status_code == 302 and page["Location"].startswith("/admin/login/")
+    # THEN the page is a 403 that says why, who they are, and links to the login for a staff account
+    assert page.status_code == 403
+    html = page.content.decode()
+    assert "Staff only" in html and "<strong>visitor</strong>" in html and "without staff status" in html
+    assert 'href="/admin/login/?next=%2Fops%2Fqueues"' in html
+    # AND none of the numbers are in it
+    assert "first-data" not in html and "t-default-dlq" not in html
+    # AND the JSON and the replay are 403 with a reason
     assert data.status_code == 403 and "staff only" in data.json()["error"]
     assert replay.status_code == 403
     # AND nothing moved
     assert ops_world.sqs.dlq_counts() == (1, 0)
 
 
-def test_staff_see_the_page_with_its_data_url_and_a_csrf_token(staff_client):
+def test_staff_see_the_page_with_its_data_url_and_a_csrf_token(staff_client, ops_world):
     # WHEN a staff user opens the page
     response = staff_client.get(PAGE)
 
@@ -67,6 +79,63 @@ def test_staff_see_the_page_with_its_data_url_and_a_csrf_token(staff_client):
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")
     assert "https://" not in html
     assert "csrftoken" in response.cookies
+
+
+def test_a_user_whose_staff_status_was_removed_is_refused_at_once(client, staff, ops_world):
+    # GIVEN a staff session, then staff status taken away
+    client.force_login(staff)
+    assert client.get(PAGE).status_code == 200
+    staff.is_staff = False
+    staff.save()
+
+    # WHEN the page is opened again THEN it is refused with the page, not a redirect to the login (a loop)
+    response = client.get(PAGE)
+    assert response.status_code == 403 and "Log in with a staff account" in response.content.decode()
+
+
+# --- the first paint --------------------------------------------------------------------------------
+
+
+def test_the_page_arrives_with_its_first_table_rendered_from_the_jsons_data(staff_client, ops_world):
+    # GIVEN two messages in the default DLQ, one waiting in the default queue, one period of metrics, a job
+    ops_world.sqs.dead_letter_many("jobs.fail", 2)
+    ops_world.sqs.publish("jobs.echo")
+    ops_world.publish_metrics()
+    job = Job.objects.create(kind="fail", queue="default", state="failed", error="RuntimeError: bug #7")
+
+    # WHEN the page is fetched (no JavaScript runs)
+    html = staff_client.get(PAGE).content.decode()
+    data = staff_client.get(DATA).json()
+
+    # THEN every queue has its row with SQS's numbers, the DLQ depth and the DLQ's oldest age, as in the JSON
+    default = {q["key"]: q for q in data["snapshot"]["queues"]}["default"]
+    row = _row(html, "default")
+    assert re.search(r'<td class="dlq nonzero">2</td>', row)
+    assert f'data-basis="cloudwatch">{default["dlq_oldest_age"]["text"]}<div' in row
+    assert f'data-basis="cloudwatch">{default["oldest_age"]["text"]}<div' in row
+    assert "<td>1</td>" in row  # visible
+    empty = 'data-basis="empty">—<div class="muted small note">empty now (GetQueueAttributes)'
+    assert empty in _row(html, "low_priority")
+    # AND the latest jobs, and the same data for the script to draw the charts from without a fetch
+    assert f'<tr data-job="{job.pk}">' in html and "RuntimeError: bug #7" in html
+    assert '<script id="first-data" type="application/json">' in html
+    # AND navigation to the other ops pages, this one marked
+    assert '<a href="/ops/queues" aria-current="page">Queues</a>' in html and 'href="/ops/workers"' in html
+
+
+def test_a_page_whose_numbers_cannot_be_read_still_renders_and_says_why(staff_client, db, monkeypatch):
+    # GIVEN reading the numbers fails outright (here: the jobs' database query)
+    def broken(**kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr("api.ops.views.jobs_latest", broken)
+
+    # WHEN the page is fetched THEN it renders, with the error on top and an empty table for the refresh to fill
+    response = staff_client.get(PAGE)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'class="error">could not read the numbers: RuntimeError: database went away</span>' in html
+    assert '<script id="first-data" type="application/json">null</script>' in html
 
 
 # --- the numbers -----------------------------------------------------------------------------------
@@ -193,3 +262,30 @@ def test_a_bad_replay_request_is_a_clear_error_and_nothing_is_received(
 def test_replay_is_post_only(staff_client, db):
     # WHEN the replay URL is fetched with GET THEN it is refused
     assert staff_client.get(_replay_url("default")).status_code == 405
+
+
+def test_preview_groups_messages_by_task_and_the_last_exception_of_their_job(staff_client, ops_world):
+    # GIVEN in the default DLQ: two jobs.fail messages whose Jobs failed with RuntimeError, one with ValueError,
+    # and a jobs.echo message whose task id has no Job
+    ids = ops_world.sqs.dead_letter_many("jobs.fail", 3)
+    ops_world.sqs.dead_letter("jobs.echo")
+    errors = ["RuntimeError: bug #7", "ValueError: bad input", "RuntimeError: bug #7"]
+    jobs = [
+        Job.objects.create(kind="fail", queue="default", state="failed", task_id=task_id, error=error)
+        for task_id, error in zip(ids, errors, strict=True)
+    ]
+    token = _csrf_token(staff_client)
+
+    # WHEN the operator previews the replay
+    report = _post_replay(staff_client, "default", {"dry_run": True}, token).json()
+
+    # THEN the groups are by task and last exception, the largest first, naming their Jobs
+    assert [(g["task"], g["error"], g["count"], g["jobs"]) for g in report["groups"]] == [
+        ("jobs.fail", "RuntimeError: bug #7", 2, [jobs[0].pk, jobs[2].pk]),
+        ("jobs.echo", "no job record", 1, []),
+        ("jobs.fail", "ValueError: bad input", 1, [jobs[1].pk]),
+    ]
+    # AND each group says how long ago its oldest was first sent and how long the DLQ (2 h) keeps it still
+    assert all(g["first_sent_age_seconds"] < 60 and 7140 < g["dlq_keeps_seconds"] <= 7200 for g in report["groups"])
+    # AND nothing moved
+    assert ops_world.sqs.dlq_counts() == (4, 0)
