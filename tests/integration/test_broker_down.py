@@ -22,7 +22,7 @@ def test_unreachable_broker_gives_202_pending_and_a_recorded_error(
     port = processes.free_port()
     start_process(
         "api",
-        [sys.executable, "-m", "gunicorn", "api.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1"],
+        [sys.executable, "-m", "gunicorn", "api.wsgi", "-b", f"127.0.0.1:{port}", "-w", "1", "--no-control-socket"],
         env={"SQS_ENDPOINT_URL": unreachable_endpoint},
         ready="Booting worker",
     )
