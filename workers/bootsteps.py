@@ -1,14 +1,15 @@
-"""Worker bootsteps: the polling heartbeat file lives exactly as long as the consumer."""
+"""Worker bootsteps: the liveness file lives exactly as long as the consumer; the visibility heartbeat, the
+worker registry and the scale-in protection run while it runs."""
 
 from __future__ import annotations
 
 from celery import bootsteps
 
 from workers import delete_health
-from workers.health import poll_heartbeat
+from workers.health import poll_liveness
 
 
-class PollHeartbeatFile(bootsteps.StartStopStep):
+class PollLivenessFile(bootsteps.StartStopStep):
     """A worker is healthy only after its first successful poll, and never once its consumer stops.
     (The channel touches the file: workers/sqs_transport.py.)"""
 
@@ -16,11 +17,11 @@ class PollHeartbeatFile(bootsteps.StartStopStep):
 
     def start(self, parent) -> None:
         delete_health.unhealthy_after()  # a bad WORKER_DELETE_FAILURE_SECONDS stops the worker here, not at an ack
-        poll_heartbeat.clear()
+        poll_liveness.clear()
         delete_health.clear()  # a new channel starts with no failed deletes
 
     def stop(self, parent) -> None:
-        poll_heartbeat.clear()
+        poll_liveness.clear()
 
     shutdown = stop
 
