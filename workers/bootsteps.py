@@ -97,3 +97,49 @@ class TaskProtectionStep(bootsteps.StartStopStep):
             self.protection.stop()
 
     shutdown = stop
+
+
+class WorkerRegistryStep(bootsteps.StartStopStep):
+    """Keeps this worker's registry row (workers/registry/) renewed at each liveness tick while it runs, and
+    marks it stopped at a clean shutdown (worker_shutdown: a consumer restart keeps the row alive)."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, parent, **kwargs):
+        super().__init__(parent, **kwargs)
+        self.writer = None
+
+    def start(self, parent) -> None:
+        if self.writer is not None:
+            return
+        from functools import partial
+
+        from celery import signals
+
+        from workers.celery_config import WAIT_TIME_SECONDS
+        from workers.registry import store
+        from workers.registry.snapshot import WorkerIdentity, take_snapshot
+        from workers.registry.tally import task_tally
+        from workers.registry.writer import RegistryWriter, lost_after, registry_interval, registry_keep, stopped
+
+        interval, keep = registry_interval(), registry_keep()  # a bad value stops the worker here
+        polling = float(parent.app.conf.broker_transport_options.get("polling_interval", 1))
+        bound = lost_after(interval, WAIT_TIME_SECONDS + polling)
+        identity = WorkerIdentity.of_consumer(parent)
+        snapshot = partial(take_snapshot, identity, task_tally)
+        self.writer = RegistryWriter(
+            snapshot=lambda tick: snapshot(tick=tick),
+            write=lambda snap, n: store.store_snapshot(snap, renewals=n, lost_after_seconds=bound),
+            prune=lambda: store.prune_rows(keep=keep),
+            interval=interval,
+        )
+        self.writer.start()
+        poll_liveness.listeners.append(self.writer.renew)
+
+        def on_shutdown(**_kwargs) -> None:
+            import time
+
+            poll_liveness.listeners.remove(self.writer.renew)
+            self.writer.stop(stopped(snapshot(tick=time.time())))
+
+        signals.worker_shutdown.connect(on_shutdown, weak=False)

@@ -235,13 +235,13 @@ def test_the_main_process_closes_the_gate_and_hands_the_message_back(monkeypatch
     on_failure; for Reject(requeue=True) Celery rejects with requeue and records no failure."""
     import workers.tasks  # noqa: F401  (registers the tasks, as the worker's autodiscovery does)
     from workers.celery_app import app
-    from workers.gate_request import GateRequest
+    from workers.registry.request import RegistryRequest
 
     gate, _spawned = make_gate(ProbeScript(failures=0))
     monkeypatch.setattr("workers.gate_request.dependency_gate", gate)
     task = app.tasks["jobs.record_effect"]
-    assert task.Request == "workers.gate_request:GateRequest"
-    Req = create_request_cls(GateRequest, task, mock.Mock(), "worker@test", None, app=app)
+    assert task.Request == "workers.registry.request:RegistryRequest"  # a GateRequest that also counts outcomes
+    Req = create_request_cls(RegistryRequest, task, mock.Mock(), "worker@test", None, app=app)
     on_reject, on_ack = mock.Mock(), mock.Mock()
     failures = []
     monkeypatch.setattr(task.backend, "mark_as_failure", lambda *a, **k: failures.append(a))

@@ -1,0 +1,60 @@
+"""The workers page (staff only): server-rendered, refreshed from its JSON; both read api/ops/worker_list.py."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import wraps
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from api.ops.views import staff_json
+from api.ops.worker_list import workers_report
+from workers.registry.writer import registry_keep
+
+REFUSAL = "staff only: log in at /admin/login/ with a staff account"
+
+
+def staff_page(view):
+    """Anonymous: the admin login, then back here. Logged in without staff rights: a 403 page that says so
+    (Django's staff_member_required would send them to the login form again, which reads as a failure)."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path(), login_url="/admin/login/")
+        if not (request.user.is_active and request.user.is_staff):
+            return render(request, "ops/refused.html", {"message": REFUSAL}, status=403)
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+@staff_page
+@require_GET
+def workers_page(request: HttpRequest) -> HttpResponse:
+    context = {
+        "nav": "workers",
+        "refresh_seconds": settings.OPS_REFRESH_SECONDS,
+        "keep_hours": f"{registry_keep() / timedelta(hours=1):g}",
+        "report": None,
+        "error": None,
+    }
+    try:
+        context["report"] = workers_report().as_dict()
+    except DatabaseError as exc:
+        context["error"] = f"cannot read the worker registry: {type(exc).__name__}"
+    return render(request, "ops/workers.html", context, status=503 if context["error"] else 200)
+
+
+@staff_json
+@require_GET
+def workers_data(request: HttpRequest) -> JsonResponse:
+    try:
+        return JsonResponse(workers_report().as_dict())
+    except DatabaseError as exc:
+        return JsonResponse({"error": f"cannot read the worker registry: {type(exc).__name__}"}, status=503)
