@@ -82,7 +82,7 @@ def running_tasks(requests) -> list[dict]:
     running = [
         {"task_id": request.id, "name": request.name, "since": _utc(request.time_start).isoformat()}
         for request in list(requests)
-        if request.time_start
+        if request.time_start is not None
     ]
     return sorted(running, key=lambda task: task["since"])
 

@@ -128,10 +128,10 @@ class RegistryWriter:
                 self._failing_since = self.clock()
                 logger.warning("worker registry: cannot write this worker's row (%s: %s)", type(exc).__name__, exc)
             return
-        self.renewals += 1
         if self._failing_since is not None:
             logger.warning("worker registry: writing again after %.0f s", self.clock() - self._failing_since)
             self._failing_since = None
+        self.renewals += 1
 
     def _maybe_prune(self) -> None:
         now = self.clock()
