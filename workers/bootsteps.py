@@ -100,8 +100,9 @@ class TaskProtectionStep(bootsteps.StartStopStep):
 
 
 class WorkerRegistryStep(bootsteps.StartStopStep):
-    """Keeps this worker's registry row (workers/registry/) renewed at each liveness tick while it runs, and
-    marks it stopped at a clean shutdown (worker_shutdown: a consumer restart keeps the row alive)."""
+    """Keeps this worker's registry row (workers/registry/) renewed from its liveness ticks (and showing the
+    tasks that start and end), at most one write per WORKER_REGISTRY_SECONDS, and marks it stopped at a clean
+    shutdown (worker_shutdown: a consumer restart keeps the row alive)."""
 
     requires = ("celery.worker.consumer.tasks:Tasks",)
 
@@ -135,11 +136,11 @@ class WorkerRegistryStep(bootsteps.StartStopStep):
         )
         self.writer.start()
         poll_liveness.listeners.append(self.writer.renew)
+        task_tally.listeners.append(self.writer.changed)
 
         def on_shutdown(**_kwargs) -> None:
-            import time
-
             poll_liveness.listeners.remove(self.writer.renew)
-            self.writer.stop(stopped(snapshot(tick=time.time())))
+            task_tally.listeners.remove(self.writer.changed)
+            self.writer.stop(lambda tick: stopped(snapshot(tick=tick)))
 
         signals.worker_shutdown.connect(on_shutdown, weak=False)

@@ -53,10 +53,11 @@ class WorkersReport:
 
 
 def status_of(row: WorkerRegistration, now: datetime) -> str:
-    """Stopped if it said so; lost once its row is older than the bound the worker wrote into it."""
+    """Stopped if it said so; lost once the last poll its row shows is older than the bound the worker wrote
+    into it (a dead worker writes no more; a live one whose loop is stuck writes no newer poll)."""
     if row.stopped_at is not None:
         return STOPPED
-    if (now - row.renewed_at).total_seconds() > row.lost_after_seconds:
+    if (now - row.last_poll_at).total_seconds() > row.lost_after_seconds:
         return LOST
     return ALIVE
 

@@ -4,31 +4,30 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('workers', '0003_discarded_message'),
+        ("workers", "0003_discarded_message"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='WorkerRegistration',
+            name="WorkerRegistration",
             fields=[
-                ('worker_id', models.CharField(max_length=32, primary_key=True, serialize=False)),
-                ('nodename', models.CharField(max_length=255)),
-                ('host', models.CharField(max_length=255)),
-                ('pid', models.PositiveIntegerField()),
-                ('queues', models.JSONField(default=list)),
-                ('concurrency', models.PositiveIntegerField()),
-                ('prefetch', models.PositiveIntegerField()),
-                ('version', models.CharField(max_length=100)),
-                ('started_at', models.DateTimeField()),
-                ('last_poll_at', models.DateTimeField()),
-                ('renewed_at', models.DateTimeField(db_index=True)),
-                ('lost_after_seconds', models.PositiveIntegerField()),
-                ('running', models.JSONField(default=list)),
-                ('counts', models.JSONField(default=dict)),
-                ('renewals', models.PositiveIntegerField(default=0)),
-                ('stopped_at', models.DateTimeField(blank=True, null=True)),
+                ("worker_id", models.CharField(max_length=32, primary_key=True, serialize=False)),
+                ("nodename", models.CharField(max_length=255)),
+                ("host", models.CharField(max_length=255)),
+                ("pid", models.PositiveIntegerField()),
+                ("queues", models.JSONField(default=list)),
+                ("concurrency", models.PositiveIntegerField()),
+                ("prefetch", models.PositiveIntegerField()),
+                ("version", models.CharField(max_length=100)),
+                ("started_at", models.DateTimeField()),
+                ("last_poll_at", models.DateTimeField()),
+                ("renewed_at", models.DateTimeField(db_index=True)),
+                ("lost_after_seconds", models.PositiveIntegerField()),
+                ("running", models.JSONField(default=list)),
+                ("counts", models.JSONField(default=dict)),
+                ("renewals", models.PositiveIntegerField(default=0)),
+                ("stopped_at", models.DateTimeField(blank=True, null=True)),
             ],
         ),
     ]

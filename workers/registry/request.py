@@ -28,6 +28,10 @@ class RegistryRequest(GateRequest):
         if "on_success" in cls.__dict__:
             cls.on_success = _counting_success(cls.__dict__["on_success"])
 
+    def on_accepted(self, pid, time_accepted):
+        super().on_accepted(pid, time_accepted)
+        task_tally.started()  # the registry shows it at its next write (at most one per interval)
+
     def on_failure(self, exc_info, send_failed_event=True, return_ok=False):
         result = super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
         exc = _exception(exc_info)

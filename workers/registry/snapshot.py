@@ -77,8 +77,17 @@ class WorkerSnapshot:
         }
 
 
+def active_requests() -> list:
+    """Celery's `state.active_requests` (a WeakSet the event loop changes), read from the writer thread:
+    `list()` of its underlying set is one C call under the GIL, where iterating the WeakSet is Python code
+    that fails if the set changes meanwhile."""
+    from celery.worker import state
+
+    return [request for ref in list(state.active_requests.data) if (request := ref()) is not None]
+
+
 def running_tasks(requests) -> list[dict]:
-    """The tasks a pool process has accepted (Celery's `state.active_requests`), oldest first."""
+    """The tasks a pool process has accepted, oldest first."""
     running = [
         {"task_id": request.id, "name": request.name, "since": _utc(request.time_start).isoformat()}
         for request in list(requests)
@@ -88,11 +97,9 @@ def running_tasks(requests) -> list[dict]:
 
 
 def take_snapshot(identity: WorkerIdentity, tally: TaskTally, *, tick: float, requests=None) -> WorkerSnapshot:
-    """Cheap enough for the event loop (the tasks held now and a sum over at most 900 buckets)."""
+    """Taken by the writer thread: the tasks running now, a sum over at most 900 buckets, the last tick."""
     if requests is None:
-        from celery.worker import state
-
-        requests = state.active_requests
+        requests = active_requests()
     return WorkerSnapshot(
         identity=identity, last_poll_at=_utc(tick), running=running_tasks(requests), counts=tally.counts()
     )

@@ -1,4 +1,5 @@
-"""Done, failed and retried tasks of this worker process over a sliding window, counted in memory."""
+"""Done, failed and retried tasks of this worker process over a sliding window, counted in memory; and a
+signal to the registry writer whenever a task starts or ends."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ class TaskTally:
         self.window, self.clock = window, clock
         self._buckets: deque[list[int]] = deque()  # [second, done, failed, retried]
         self._lock = threading.Lock()  # the prefork pool reports on the event loop; other pools from threads
+        self.listeners: list[Callable[[], None]] = []  # told of every start and end (the registry writer)
+
+    def started(self) -> None:
+        self._tell()
 
     def add(self, outcome: str) -> None:
         column = 1 + OUTCOMES.index(outcome)
@@ -27,6 +32,11 @@ class TaskTally:
                 self._buckets.append([second, 0, 0, 0])
                 self._drop_old(second)
             self._buckets[-1][column] += 1
+        self._tell()
+
+    def _tell(self) -> None:
+        for listener in self.listeners:
+            listener()
 
     def counts(self) -> dict[str, int]:
         with self._lock:

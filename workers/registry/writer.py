@@ -36,15 +36,19 @@ def registry_keep() -> timedelta:
 
 
 def lost_after(interval: float, tick_gap: float) -> int:
-    """A row not renewed this long is lost: two renewals missed, after the longest gap between two liveness
-    ticks (a long poll plus polling_interval) that the next renewal may wait for."""
-    return int(2 * interval + tick_gap + 0.999)
+    """A worker whose row's last poll is older than this is lost. A healthy worker's row shows a last poll at
+    most one tick gap (a long poll plus polling_interval) plus one interval old (the write that carries the
+    next tick may wait for the interval); the bound allows one more interval and 5 s for the write itself."""
+    return int(2 * interval + tick_gap + 5 + 0.999)
 
 
 class RegistryWriter:
-    """`renew(tick)` runs on the event loop at each liveness tick: at most once per `interval` it takes a
-    snapshot (in memory, cheap) and leaves it in a one-slot mailbox. The thread writes whatever is newest
-    when it is free: a hung or refusing database delays the row, never the loop, and never queues writes."""
+    """A thread that writes this worker's row: at most once per `interval`, when a liveness tick arrived
+    since the last write (the renewal: the event loop polls) or a task started or ended (the row's tasks).
+
+    `renew(tick)` runs on the event loop at each liveness tick and `changed()` wherever a task starts or ends:
+    both only note the fact and wake the thread. The thread takes the snapshot (from thread-safe reads) and
+    writes it, so a hung or refusing database delays the row, never the loop, and writes never queue up."""
 
     def __init__(
         self,
@@ -59,11 +63,14 @@ class RegistryWriter:
         self.interval, self.clock = interval, clock
         self.renewals = 0  # rows written
         self.failures = 0
-        self._latest: WorkerSnapshot | None = None
-        self._taken_at: float | None = None
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self._tick: float | None = None  # the last liveness tick (epoch seconds)
+        self._new_tick = False
+        self._changed = False
+        self._final_of: Callable[[float], WorkerSnapshot] | None = None
         self._stopping = False
+        self._written_at: float | None = None
+        self._lock = threading.Lock()  # held for flag flips only, never while writing
+        self._wake = threading.Event()
         self._last_prune: float | None = None
         self._failing_since: float | None = None
         self._thread = threading.Thread(target=self._run, name="worker-registry", daemon=True)
@@ -72,52 +79,61 @@ class RegistryWriter:
         self._thread.start()
 
     def renew(self, tick: float) -> None:
-        """On the event loop: no I/O, no lock the writer holds while it writes."""
-        now = self.clock()
-        if self._taken_at is not None and now - self._taken_at < self.interval:
-            return
-        self._taken_at = now
-        self._post(self.snapshot(tick))
-
-    def stop(self, stopped: WorkerSnapshot | None = None, timeout: float = STOP_WRITE_SECONDS) -> bool:
-        """Write `stopped` (the row marked stopped) if the database answers within `timeout`; True if written."""
-        before = self.renewals
-        if stopped is not None:
-            self._post(stopped)
+        """On the event loop, at each liveness tick: no I/O, no wait."""
         with self._lock:
-            self._stopping = True
+            self._tick, self._new_tick = tick, True
+        self._wake.set()
+
+    def changed(self) -> None:
+        """A task started or ended: shown at the next write, which still waits for the interval."""
+        with self._lock:
+            self._changed = True
+        self._wake.set()
+
+    def stop(self, final: Callable[[float], WorkerSnapshot] | None = None, timeout: float = STOP_WRITE_SECONDS) -> bool:
+        """Write `final(last tick)` (the row marked stopped) if the database takes it within `timeout`, then end
+        the thread; True if it was written."""
+        before = self.renewals
+        with self._lock:
+            self._stopping, self._final_of = True, final
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
         if self._thread.is_alive():
             logger.warning("worker registry: the database did not take the stopped row within %.0f s", timeout)
             return False
-        return stopped is None or self.renewals > before
+        return final is None or self.renewals > before
 
-    def _post(self, snapshot: WorkerSnapshot) -> None:
+    def _due_in(self) -> float | None:
+        """Seconds until the next write may happen (0: now), or None if nothing calls for one."""
         with self._lock:
-            self._latest = snapshot
-        self._wake.set()
-
-    def _take(self) -> tuple[WorkerSnapshot | None, bool]:
-        with self._lock:
-            latest, self._latest = self._latest, None
-            self._wake.clear()
-            return latest, self._stopping
+            if self._tick is None or not (self._new_tick or self._changed):
+                return None
+        if self._written_at is None:
+            return 0.0
+        return max(0.0, self.interval - (self.clock() - self._written_at))
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(timeout=self.interval)
-            latest, stopping = self._take()
-            if latest is not None:
-                self._write(latest)
+            due = self._due_in()
+            self._wake.wait(timeout=self.interval if due is None else due)
+            self._wake.clear()
+            with self._lock:
+                stopping, final = self._stopping, self._final_of
             if stopping:
+                if final is not None and self._tick is not None:
+                    self._write(final(self._tick))
                 return
+            if self._due_in() == 0.0:
+                with self._lock:
+                    tick, self._new_tick, self._changed = self._tick, False, False
+                self._write(self.snapshot(tick))
             self._maybe_prune()
 
     def _write(self, snapshot: WorkerSnapshot) -> None:
         from django.db import close_old_connections, connection
 
+        self._written_at = self.clock()
         try:
             close_old_connections()  # this thread's own connection: drop a broken one before using it
             self.write(snapshot, self.renewals + 1)

@@ -70,16 +70,21 @@ def setup():
     writer.stop(timeout=JOIN)
 
 
-def test_one_snapshot_per_interval_however_often_the_liveness_ticks(setup):
+def test_at_most_one_write_per_interval_however_often_the_liveness_ticks(setup):
     writer, clock, db, taken = setup
-    # GIVEN liveness ticks every second for a minute
-    for second in range(60):
+    # GIVEN a first tick, written at once
+    writer.renew(1000.0)
+    db.wait_for(1)
+    # WHEN ticks come every second for a minute, then one more at 75 s
+    for second in range(1, 61):
         clock.now = float(second)
         writer.renew(1000.0 + second)
-    # THEN a snapshot was taken at 0, 15, 30 and 45 s only, and each one written once
-    assert taken == [1000.0, 1015.0, 1030.0, 1045.0]
-    db.wait_for(1)
-    assert len(db.written) <= 4
+    clock.now = 75.0
+    writer.renew(1075.0)
+    _wait_until(lambda: db.written[-1][0] == 1075.0)
+    # THEN at most one write per 15 s (0, 15, 30, 45, 60, 75), the newest tick last, renewals counted
+    assert len(db.written) <= 6
+    assert [n for _tick, n in db.written] == list(range(1, len(db.written) + 1))
 
 
 def test_a_hung_database_never_holds_the_event_loop_and_the_newest_snapshot_is_written(setup):
@@ -88,18 +93,39 @@ def test_a_hung_database_never_holds_the_event_loop_and_the_newest_snapshot_is_w
     db.hung.clear()
     writer.renew(1000.0)
     assert db.entered.wait(JOIN)
-    # WHEN the liveness ticks go on for five more intervals while the write hangs
-    for n in range(1, 6):
-        clock.now = 15.0 * n
-        writer.renew(1000.0 + 15 * n)
-    # THEN every tick returned while the write was still hung (renew took no lock the write holds)
+
+    # WHEN the liveness ticks go on for five more intervals while the write hangs (on another thread, so a
+    # tick that waited on the write would show as a thread still alive)
+    def ticks() -> None:
+        for n in range(1, 6):
+            clock.now = 15.0 * n
+            writer.renew(1000.0 + 15 * n)
+
+    loop = threading.Thread(target=ticks)
+    loop.start()
+    loop.join(JOIN)
+    # THEN every tick returned while the write was still hung
+    assert not loop.is_alive()
     assert not db.hung.is_set()
-    assert len(taken) == 6
     # WHEN the database answers again
     db.hung.set()
     db.wait_for(2)
-    # THEN the hung write lands, then only the newest snapshot: nothing queued up behind the hang
+    # THEN the hung write lands, then only the newest tick: nothing queued up behind the hang
     assert db.written == [(1000.0, 1), (1075.0, 2)]
+    assert taken == [1000.0, 1075.0]
+
+
+def test_a_task_starting_between_ticks_is_written_once_the_interval_allows(setup):
+    writer, clock, db, taken = setup
+    # GIVEN a worker written at its first tick
+    writer.renew(1000.0)
+    db.wait_for(1)
+    # WHEN a task starts 15 s later, with no tick since (a long poll in flight)
+    clock.now = 15.0
+    writer.changed()
+    # THEN the row is written again (the new task shows), with the last tick it saw
+    db.wait_for(2)
+    assert db.written[1] == (1000.0, 2)
 
 
 def test_a_refusing_database_is_logged_once_and_the_next_snapshot_is_written(setup, caplog):
@@ -122,28 +148,32 @@ def test_a_refusing_database_is_logged_once_and_the_next_snapshot_is_written(set
 
 
 def test_a_clean_stop_writes_the_stopped_row_but_a_hung_database_cannot_hold_the_shutdown():
-    # GIVEN a writer whose database answers
+    # GIVEN a writer whose database answers, after one tick
     db = Database()
     writer = RegistryWriter(snapshot=snapshot_at, write=db.write, interval=15)
     writer.start()
+    writer.renew(1000.0)
+    db.wait_for(1)
     # WHEN the worker stops THEN its stopped row is written
-    assert writer.stop(stopped(snapshot_at(1000.0)), timeout=JOIN) is True
-    assert db.written == [(1000.0, 1)]
+    assert writer.stop(lambda tick: stopped(snapshot_at(tick)), timeout=JOIN) is True
+    assert db.written == [(1000.0, 1), (1000.0, 2)]
 
     # GIVEN a writer whose database hangs
     hung = Database()
     hung.hung.clear()
     writer = RegistryWriter(snapshot=snapshot_at, write=hung.write, interval=15)
     writer.start()
+    writer.renew(1000.0)
+    assert hung.entered.wait(JOIN)
     # WHEN the worker stops THEN stop gives up after its timeout and says the row was not written
-    assert writer.stop(stopped(snapshot_at(1000.0)), timeout=0.2) is False
+    assert writer.stop(lambda tick: stopped(snapshot_at(tick)), timeout=0.2) is False
     hung.hung.set()
 
 
 def test_the_lost_bound_covers_two_missed_renewals_after_the_longest_tick_gap():
-    # 15 s renewals, a 20 s long poll + 1 s polling interval between two liveness ticks at worst
-    assert lost_after(15, 21) == 51
-    assert lost_after(1, 21) == 23
+    # 15 s renewals, a 20 s long poll + 1 s polling interval between two liveness ticks at worst, 5 s to write
+    assert lost_after(15, 21) == 56
+    assert lost_after(1, 21) == 28
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "301", "soon"])
