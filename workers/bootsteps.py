@@ -109,6 +109,7 @@ class WorkerRegistryStep(bootsteps.StartStopStep):
     def __init__(self, parent, **kwargs):
         super().__init__(parent, **kwargs)
         self.writer = None
+        self._final = None
 
     def start(self, parent) -> None:
         if self.writer is not None:
@@ -138,9 +139,26 @@ class WorkerRegistryStep(bootsteps.StartStopStep):
         poll_liveness.listeners.append(self.writer.renew)
         task_tally.listeners.append(self.writer.changed)
 
-        def on_shutdown(**_kwargs) -> None:
-            poll_liveness.listeners.remove(self.writer.renew)
-            task_tally.listeners.remove(self.writer.changed)
-            self.writer.stop(lambda tick: stopped(snapshot(tick=tick)))
+        signals.worker_shutdown.connect(lambda **_: self.mark_stopped(), weak=False)  # the end of a warm shutdown
+        self._final = lambda tick: stopped(snapshot(tick=tick))
 
-        signals.worker_shutdown.connect(on_shutdown, weak=False)
+    def mark_stopped(self) -> None:
+        """Once: the row says stopped (if the database takes it within a few seconds) and the thread ends."""
+        from workers.registry.tally import task_tally
+
+        if self.writer is None or self._final is None:
+            return
+        final, self._final = self._final, None
+        poll_liveness.listeners.remove(self.writer.renew)
+        task_tally.listeners.remove(self.writer.changed)
+        self.writer.stop(final)
+
+    def stop(self, parent) -> None:
+        """A consumer restart (lost connection) keeps the row; the cold shutdown ECS's SIGTERM becomes
+        (REMAP_SIGTERM=SIGQUIT, after the soft shutdown's wait) sends no worker_shutdown: mark it here."""
+        from workers.registry.shutdown import worker_is_shutting_down
+
+        if worker_is_shutting_down():
+            self.mark_stopped()
+
+    shutdown = stop

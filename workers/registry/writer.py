@@ -161,5 +161,5 @@ class RegistryWriter:
 
 
 def stopped(snapshot: WorkerSnapshot) -> WorkerSnapshot:
-    """The last row of a worker that shut down cleanly."""
-    return replace(snapshot, stopped_at=datetime.now(UTC))
+    """The last row of a worker that shut down cleanly: nothing runs any more (a task cut off was handed back)."""
+    return replace(snapshot, running=[], stopped_at=datetime.now(UTC))

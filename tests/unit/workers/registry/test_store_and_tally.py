@@ -178,3 +178,16 @@ def test_every_outcome_has_a_column(outcome):
     tally = TaskTally()
     tally.add(outcome)
     assert tally.counts()[outcome] == 1
+
+
+def test_shutting_down_is_read_from_celerys_state_flags(monkeypatch):
+    """Contract (Celery 5.7): the shutdown handlers set state.should_stop (warm) or state.should_terminate
+    (cold) to the exit code, 0 included; both start as None."""
+    from celery.worker import state
+
+    from workers.registry.shutdown import worker_is_shutting_down
+
+    assert state.should_stop is None and state.should_terminate is None
+    assert worker_is_shutting_down() is False
+    monkeypatch.setattr(state, "should_terminate", 0)  # a cold shutdown with exit code 0
+    assert worker_is_shutting_down() is True
