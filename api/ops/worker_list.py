@@ -18,6 +18,7 @@ class RunningTask:
     name: str
     since: str
     job_id: int | None = None
+    running_for: str = ""  # "12 s", "3 min": for the page and the command
 
 
 @dataclass
@@ -35,6 +36,9 @@ class WorkerRow:
     last_poll_at: str
     renewed_at: str
     seconds_since_renewal: float
+    seconds_since_poll: float
+    up_for: str
+    last_poll_ago: str
     lost_after_seconds: int
     renewals: int
     stopped_at: str | None
@@ -71,35 +75,44 @@ def _job_ids(task_ids: set[str]) -> dict[str, int]:
     return {str(task_id): pk for pk, task_id in Job.objects.filter(task_id__in=task_ids).values_list("pk", "task_id")}
 
 
+def _row(row: WorkerRegistration, status: str, now: datetime, jobs: dict[str, int]) -> WorkerRow:
+    # A lost or stopped worker's times end at its last poll: its tasks ran that long when it was last seen.
+    until = now if status == ALIVE else row.last_poll_at
+    return WorkerRow(
+        worker_id=row.worker_id,
+        status=status,
+        nodename=row.nodename,
+        host=row.host,
+        pid=row.pid,
+        queues=list(row.queues),
+        concurrency=row.concurrency,
+        prefetch=row.prefetch,
+        version=row.version,
+        started_at=row.started_at.isoformat(),
+        last_poll_at=row.last_poll_at.isoformat(),
+        renewed_at=row.renewed_at.isoformat(),
+        seconds_since_renewal=round(max(0.0, (now - row.renewed_at).total_seconds()), 1),
+        seconds_since_poll=round(max(0.0, (now - row.last_poll_at).total_seconds()), 1),
+        up_for=_age(row.started_at.isoformat(), until),
+        last_poll_ago=_age(row.last_poll_at.isoformat(), now),
+        lost_after_seconds=row.lost_after_seconds,
+        renewals=row.renewals,
+        stopped_at=row.stopped_at.isoformat() if row.stopped_at else None,
+        counts=dict(row.counts),
+        running=[
+            RunningTask(**task, job_id=jobs.get(task["task_id"]), running_for=_age(task["since"], until))
+            for task in row.running
+        ],
+    )
+
+
 def workers_report(now: datetime | None = None) -> WorkersReport:
     """Every registered worker not yet pruned, alive first, then lost (with the tasks it had), then stopped.
     Raises the database's error when the registry cannot be read."""
     now = now or datetime.now(UTC)
     rows = list(WorkerRegistration.objects.filter(renewed_at__gte=now - registry_keep()))
     jobs = _job_ids({task["task_id"] for row in rows for task in row.running})
-    workers = [
-        WorkerRow(
-            worker_id=row.worker_id,
-            status=status_of(row, now),
-            nodename=row.nodename,
-            host=row.host,
-            pid=row.pid,
-            queues=list(row.queues),
-            concurrency=row.concurrency,
-            prefetch=row.prefetch,
-            version=row.version,
-            started_at=row.started_at.isoformat(),
-            last_poll_at=row.last_poll_at.isoformat(),
-            renewed_at=row.renewed_at.isoformat(),
-            seconds_since_renewal=round(max(0.0, (now - row.renewed_at).total_seconds()), 1),
-            lost_after_seconds=row.lost_after_seconds,
-            renewals=row.renewals,
-            stopped_at=row.stopped_at.isoformat() if row.stopped_at else None,
-            counts=dict(row.counts),
-            running=[RunningTask(**task, job_id=jobs.get(task["task_id"])) for task in row.running],
-        )
-        for row in rows
-    ]
+    workers = [_row(row, status_of(row, now), now, jobs) for row in rows]
     workers.sort(key=lambda w: (ORDER[w.status], w.nodename, w.started_at))
     return WorkersReport(at=now.isoformat(), workers=workers)
 
@@ -111,7 +124,6 @@ def _age(iso: str, now: datetime) -> str:
 
 def format_text(report: WorkersReport) -> str:
     """The command's plain-text table: one line per worker, one indented line per running task."""
-    now = datetime.fromisoformat(report.at)
     if not report.workers:
         return "no workers registered (a worker registers at its first poll)"
     lines = []
@@ -119,12 +131,11 @@ def format_text(report: WorkersReport) -> str:
         c = w.counts
         lines.append(
             f"{w.status.upper():8} {w.nodename} pid {w.pid} on {','.join(w.queues)}  "
-            f"concurrency {w.concurrency} prefetch {w.prefetch}  up {_age(w.started_at, now)}  "
-            f"last poll {_age(w.last_poll_at, now)} ago  "
+            f"concurrency {w.concurrency} prefetch {w.prefetch}  up {w.up_for}  last poll {w.last_poll_ago} ago  "
             f"{c.get('window_minutes', 15)} min: {c.get('done', 0)} done, {c.get('failed', 0)} failed, "
             f"{c.get('retried', 0)} retried  ({w.version})"
         )
         for t in w.running:
             job = f" job {t.job_id}" if t.job_id is not None else ""
-            lines.append(f"         running {t.name}[{t.task_id}]{job} for {_age(t.since, now)}")
+            lines.append(f"         running {t.name}[{t.task_id}]{job} for {t.running_for}")
     return "\n".join(lines)

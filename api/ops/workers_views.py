@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET
 
 from api.ops.views import staff_json
 from api.ops.worker_list import workers_report
+from workers.registry.tally import WINDOW_SECONDS
 from workers.registry.writer import registry_keep
 
 REFUSAL = "staff only: log in at /admin/login/ with a staff account"
@@ -41,6 +42,7 @@ def workers_page(request: HttpRequest) -> HttpResponse:
         "nav": "workers",
         "refresh_seconds": settings.OPS_REFRESH_SECONDS,
         "keep_hours": f"{registry_keep() / timedelta(hours=1):g}",
+        "window_minutes": WINDOW_SECONDS // 60,
         "report": None,
         "error": None,
     }

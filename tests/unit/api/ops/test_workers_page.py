@@ -50,7 +50,8 @@ def fleet(db):
     register(
         "worker@alive", renewed_ago=5, running=[{"task_id": str(job.task_id), "name": "jobs.sleep", "since": since}]
     )
-    register("worker@lost", renewed_ago=60, running=[{"task_id": "t-lost", "name": "jobs.echo", "since": since}])
+    lost_since = (NOW - timedelta(seconds=80)).isoformat()  # 20 s before its last poll, 60 s ago
+    register("worker@lost", renewed_ago=60, running=[{"task_id": "t-lost", "name": "jobs.echo", "since": lost_since}])
     register("worker@stopped", renewed_ago=600, stopped=True)
     register("worker@ancient", renewed_ago=25 * 3600)
     return job
@@ -69,6 +70,8 @@ def test_each_row_is_alive_lost_or_stopped_and_the_lost_one_keeps_its_tasks(flee
     # AND the running task of a Job carries the Job's id (read by task id); the lost worker's task is kept
     assert (alive.running[0].name, alive.running[0].job_id) == ("jobs.sleep", fleet.pk)
     assert (lost.running[0].task_id, lost.running[0].job_id) == ("t-lost", None)
+    # AND a running task's time counts to now; a lost worker's, to its last poll (what is known of it)
+    assert (alive.running[0].running_for, lost.running[0].running_for) == ("20 s", "20 s")
     assert report.as_dict()["totals"] == {"alive": 1, "lost": 1, "stopped": 1}
 
 
