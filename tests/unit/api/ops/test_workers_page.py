@@ -16,10 +16,10 @@ from api.ops.worker_list import workers_report
 from workers.models import WorkerRegistration
 
 PAGE, DATA = "/ops/workers", "/ops/workers.json"
-NOW = datetime.now(UTC)
 
 
 def register(name: str, *, renewed_ago: float, running=(), stopped: bool = False, **fields) -> WorkerRegistration:
+    """A row as a worker writes it, renewed `renewed_ago` seconds before NOW (set when the test starts)."""
     return WorkerRegistration.objects.create(
         worker_id=name.replace("@", "-"),
         nodename=name,
@@ -39,6 +39,17 @@ def register(name: str, *, renewed_ago: float, running=(), stopped: bool = False
         stopped_at=NOW if stopped else None,
         **fields,
     )
+
+
+NOW = datetime.now(UTC)
+
+
+@pytest.fixture(autouse=True)
+def now():
+    """The rows are written relative to this test's start, not to when the module was imported."""
+    global NOW
+    NOW = datetime.now(UTC)
+    return NOW
 
 
 @pytest.fixture
