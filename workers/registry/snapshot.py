@@ -68,7 +68,7 @@ class WorkerSnapshot:
 
     def as_row(self) -> dict:
         return {
-            **{k: v for k, v in asdict(self.identity).items()},
+            **asdict(self.identity),
             "queues": list(self.identity.queues),
             "last_poll_at": self.last_poll_at,
             "running": self.running,

@@ -79,15 +79,31 @@ def test_the_snapshot_lists_accepted_tasks_oldest_first_with_their_start():
     assert snap.counts["done"] == 1
 
 
-def test_running_tasks_read_celerys_request_attributes():
-    """Contract (Celery 5.7): a Request has id, name and time_start (set when a pool process accepts it), and
-    the worker state keeps accepted requests in active_requests. A rename fails here, not on the page."""
+class FakeRequest:
+    def __init__(self, task_id: str, time_start: float | None):
+        self.id, self.name, self.time_start = task_id, "jobs.echo", time_start
+
+
+def test_running_tasks_read_celerys_worker_state_from_another_thread():
+    """Contract (Celery 5.7): a Request has id, name and time_start (None until a pool process accepts it), and
+    the worker state keeps accepted requests in active_requests, a WeakSet whose `data` is a set of weakrefs
+    (the writer thread copies it in one call). A rename fails here, not on the page."""
     from celery.worker import state
     from celery.worker.request import Request
 
-    assert isinstance(state.active_requests, type(state.reserved_requests))
+    from workers.registry.snapshot import active_requests
+
     assert Request.time_start is None and hasattr(Request, "on_accepted")
-    assert running_tasks([SimpleNamespace(id="x", name="n", time_start=0.0)])[0]["since"].startswith("1970-01-01")
+    accepted, waiting = FakeRequest("a", 1_000_000.0), FakeRequest("w", None)
+    state.active_requests.add(accepted)
+    state.active_requests.add(waiting)
+    try:
+        assert isinstance(state.active_requests.data, set)
+        assert {r.id for r in active_requests()} >= {"a", "w"}
+        assert [t["task_id"] for t in running_tasks(active_requests()) if t["task_id"] in "aw"] == ["a"]
+    finally:
+        state.active_requests.discard(accepted)
+        state.active_requests.discard(waiting)
 
 
 def test_each_renewal_is_one_upsert_and_a_restart_is_a_new_row(db):
