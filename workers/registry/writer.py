@@ -1,8 +1,10 @@
-"""The registry's writer thread: the event loop hands it the latest snapshot and never waits on the database."""
+"""The registry's writer thread: the event loop only wakes it; it takes the newest snapshot and writes it, so the
+loop never waits on the database."""
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +17,7 @@ from workers.registry.snapshot import WorkerSnapshot
 logger = logging.getLogger(__name__)
 
 INTERVAL_ENV, KEEP_ENV = "WORKER_REGISTRY_SECONDS", "WORKER_REGISTRY_KEEP_HOURS"
-DEFAULT_INTERVAL_SECONDS = 15.0  # one UPSERT per worker this often: 240 an hour
+DEFAULT_INTERVAL_SECONDS = 15.0  # at most one UPSERT per worker this often: 240 an hour
 DEFAULT_KEEP_HOURS = 24.0  # lost and stopped rows are deleted after this
 PRUNE_EVERY_SECONDS = 3600.0
 STOP_WRITE_SECONDS = 3.0  # a clean shutdown waits this long at most for its "stopped" write
@@ -39,7 +41,7 @@ def lost_after(interval: float, tick_gap: float) -> int:
     """A worker whose row's last poll is older than this is lost. A healthy worker's row shows a last poll at
     most one tick gap (a long poll plus polling_interval) plus one interval old (the write that carries the
     next tick may wait for the interval); the bound allows one more interval and 5 s for the write itself."""
-    return int(2 * interval + tick_gap + 5 + 0.999)
+    return math.ceil(2 * interval + tick_gap + 5)
 
 
 class RegistryWriter:
