@@ -50,6 +50,7 @@ def manage_workers(env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.long_running
 def test_a_sigkilled_worker_turns_lost_with_the_task_it_was_running(client, start_worker, queues):
     # GIVEN a worker, registered at its first poll with who it is
     worker = start_worker(env=REGISTRY)
@@ -118,6 +119,7 @@ def test_counts_renewals_and_a_clean_stop(client, start_worker, queues):
     assert worker_entry(worker.proc).status == "stopped"
 
 
+@pytest.mark.long_running
 def test_polling_goes_on_while_the_registry_cannot_be_written(start_process, transactional_db, queues, tmp_path):
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL (DATABASE_URL=postgres://…): the hang is a black-holed TCP connection")
