@@ -3,36 +3,17 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from functools import wraps
 
 from django.conf import settings
-from django.contrib.auth.views import redirect_to_login
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from api.ops.views import staff_json
+from api.ops.access import staff_json, staff_page
 from api.ops.worker_list import workers_report
 from workers.registry.tally import WINDOW_SECONDS
 from workers.registry.writer import registry_keep
-
-REFUSAL = "staff only: log in at /admin/login/ with a staff account"
-
-
-def staff_page(view):
-    """Anonymous: the admin login, then back here. Logged in without staff rights: a 403 page that says so
-    (Django's staff_member_required would send them to the login form again, which reads as a failure)."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs):
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path(), login_url="/admin/login/")
-        if not (request.user.is_active and request.user.is_staff):
-            return render(request, "ops/refused.html", {"message": REFUSAL}, status=403)
-        return view(request, *args, **kwargs)
-
-    return wrapper
 
 
 @staff_page

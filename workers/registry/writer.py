@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from workers.env import EnvError, env_float
+from core.env import EnvError, env_float
 from workers.registry.snapshot import WorkerSnapshot
 
 logger = logging.getLogger(__name__)

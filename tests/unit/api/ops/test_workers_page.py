@@ -105,7 +105,7 @@ def test_a_user_who_is_not_staff_is_told_so_and_gets_no_data(client, django_user
     # THEN a 403 page that says why (not an empty page, not the login form again), and a 403 JSON with a reason
     assert page.status_code == 403
     html = page.content.decode()
-    assert "staff only" in html and "visitor" in html and "worker@alive" not in html
+    assert "Staff only" in html and "visitor" in html and "worker@alive" not in html
     assert data.status_code == 403 and "staff only" in data.json()["error"]
 
 

@@ -1,0 +1,1 @@
+"""What every part shares and none owns: the queue topology, the envelope, the environment, SQS helpers."""
