@@ -23,7 +23,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_celery_beat.schedulers import DatabaseScheduler
 
-from core.env import env_int
+from workers.env import env_int
 from workers.health import Liveness
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from core.env import EnvError, env_float
+from workers.env import EnvError, env_float
 from workers.health import liveness_path
 
 logger = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from core.env import EnvError, env_float
 from workers.dependency_errors import DATABASE
+from workers.env import EnvError, env_float
 from workers.health import Liveness, liveness_path, poll_liveness
 
 logger = logging.getLogger(__name__)

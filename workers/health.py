@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from core.env import env_int
+from workers.env import env_int
 
 # A successful long poll returns at least every wait_time_seconds (20 s) + polling_interval (1 s).
 DEFAULT_MAX_AGE = {"worker": 90, "beat": 60}
