@@ -20,7 +20,7 @@ WORKER_STOP_TIMEOUT = Duration.seconds(120)
 
 
 def healthcheck(role: str) -> ecs.HealthCheck:
-    """workers.healthcheck exits non-zero when the process's heartbeat is stale (worker: its consumer
+    """workers.healthcheck exits non-zero when the process's liveness file is stale (worker: its consumer
     has not polled SQS lately), so ECS replaces a worker that silently stopped consuming."""
     return ecs.HealthCheck(
         command=["CMD", "python", "-m", "workers.healthcheck", role],

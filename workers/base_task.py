@@ -38,8 +38,8 @@ class BaseTask(Task):
     retry_backoff = _retry.backoff_seconds
     retry_backoff_max = _retry.backoff_max_seconds
     retry_jitter = _retry.jitter
-    #: Tells the worker's main process about a hand-back (workers/gate_request.py).
-    Request = "workers.gate_request:GateRequest"
+    #: Tells the worker's main process about a hand-back (workers/gate_request.py) and counts outcomes (registry).
+    Request = "workers.registry.request:RegistryRequest"
 
     def before_start(self, task_id, args, kwargs):
         """A message received while this worker pauses (held, not started) goes back without touching the

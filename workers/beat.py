@@ -24,7 +24,7 @@ from django.utils import timezone
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from core.env import env_int
-from workers.health import Heartbeat
+from workers.health import Liveness
 
 logger = logging.getLogger(__name__)
 
@@ -73,11 +73,11 @@ class LockedDatabaseScheduler(DatabaseScheduler):
 
     def __init__(self, *args, **kwargs):
         self.lease = BeatLeaseHolder(env_int("BEAT_LEASE_SECONDS", 15))
-        self.heartbeat = Heartbeat("beat")
+        self.liveness = Liveness("beat")
         super().__init__(*args, **kwargs)
 
     def tick(self, *args, **kwargs):
-        self.heartbeat.beat()
+        self.liveness.touch()
         if not self.lease.hold():
             return min(self.max_interval, max(1, self.lease.seconds / 3))
         return min(super().tick(*args, **kwargs), max(1, self.lease.seconds / 3))

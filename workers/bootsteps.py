@@ -1,14 +1,15 @@
-"""Worker bootsteps: the polling heartbeat file lives exactly as long as the consumer."""
+"""Worker bootsteps: the liveness file lives exactly as long as the consumer; the visibility heartbeat, the
+worker registry and the scale-in protection run while it runs."""
 
 from __future__ import annotations
 
 from celery import bootsteps
 
 from workers import delete_health
-from workers.health import poll_heartbeat
+from workers.health import poll_liveness
 
 
-class PollHeartbeatFile(bootsteps.StartStopStep):
+class PollLivenessFile(bootsteps.StartStopStep):
     """A worker is healthy only after its first successful poll, and never once its consumer stops.
     (The channel touches the file: workers/sqs_transport.py.)"""
 
@@ -16,11 +17,11 @@ class PollHeartbeatFile(bootsteps.StartStopStep):
 
     def start(self, parent) -> None:
         delete_health.unhealthy_after()  # a bad WORKER_DELETE_FAILURE_SECONDS stops the worker here, not at an ack
-        poll_heartbeat.clear()
+        poll_liveness.clear()
         delete_health.clear()  # a new channel starts with no failed deletes
 
     def stop(self, parent) -> None:
-        poll_heartbeat.clear()
+        poll_liveness.clear()
 
     shutdown = stop
 
@@ -94,5 +95,70 @@ class TaskProtectionStep(bootsteps.StartStopStep):
     def stop(self, parent) -> None:
         if self.protection is not None:
             self.protection.stop()
+
+    shutdown = stop
+
+
+class WorkerRegistryStep(bootsteps.StartStopStep):
+    """Keeps this worker's registry row (workers/registry/) renewed from its liveness ticks (and showing the
+    tasks that start and end), at most one write per WORKER_REGISTRY_SECONDS, and marks it stopped at a clean
+    shutdown (worker_shutdown: a consumer restart keeps the row alive)."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, parent, **kwargs):
+        super().__init__(parent, **kwargs)
+        self.writer = None
+        self._final = None
+
+    def start(self, parent) -> None:
+        if self.writer is not None:
+            return
+        from functools import partial
+
+        from celery import signals
+
+        from workers.celery_config import WAIT_TIME_SECONDS
+        from workers.registry import store
+        from workers.registry.snapshot import WorkerIdentity, take_snapshot
+        from workers.registry.tally import task_tally
+        from workers.registry.writer import RegistryWriter, lost_after, registry_interval, registry_keep, stopped
+
+        interval, keep = registry_interval(), registry_keep()  # a bad value stops the worker here
+        polling = float(parent.app.conf.broker_transport_options.get("polling_interval", 1))
+        bound = lost_after(interval, WAIT_TIME_SECONDS + polling)
+        identity = WorkerIdentity.of_consumer(parent)
+        snapshot = partial(take_snapshot, identity, task_tally)
+        self.writer = RegistryWriter(
+            snapshot=lambda tick: snapshot(tick=tick),
+            write=lambda snap, n: store.store_snapshot(snap, renewals=n, lost_after_seconds=bound),
+            prune=lambda: store.prune_rows(keep=keep),
+            interval=interval,
+        )
+        self.writer.start()
+        poll_liveness.listeners.append(self.writer.renew)
+        task_tally.listeners.append(self.writer.changed)
+
+        signals.worker_shutdown.connect(lambda **_: self.mark_stopped(), weak=False)  # the end of a warm shutdown
+        self._final = lambda tick: stopped(snapshot(tick=tick))
+
+    def mark_stopped(self) -> None:
+        """Once: the row says stopped (if the database takes it within a few seconds) and the thread ends."""
+        from workers.registry.tally import task_tally
+
+        if self.writer is None or self._final is None:
+            return
+        final, self._final = self._final, None
+        poll_liveness.listeners.remove(self.writer.renew)
+        task_tally.listeners.remove(self.writer.changed)
+        self.writer.stop(final)
+
+    def stop(self, parent) -> None:
+        """A consumer restart (lost connection) keeps the row; the cold shutdown ECS's SIGTERM becomes
+        (REMAP_SIGTERM=SIGQUIT, after the soft shutdown's wait) sends no worker_shutdown: mark it here."""
+        from workers.registry.shutdown import worker_is_shutting_down
+
+        if worker_is_shutting_down():
+            self.mark_stopped()
 
     shutdown = stop

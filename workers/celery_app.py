@@ -16,8 +16,14 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 import workers.signals  # noqa: E402,F401  (connects the start-up checks and the unraisable hook)
-from workers.bootsteps import PollHeartbeatFile, TaskProtectionStep, VisibilityHeartbeatStep  # noqa: E402
+from workers.bootsteps import (  # noqa: E402
+    PollLivenessFile,
+    TaskProtectionStep,
+    VisibilityHeartbeatStep,
+    WorkerRegistryStep,
+)
 
-app.steps["consumer"].add(PollHeartbeatFile)
+app.steps["consumer"].add(PollLivenessFile)
 app.steps["consumer"].add(VisibilityHeartbeatStep)
 app.steps["consumer"].add(TaskProtectionStep)
+app.steps["consumer"].add(WorkerRegistryStep)

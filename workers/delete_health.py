@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core.env import EnvError, env_float
-from workers.health import heartbeat_path
+from workers.health import liveness_path
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +27,9 @@ def unhealthy_after() -> float:
 
 
 def failure_path() -> Path:
-    """Beside the polling heartbeat file, so a worker given its own heartbeat file gets its own state too."""
-    beat = heartbeat_path("worker")
-    return beat.with_name(beat.name + ".deletes-failing")
+    """Beside the liveness file, so a worker given its own liveness file gets its own state too."""
+    live = liveness_path("worker")
+    return live.with_name(live.name + ".deletes-failing")
 
 
 def failure_reason() -> str | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from core.env import EnvError, env_float
 from workers.dependency_errors import DATABASE
-from workers.health import Heartbeat, heartbeat_path, poll_heartbeat
+from workers.health import Liveness, liveness_path, poll_liveness
 
 logger = logging.getLogger(__name__)
 
@@ -24,13 +24,13 @@ PROBE_MAX_SECONDS_ENV = "WORKER_DEPENDENCY_PROBE_MAX_SECONDS"
 DEFAULT_PROBE_SECONDS = 1.0  # the first probe, then doubling ...
 DEFAULT_PROBE_MAX_SECONDS = 5.0  # ... up to this: the database is back at most this long before the worker knows
 PROBE_CONNECT_TIMEOUT = 3  # seconds: a black-holed database must not stall the probe for minutes
-BEAT_SECONDS = 5.0  # while paused the gate keeps the liveness heartbeat fresh (the worker is alive, not stuck)
+LIVENESS_SECONDS = 5.0  # while paused the gate keeps the liveness file fresh (the worker is alive, not stuck)
 
 
 def pause_file() -> Path:
-    """Beside the polling heartbeat (WORKER_HEARTBEAT_FILE): present, with the worker's pid, while paused."""
-    beat = heartbeat_path("worker")
-    return beat.with_name(beat.name + ".dependency-down")
+    """Beside the liveness file (WORKER_LIVENESS_FILE): present, with the worker's pid, while paused."""
+    live = liveness_path("worker")
+    return live.with_name(live.name + ".dependency-down")
 
 
 def read_pause(path: Path | None = None) -> dict | None:
@@ -96,12 +96,12 @@ class DependencyGate:
         probe: Callable[[], str | None] = probe_database,
         first_delay: float | None = None,
         max_delay: float | None = None,
-        heartbeat: Heartbeat = poll_heartbeat,
+        liveness: Liveness = poll_liveness,
         wait: Callable[[float], None] | None = None,
         spawn: Callable[[Callable[[], None]], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
-        self.probe, self.heartbeat, self.clock = probe, heartbeat, clock
+        self.probe, self.liveness, self.clock = probe, liveness, clock
         if first_delay is None:
             first_delay = env_float(PROBE_SECONDS_ENV, DEFAULT_PROBE_SECONDS)
         if max_delay is None:
@@ -156,22 +156,22 @@ class DependencyGate:
     def _probe_until_open(self, dependency: str, first: float) -> None:
         delay = first
         while True:
-            self._sleep_beating(delay)
+            self._sleep_alive(delay)
             self.probes += 1
             if self.probe() is None:
                 break
             delay = min(delay * 2, self.max_delay)
         self._reopen(dependency)
 
-    def _sleep_beating(self, seconds: float) -> None:
-        """Sleep, keeping the liveness heartbeat fresh: a paused worker is alive (see the README's health check)."""
+    def _sleep_alive(self, seconds: float) -> None:
+        """Sleep, keeping the liveness file fresh: a paused worker is alive (see the README's health check)."""
         left = seconds
         while left > 0:
-            self.heartbeat.beat()
-            step = min(left, BEAT_SECONDS)
+            self.liveness.touch()
+            step = min(left, LIVENESS_SECONDS)
             self._wait(step)
             left -= step
-        self.heartbeat.beat()
+        self.liveness.touch()
 
     def _reopen(self, dependency: str) -> None:
         with self._lock:

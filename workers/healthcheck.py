@@ -1,4 +1,4 @@
-"""`python -m workers.healthcheck worker|beat`: exit 0 if the heartbeat is fresh, 1 if stale or missing.
+"""`python -m workers.healthcheck worker|beat`: exit 0 if the liveness file is fresh, 1 if stale or missing.
 
 The ECS container health check of the worker and beat services (`celery inspect ping` needs remote
 control, which SQS cannot carry)."""
@@ -9,20 +9,20 @@ import sys
 
 from workers.delete_health import failure_reason
 from workers.dependency_gate import dependency_down_message
-from workers.health import heartbeat_age, heartbeat_path, max_age
+from workers.health import liveness_age, liveness_path, max_age
 
 
 def check(kind: str) -> tuple[bool, str]:
     if kind == "worker" and (deletes := failure_reason()):
         return False, f"worker unhealthy: {deletes}"
-    age, limit = heartbeat_age(kind), max_age(kind)
+    age, limit = liveness_age(kind), max_age(kind)
     if age is None:
-        return False, f"{kind} unhealthy: no heartbeat at {heartbeat_path(kind)}"
+        return False, f"{kind} unhealthy: no liveness file at {liveness_path(kind)}"
     if age > limit:
-        return False, f"{kind} unhealthy: last heartbeat {age:.0f} s ago (max {limit} s)"
+        return False, f"{kind} unhealthy: last alive {age:.0f} s ago (max {limit} s)"
     if kind == "worker" and (down := dependency_down_message()):
-        return True, f"{kind} {down}; heartbeat {age:.0f} s ago (max {limit} s)"
-    return True, f"{kind} healthy: last heartbeat {age:.0f} s ago (max {limit} s)"
+        return True, f"{kind} {down}; last alive {age:.0f} s ago (max {limit} s)"
+    return True, f"{kind} healthy: last alive {age:.0f} s ago (max {limit} s)"
 
 
 def main(argv: list[str]) -> int:

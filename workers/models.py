@@ -50,3 +50,28 @@ class DiscardedMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_name}[{self.task_id}] {self.reason}"
+
+
+class WorkerRegistration(models.Model):
+    """One row per worker process, renewed by its liveness tick (workers/registry/): who it is, what it runs
+    now, what it finished lately. A row not renewed within `lost_after_seconds` is a lost worker."""
+
+    worker_id = models.CharField(max_length=32, primary_key=True)  # drawn at start: pids repeat in containers
+    nodename = models.CharField(max_length=255)  # Celery's worker@host
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    queues = models.JSONField(default=list)
+    concurrency = models.PositiveIntegerField()
+    prefetch = models.PositiveIntegerField()  # messages it may hold: concurrency x prefetch multiplier
+    version = models.CharField(max_length=100)
+    started_at = models.DateTimeField()
+    last_poll_at = models.DateTimeField()  # the last liveness tick the snapshot was taken at
+    renewed_at = models.DateTimeField(db_index=True)  # when this row was written (the worker's clock)
+    lost_after_seconds = models.PositiveIntegerField()
+    running = models.JSONField(default=list)  # [{"task_id", "name", "since"}]
+    counts = models.JSONField(default=dict)  # {"done", "failed", "retried", "window_minutes"}
+    renewals = models.PositiveIntegerField(default=0)  # rows written by this worker so far (the write cost)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.nodename} pid {self.pid}"

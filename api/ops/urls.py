@@ -1,11 +1,13 @@
-"""Routes of the ops pages: /ops/queues, its JSON, and the DLQ replay."""
+"""Routes of the ops pages: /ops/queues, its JSON, and the DLQ replay; /ops/workers and its JSON."""
 
 from django.urls import path
 
-from api.ops import views
+from api.ops import views, workers_views
 
 urlpatterns = [
     path("queues", views.queues_page, name="ops-queues"),
     path("queues.json", views.queues_data, name="ops-queues-data"),
     path("queues/<str:queue>/replay", views.dlq_replay, name="ops-dlq-replay"),
+    path("workers", workers_views.workers_page, name="ops-workers"),
+    path("workers.json", workers_views.workers_data, name="ops-workers-data"),
 ]

@@ -85,6 +85,7 @@ TEMPLATES = [
     }
 ]
 
+
 # --- Database --------------------------------------------------------------------------------------
 # PostgreSQL when DATABASE_URL is set (CI, production); SQLite otherwise (local).
 def database_url_from_parts() -> str | None:

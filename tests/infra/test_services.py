@@ -26,7 +26,7 @@ def test_beat_runs_exactly_one_task_and_never_two_during_a_deployment(synthesize
     # AND nothing scales it
     targets = synthesized.of_type("AWS::ApplicationAutoScaling::ScalableTarget").values()
     assert not [t for t in targets if service_id in str(t["Properties"]["ResourceId"])]
-    # AND its health check is the beat heartbeat
+    # AND its health check is the beat liveness file
     container = synthesized.containers()[task_id]
     assert container["HealthCheck"]["Command"] == ["CMD", "python", "-m", "workers.healthcheck", "beat"]
 
@@ -51,7 +51,7 @@ def test_there_is_one_worker_service_per_worker_group_consuming_the_groups_queue
         assert synthesized.scalable_target_of(service_id)["MinCapacity"] == group.min_tasks >= 2
 
 
-def test_workers_get_the_full_ecs_grace_period_and_a_consumer_heartbeat_health_check(synthesized):
+def test_workers_get_the_full_ecs_grace_period_and_a_consumer_liveness_health_check(synthesized):
     # GIVEN every worker container
     containers = [synthesized.containers()[t] for t in synthesized.task_definitions_running(WORKER)]
     assert containers
@@ -62,7 +62,7 @@ def test_workers_get_the_full_ecs_grace_period_and_a_consumer_heartbeat_health_c
 
         # THEN SIGKILL comes 120 s after SIGTERM (the soft shutdown fits inside it)
         assert container["StopTimeout"] == 120
-        # AND ECS replaces a worker whose consumer heartbeat is stale
+        # AND ECS replaces a worker whose consumer liveness file is stale
         assert health["Command"] == ["CMD", "python", "-m", "workers.healthcheck", "worker"]
         assert (health["Interval"], health["Retries"], health["StartPeriod"]) == (30, 3, 60)
 

@@ -75,7 +75,7 @@ def outage_stack(sqs_endpoint, transactional_db, start_process, tmp_path):
             "QUEUE_TOPOLOGY": str(TOPOLOGY),
             "SQS_ENDPOINT_URL": sqs.endpoint,
             "DATABASE_URL": f"postgres://{auth}@127.0.0.1:{db_proxy.port}/{db['NAME']}",
-            "WORKER_HEARTBEAT_FILE": str(tmp_path / f"heartbeat-{n}"),
+            "WORKER_LIVENESS_FILE": str(tmp_path / f"liveness-{n}"),
             "WORKER_HEALTH_MAX_AGE": str(MAX_AGE),
             "WORKER_CONCURRENCY": "2",
             # Below the test topology's 2 s soft time limit, as the 5 s default is below production's.

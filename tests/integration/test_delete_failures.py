@@ -67,7 +67,7 @@ def test_deletes_refused_with_access_denied_make_the_worker_unhealthy_and_log_on
     # sqs:DeleteMessage), with its own health files
     proxy = SqsRefusingProxy(int(queues.endpoint.rsplit(":", 1)[1]), refuse={"DeleteMessage", "DeleteMessageBatch"})
     proxy.start()
-    env = {"SQS_ENDPOINT_URL": proxy.endpoint, "WORKER_HEARTBEAT_FILE": str(tmp_path / "heartbeat")}
+    env = {"SQS_ENDPOINT_URL": proxy.endpoint, "WORKER_LIVENESS_FILE": str(tmp_path / "liveness")}
     try:
         worker = start_worker(env=env)
 
@@ -100,7 +100,7 @@ def test_deletes_throttled_past_the_set_time_make_the_worker_unhealthy_until_the
     with FaultProxy(int(queues.endpoint.rsplit(":", 1)[1]), http=True) as proxy:
         env = {
             "SQS_ENDPOINT_URL": proxy.url,
-            "WORKER_HEARTBEAT_FILE": str(tmp_path / "heartbeat"),
+            "WORKER_LIVENESS_FILE": str(tmp_path / "liveness"),
             "WORKER_DELETE_FAILURE_SECONDS": "2",
         }
         worker = start_worker(env=env)

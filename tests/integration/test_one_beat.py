@@ -23,7 +23,7 @@ def _beat(start_process, tmp_path, name: str):
     env = {
         "PATH": processes.venv_path(),
         "BEAT_LEASE_SECONDS": str(LEASE),
-        "BEAT_HEARTBEAT_FILE": str(tmp_path / f"{name}.heartbeat"),
+        "BEAT_LIVENESS_FILE": str(tmp_path / f"{name}.liveness"),
     }
     handle = start_process(name, [str(REPO_ROOT / "bin" / "start-beat")], env=env)
     handle.extra["env"] = env

@@ -14,11 +14,11 @@ MAX_AGE = 25  # a successful long poll (20 s) must always fit in it
 
 
 def test_health_check_fails_while_sqs_is_cut_and_recovers_without_restart(client, start_worker, queues, tmp_path):
-    # GIVEN a worker that reaches SQS through a proxy we can cut, with its own heartbeat file
+    # GIVEN a worker that reaches SQS through a proxy we can cut, with its own liveness file
     proxy = TcpProxy(int(queues.endpoint.rsplit(":", 1)[1])).start()
     env = {
         "SQS_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}",
-        "WORKER_HEARTBEAT_FILE": str(tmp_path / "heartbeat"),
+        "WORKER_LIVENESS_FILE": str(tmp_path / "liveness"),
         "WORKER_HEALTH_MAX_AGE": str(MAX_AGE),
     }
     try:
@@ -50,10 +50,10 @@ def test_health_check_fails_while_sqs_is_cut_and_recovers_without_restart(client
         proxy.cut()
 
 
-def test_health_check_fails_without_a_heartbeat(tmp_path):
-    # GIVEN no worker ever wrote a heartbeat here
-    env = {"WORKER_HEARTBEAT_FILE": str(tmp_path / "none")}
+def test_health_check_fails_without_a_liveness_file(tmp_path):
+    # GIVEN no worker ever touched a liveness file here
+    env = {"WORKER_LIVENESS_FILE": str(tmp_path / "none")}
     # WHEN the check runs THEN it fails, saying why
     result = worker_health(env)
     assert result.returncode == 1
-    assert "no heartbeat" in result.stderr
+    assert "no liveness file" in result.stderr

@@ -17,7 +17,7 @@ from workers import delete_health
 
 @pytest.fixture(autouse=True)
 def own_health_files(tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKER_HEARTBEAT_FILE", str(tmp_path / "heartbeat"))
+    monkeypatch.setenv("WORKER_LIVENESS_FILE", str(tmp_path / "liveness"))
 
 
 def _access_denied(operation: str) -> ClientError:

@@ -15,8 +15,8 @@ from workers.delete_batches import DeleteBatches, PendingDelete
 
 @pytest.fixture(autouse=True)
 def own_health_files(tmp_path, monkeypatch):
-    """The delete-failure state file lives beside the heartbeat file: keep both in this test's directory."""
-    monkeypatch.setenv("WORKER_HEARTBEAT_FILE", str(tmp_path / "heartbeat"))
+    """The delete-failure state file lives beside the liveness file: keep both in this test's directory."""
+    monkeypatch.setenv("WORKER_LIVENESS_FILE", str(tmp_path / "liveness"))
 
 
 def hold(channel, n: int, queue: str = "default") -> list[int]:
@@ -294,7 +294,7 @@ def test_access_denied_makes_the_worker_unhealthy_at_once_and_a_success_heals_it
     # GIVEN deletes refused with AccessDenied twice, then allowed (the policy was fixed)
     from workers import delete_health, healthcheck
 
-    (tmp_path / "heartbeat").write_text(f"{time.time()}\n")  # a fresh poll: only deletes can fail the check
+    (tmp_path / "liveness").write_text(f"{time.time()}\n")  # a fresh poll: only deletes can fail the check
     client = FlakyClient(_denied(), failures=2)
     # (retries 1 s, then 2 s later: time enough, on a loaded machine, to read the health check in between)
     batches = DeleteBatches(client_for=lambda queue: client, window=0.01, backoff=1.0)

@@ -18,15 +18,15 @@ from workers import dependency_gate as gate_module
 from workers import healthcheck
 from workers.dependency_errors import DependencyDown
 from workers.dependency_gate import DependencyGate, dependency_down_message, pause_file, paused_in_parent
-from workers.health import Heartbeat
+from workers.health import Liveness
 
 
-class CountingHeartbeat:
+class CountingLiveness:
     def __init__(self):
-        self.beats = 0
+        self.touches = 0
 
-    def beat(self) -> None:
-        self.beats += 1
+    def touch(self) -> None:
+        self.touches += 1
 
 
 class ProbeScript:
@@ -46,9 +46,9 @@ class ProbeScript:
 
 
 @pytest.fixture(autouse=True)
-def heartbeat_file(tmp_path, monkeypatch):
-    path = tmp_path / "heartbeat"
-    monkeypatch.setenv("WORKER_HEARTBEAT_FILE", str(path))
+def liveness_file(tmp_path, monkeypatch):
+    path = tmp_path / "liveness"
+    monkeypatch.setenv("WORKER_LIVENESS_FILE", str(path))
     return path
 
 
@@ -58,7 +58,7 @@ def make_gate(probe: ProbeScript, *, first: float = 1, maximum: float = 5):
         probe=probe,
         first_delay=first,
         max_delay=maximum,
-        heartbeat=CountingHeartbeat(),
+        liveness=CountingLiveness(),
         wait=probe.wait,
         spawn=spawned.append,  # the probe thread's body, run by the test
     )
@@ -108,8 +108,8 @@ def test_close_probe_with_backoff_reopen_one_line_each(caplog):
     assert len(gate_lines(caplog)) == 2
     assert gate_lines(caplog)[1].startswith("dependency back: database answered after ")
     assert gate_lines(caplog)[1].endswith("(6 probe(s)): resumed receiving")
-    # AND the liveness heartbeat was kept fresh while it waited
-    assert gate.heartbeat.beats >= 6
+    # AND the liveness file was kept fresh while it waited
+    assert gate.liveness.touches >= 6
 
     # WHEN the database fails again later THEN the gate closes again (a new pause, a new line)
     assert gate.close("OperationalError: again") is True
@@ -130,14 +130,14 @@ def test_closed_again_right_after_a_reopen_it_waits_the_longest_delay_first():
     assert probe.waited == [1, 5]
 
 
-def test_a_long_wait_beats_the_heartbeat_every_few_seconds():
+def test_a_long_wait_touches_the_liveness_file_every_few_seconds():
     # GIVEN a gate whose next probe is 30 s away
     probe = ProbeScript(failures=0)
     gate, spawned = make_gate(probe, first=30, maximum=30)
     gate.close("OperationalError: refused")
-    # WHEN it waits THEN the heartbeat is beaten at least every BEAT_SECONDS (the health check stays fresh)
+    # WHEN it waits THEN the liveness file is touched at least every LIVENESS_SECONDS (the health check stays fresh)
     spawned[0]()
-    assert gate.heartbeat.beats >= 30 / gate_module.BEAT_SECONDS
+    assert gate.liveness.touches >= 30 / gate_module.LIVENESS_SECONDS
 
 
 def test_probe_delays_are_validated():
@@ -236,13 +236,13 @@ def test_the_main_process_closes_the_gate_and_hands_the_message_back(monkeypatch
     import api.jobs.tasks  # noqa: F401  (registers the tasks, as the worker's autodiscovery does)
     import api.newsletter.tasks  # noqa: F401
     from workers.celery_app import app
-    from workers.gate_request import GateRequest
+    from workers.registry.request import RegistryRequest
 
     gate, _spawned = make_gate(ProbeScript(failures=0))
     monkeypatch.setattr("workers.gate_request.dependency_gate", gate)
     task = app.tasks["jobs.record_effect"]
-    assert task.Request == "workers.gate_request:GateRequest"
-    Req = create_request_cls(GateRequest, task, mock.Mock(), "worker@test", None, app=app)
+    assert task.Request == "workers.registry.request:RegistryRequest"  # a GateRequest that also counts outcomes
+    Req = create_request_cls(RegistryRequest, task, mock.Mock(), "worker@test", None, app=app)
     on_reject, on_ack = mock.Mock(), mock.Mock()
     failures = []
     monkeypatch.setattr(task.backend, "mark_as_failure", lambda *a, **k: failures.append(a))
@@ -267,9 +267,9 @@ def test_the_main_process_closes_the_gate_and_hands_the_message_back(monkeypatch
 # --- health -------------------------------------------------------------------------------------------------
 
 
-def test_health_reports_dependency_down_and_stays_healthy(heartbeat_file):
-    # GIVEN a worker that polls (fresh heartbeat) and has paused on its database
-    Heartbeat("worker").beat()
+def test_health_reports_dependency_down_and_stays_healthy(liveness_file):
+    # GIVEN a worker that polls (fresh liveness file) and has paused on its database
+    Liveness("worker").touch()
     gate, _spawned = make_gate(ProbeScript(failures=0))
     gate.close("OperationalError: connection failed: Connection refused")
 
@@ -282,9 +282,9 @@ def test_health_reports_dependency_down_and_stays_healthy(heartbeat_file):
     assert "Connection refused" in message
 
 
-def test_a_stale_heartbeat_is_unhealthy_even_while_paused(heartbeat_file):
-    # GIVEN a paused worker whose heartbeat is old (its gate thread died, or the process hangs)
-    heartbeat_file.write_text(f"{time.time() - 1000:.3f}\n")
+def test_a_stale_liveness_file_is_unhealthy_even_while_paused(liveness_file):
+    # GIVEN a paused worker whose liveness file is old (its gate thread died, or the process hangs)
+    liveness_file.write_text(f"{time.time() - 1000:.3f}\n")
     gate, _spawned = make_gate(ProbeScript(failures=0))
     gate.close("OperationalError: refused")
     # WHEN checked THEN it is unhealthy, as any worker that stopped polling
@@ -292,9 +292,9 @@ def test_a_stale_heartbeat_is_unhealthy_even_while_paused(heartbeat_file):
     assert ok is False and "unhealthy" in message
 
 
-def test_a_pause_left_by_a_dead_process_is_ignored(heartbeat_file):
-    # GIVEN a pause file of a process that is gone, and a fresh heartbeat
-    Heartbeat("worker").beat()
+def test_a_pause_left_by_a_dead_process_is_ignored(liveness_file):
+    # GIVEN a pause file of a process that is gone, and a fresh liveness file
+    Liveness("worker").touch()
     pause_file().write_text(json.dumps({"dependency": "database", "since": time.time(), "pid": 2**22 + 12345}))
     # WHEN checked THEN the worker is plainly healthy, and a pool child does not think it is paused
     assert dependency_down_message() is None

@@ -1,4 +1,4 @@
-"""The heartbeat file and the health check command that reads it."""
+"""The liveness file and the health check command that reads it."""
 
 from __future__ import annotations
 
@@ -8,50 +8,64 @@ import time
 import pytest
 
 from workers import healthcheck
-from workers.health import Heartbeat
+from workers.health import Liveness, liveness_path
 
 
 @pytest.fixture
-def heartbeat_file(tmp_path, monkeypatch):
-    path = tmp_path / "heartbeat"
-    monkeypatch.setenv("WORKER_HEARTBEAT_FILE", str(path))
+def liveness_file(tmp_path, monkeypatch):
+    path = tmp_path / "liveness"
+    monkeypatch.setenv("WORKER_LIVENESS_FILE", str(path))
     monkeypatch.setenv("WORKER_HEALTH_MAX_AGE", "30")
     return path
 
 
-def test_fresh_heartbeat_is_healthy(heartbeat_file):
-    # GIVEN a heartbeat just written
-    Heartbeat("worker").beat()
+def test_fresh_liveness_file_is_healthy(liveness_file):
+    # GIVEN a liveness file just touched
+    Liveness("worker").touch()
     # WHEN checked THEN healthy, exit 0
     assert healthcheck.main(["worker"]) == 0
 
 
-def test_stale_heartbeat_is_unhealthy(heartbeat_file, capsys):
-    # GIVEN a heartbeat written 31 s ago (max 30)
-    heartbeat_file.write_text(f"{time.time() - 31}\n")
+def test_stale_liveness_file_is_unhealthy(liveness_file, capsys):
+    # GIVEN a liveness file touched 31 s ago (max 30)
+    liveness_file.write_text(f"{time.time() - 31}\n")
     # WHEN checked THEN unhealthy, exit 1, with the age and the limit
     assert healthcheck.main(["worker"]) == 1
     assert "max 30 s" in capsys.readouterr().err
 
 
-def test_missing_or_garbled_heartbeat_is_unhealthy(heartbeat_file):
+def test_missing_or_garbled_liveness_file_is_unhealthy(liveness_file, capsys):
     # GIVEN no file, then a garbled one THEN unhealthy both times
     assert healthcheck.main(["worker"]) == 1
-    heartbeat_file.write_text("not a time")
+    assert f"no liveness file at {liveness_file}" in capsys.readouterr().err
+    liveness_file.write_text("not a time")
     assert healthcheck.main(["worker"]) == 1
 
 
-def test_beats_are_throttled_and_clear_removes_the_file(heartbeat_file):
-    # GIVEN a heartbeat
-    heartbeat = Heartbeat("worker")
-    heartbeat.beat()
-    first = heartbeat_file.read_text()
-    # WHEN it beats again within a second THEN the file is not rewritten
-    heartbeat.beat()
-    assert heartbeat_file.read_text() == first
+def test_touches_are_throttled_tell_the_listeners_and_clear_removes_the_file(liveness_file):
+    # GIVEN a liveness file with a listener
+    liveness = Liveness("worker")
+    heard: list[float] = []
+    liveness.listeners.append(heard.append)
+    liveness.touch()
+    first = liveness_file.read_text()
+    # WHEN touched again within a second THEN the file is not rewritten and the listener not called again
+    liveness.touch()
+    assert liveness_file.read_text() == first
+    assert len(heard) == 1 and heard[0] == pytest.approx(float(first), abs=0.001)
     # WHEN cleared THEN the file is gone
-    heartbeat.clear()
-    assert not os.path.exists(heartbeat_file)
+    liveness.clear()
+    assert not os.path.exists(liveness_file)
+
+
+def test_the_old_documented_variable_still_names_the_file(tmp_path, monkeypatch):
+    # GIVEN a deployment that still sets the name the README documented before (WORKER_HEARTBEAT_FILE)
+    monkeypatch.delenv("WORKER_LIVENESS_FILE", raising=False)
+    monkeypatch.setenv("WORKER_HEARTBEAT_FILE", str(tmp_path / "old"))
+    # THEN it is honoured; and the new name wins when both are set
+    assert liveness_path("worker") == tmp_path / "old"
+    monkeypatch.setenv("WORKER_LIVENESS_FILE", str(tmp_path / "new"))
+    assert liveness_path("worker") == tmp_path / "new"
 
 
 def test_usage_error_is_exit_2():
