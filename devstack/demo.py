@@ -15,7 +15,7 @@ from workers.env import env_int, env_list
 from workers.envelope import EnvelopeError, decode_sqs_body
 from workers.topology import load_topology
 
-TERMINAL = {"succeeded", "failed", "publish_failed", "refused", "cancelled", "expired"}
+TERMINAL = {"succeeded", "failed", "dead_lettered", "publish_failed", "refused", "cancelled", "expired"}
 JOBS = [
     {"kind": "echo", "payload": {"message": "hello from the demo"}},
     {"kind": "echo", "payload": {"message": "to the high-priority queue"}, "queue": "high_priority"},
