@@ -1,10 +1,13 @@
-"""What a running task knows about the SQS delivery it came in: worker, receive count, replays, queue."""
+"""What a running task knows about the SQS delivery it came in (worker, receive count, replays, queue), and when
+its retry is due."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from typing import Any
+
+from celery.exceptions import Retry
 
 from lambdas.dlq_replay.replay import REPLAY_COUNT_HEADER
 
@@ -49,3 +52,14 @@ def delivery_of(request: Any) -> Delivery:
         receive_count=_receive_count(getattr(request, "properties", None)),
         replays=_int(getattr(request, REPLAY_COUNT_HEADER, 0)),
     )
+
+
+def retry_when(einfo: Any) -> Any:
+    """Retry.when (a countdown in seconds, or an ETA) from the einfo Celery passes to Task.on_retry: billiard 4
+    wraps the Retry in ExceptionWithTraceback (its `exc`). None if neither is found."""
+    seen = getattr(einfo, "exception", None)
+    for _ in range(2):
+        if isinstance(seen, Retry):
+            return seen.when
+        seen = getattr(seen, "exc", None)
+    return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from celery.exceptions import Ignore
 
 from workers.base_task import BaseTask
-from workers.delivery import delivery_of
+from workers.delivery import delivery_of, retry_when
 from workers.dependency_errors import handed_back_on_dependency_error
 
 
@@ -37,9 +37,9 @@ class JobTask(BaseTask):
         from api.jobs.services import job_mark_retrying
 
         if job_id := kwargs.get("job_id"):
-            retry_in = getattr(getattr(einfo, "exception", None), "when", None)  # celery.exceptions.Retry
+            worker = delivery_of(self.request).worker
             with handed_back_on_dependency_error():
-                job_mark_retrying(job_id=job_id, exc=exc, retry_in=retry_in, worker=delivery_of(self.request).worker)
+                job_mark_retrying(job_id=job_id, exc=exc, retry_in=retry_when(einfo), worker=worker)
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):
         from api.jobs.services import job_mark_failed

@@ -10,7 +10,7 @@ from kombu import Producer
 
 from lambdas.dlq_replay.replay import REPLAY_COUNT_HEADER
 from workers.celery_app import app
-from workers.delivery import delivery_of
+from workers.delivery import delivery_of, retry_when
 from workers.tasks import demo
 
 
@@ -59,3 +59,20 @@ def test_a_delivery_without_sqs_attributes_has_no_receive_count():
     delivery = delivery_of(context)
     assert delivery.receive_count is None
     assert delivery.replays == 0
+
+
+def test_on_retry_learns_when_the_retry_is_due_from_celerys_einfo():
+    # GIVEN the einfo Celery's trace builds for a Retry (celery.app.trace handle_retry: ExceptionInfo((type,
+    # Retry, tb)), which billiard wraps in ExceptionWithTraceback)
+    import sys
+
+    from billiard.einfo import ExceptionInfo
+    from celery.exceptions import Retry
+
+    try:
+        raise Retry(exc=RuntimeError("flaky"), when=6)
+    except Retry:
+        einfo = ExceptionInfo(sys.exc_info())
+    # THEN the countdown is found; an einfo without a Retry gives None
+    assert retry_when(einfo) == 6
+    assert retry_when(None) is None
