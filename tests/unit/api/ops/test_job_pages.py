@@ -121,3 +121,12 @@ def test_cancelling_a_running_job_from_the_page_is_refused_with_the_reason(staff
     assert response.status_code == 409
     assert f"job {job.pk} is running: only a job that has not started" in response.content.decode()
     assert Job.objects.get(pk=job.pk).state == JobState.RUNNING
+
+
+def test_a_job_running_on_its_last_receive_is_flagged(staff_client):
+    # GIVEN a job started on receive 2 of 2 (a kill now would send it to the DLQ unseen)
+    job = _job(JobState.RUNNING, receive_count=2)
+    # THEN its page says so; on receive 1 it does not
+    assert 'id="last-receive"' in staff_client.get(f"/ops/jobs/{job.pk}").content.decode()
+    Job.objects.filter(pk=job.pk).update(receive_count=1)
+    assert 'id="last-receive"' not in staff_client.get(f"/ops/jobs/{job.pk}").content.decode()
