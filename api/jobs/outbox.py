@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
@@ -55,17 +56,23 @@ def record(job_id: int, attempt: Attempt) -> None:
             When(state=JobState.PENDING, then=Value(JobState.QUEUED)),
             default=F("state"),
         )
-        if Job.objects.filter(pk=job_id, published_at__isnull=True).update(
-            state=state, published_at=now, next_publish_at=None, publish_error="", updated_at=now
-        ):
-            current = Job.objects.filter(pk=job_id).values_list("state", flat=True).first() or ""
-            JobEvent.objects.create(job_id=job_id, state=current, detail="published: SQS accepted the message")
+        with transaction.atomic():  # the change and its history entry: one commit
+            if Job.objects.filter(pk=job_id, published_at__isnull=True).update(
+                state=state, published_at=now, next_publish_at=None, publish_error="", updated_at=now
+            ):
+                current = Job.objects.filter(pk=job_id).values_list("state", flat=True).first() or ""
+                JobEvent.objects.create(job_id=job_id, state=current, detail="published: SQS accepted the message")
     elif attempt.refused is not None:
         logger.warning("job %s refused at publish: %s", job_id, attempt.refused)
-        if pending.update(
-            state=JobState.REFUSED, error=str(attempt.refused), next_publish_at=None, finished_at=now, updated_at=now
-        ):
-            JobEvent.objects.create(job_id=job_id, state=JobState.REFUSED, detail=str(attempt.refused)[:500])
+        with transaction.atomic():
+            if pending.update(
+                state=JobState.REFUSED,
+                error=str(attempt.refused),
+                next_publish_at=None,
+                finished_at=now,
+                updated_at=now,
+            ):
+                JobEvent.objects.create(job_id=job_id, state=JobState.REFUSED, detail=str(attempt.refused)[:500])
     else:
         pending.update(publish_error=attempt.error or "", updated_at=now)
 

@@ -91,6 +91,16 @@ def job_event(job_id: int, state: str, detail: str = "", worker: str = "") -> No
     JobEvent.objects.create(job_id=job_id, state=state, detail=detail[:500], worker=worker[:255])
 
 
+def _set_and_record(job_id: int, query, fields: dict, *, state: str, detail: str, worker: str = "") -> bool:
+    """The compare-and-set `query.update(**fields)` and its history entry in one transaction: one commit per
+    report, as before the history existed. The UPDATE comes first, so SQLite takes its write lock at once."""
+    with transaction.atomic():
+        if not query.update(**fields):
+            return False
+        job_event(job_id, state, detail, worker)
+    return True
+
+
 def exception_summary(exc: BaseException) -> str:
     """The one line kept in Job.error (the queues page groups DLQ messages by it)."""
     return f"{type(exc).__name__}: {exc}"[:ERROR_CHARS]
@@ -108,14 +118,13 @@ def job_cancel(*, job_id: int) -> Job | None:
     A Job running or finished keeps its state; the caller tells by reading it.
     """
     now = timezone.now()
-    with transaction.atomic():
-        seen = Job.objects.filter(pk=job_id).values_list("state", flat=True).first()
-        if seen in CANCELLABLE:
-            changed = Job.objects.filter(pk=job_id, state=seen).update(
-                state=JobState.CANCELLED, next_publish_at=None, next_attempt_at=None, finished_at=now, updated_at=now
-            )
-            if changed:
-                job_event(job_id, JobState.CANCELLED, f"cancelled while {seen}")
+    seen = Job.objects.filter(pk=job_id).values_list("state", flat=True).first()
+    if seen in CANCELLABLE:  # compare-and-set on the state seen: a worker that started it meanwhile wins
+        fields = dict(
+            state=JobState.CANCELLED, next_publish_at=None, next_attempt_at=None, finished_at=now, updated_at=now
+        )
+        query = Job.objects.filter(pk=job_id, state=seen)
+        _set_and_record(job_id, query, fields, state=JobState.CANCELLED, detail=f"cancelled while {seen}")
     return Job.objects.filter(pk=job_id).first()
 
 
@@ -148,13 +157,14 @@ def job_mark_started(*, job_id: int, delivery: Delivery) -> bool:
             fields.update(replays=delivery.replays, replayed_at=now)
         if job.state in STARTABLE:
             fields.update(state=JobState.RUNNING, next_attempt_at=None, finished_at=None)
-        if Job.objects.filter(pk=job_id, state=job.state).update(**fields):
-            detail = f"started, receive {delivery.receive_count or '?'}"
-            if replayed:
-                detail += f", replayed ×{delivery.replays}"
-            if job.state not in STARTABLE:
-                detail = f"duplicate delivery {detail} (stays {job.state})"
-            job_event(job_id, fields.get("state", job.state), detail, delivery.worker)
+        detail = f"started, receive {delivery.receive_count or '?'}"
+        if replayed:
+            detail += f", replayed ×{delivery.replays}"
+        if job.state not in STARTABLE:
+            detail = f"duplicate delivery {detail} (stays {job.state})"
+        query = Job.objects.filter(pk=job_id, state=job.state)
+        state = fields.get("state", job.state)
+        if _set_and_record(job_id, query, fields, state=state, detail=detail, worker=delivery.worker):
             return True
     return True
 
@@ -171,34 +181,25 @@ def _record_cancel_honoured(job_id: int, delivery: Delivery) -> None:
         delivery.queue,
         detail,
     )
-    DiscardedMessage.objects.create(
-        task_id=task_id,
-        task_name=delivery.task_name,
-        queue=delivery.queue,
-        reason=DiscardReason.CANCELLED,
-        detail=detail,
-    )
-    job_event(job_id, JobState.CANCELLED, "received after its cancel: deleted without running", delivery.worker)
+    with transaction.atomic():
+        DiscardedMessage.objects.create(
+            task_id=task_id,
+            task_name=delivery.task_name,
+            queue=delivery.queue,
+            reason=DiscardReason.CANCELLED,
+            detail=detail,
+        )
+        job_event(job_id, JobState.CANCELLED, "received after its cancel: deleted without running", delivery.worker)
 
 
 def job_mark_succeeded(*, job_id: int, result: object) -> None:
     now = timezone.now()
-    changed = (
-        Job.objects.filter(pk=job_id)
-        .exclude(state__in=NEVER_SUCCEEDS)
-        .update(
-            state=JobState.SUCCEEDED,
-            result=result,
-            error="",
-            traceback="",
-            next_attempt_at=None,
-            finished_at=now,
-            updated_at=now,
-        )
+    fields = dict(
+        state=JobState.SUCCEEDED, result=result, error="", traceback="", next_attempt_at=None, finished_at=now
     )
-    job_event(
-        job_id, JobState.SUCCEEDED if changed else _state_of(job_id), "succeeded" if changed else "duplicate success"
-    )
+    query = Job.objects.filter(pk=job_id).exclude(state__in=NEVER_SUCCEEDS)
+    if not _set_and_record(job_id, query, {**fields, "updated_at": now}, state=JobState.SUCCEEDED, detail="succeeded"):
+        job_event(job_id, _state_of(job_id), "duplicate success")
 
 
 def job_mark_retrying(*, job_id: int, exc: BaseException, retry_in: object = None, worker: str = "") -> None:
@@ -206,17 +207,18 @@ def job_mark_retrying(*, job_id: int, exc: BaseException, retry_in: object = Non
     now = timezone.now()
     next_attempt_at = _when(retry_in, now)
     error = exception_summary(exc)
-    changed = Job.objects.filter(pk=job_id, state__in=UNFINISHED).update(
+    fields = dict(
         state=JobState.RETRYING,
         error=error,
         traceback=short_traceback(exc),
         next_attempt_at=next_attempt_at,
         updated_at=now,
     )
-    if changed:
-        due = f" at {next_attempt_at:%H:%M:%S}" if next_attempt_at else ""
-        job_event(job_id, JobState.RETRYING, f"{error}; retry{due}", worker)
-    else:
+    due = f" at {next_attempt_at:%H:%M:%S}" if next_attempt_at else ""
+    query = Job.objects.filter(pk=job_id, state__in=UNFINISHED)
+    if not _set_and_record(
+        job_id, query, fields, state=JobState.RETRYING, detail=f"{error}; retry{due}", worker=worker
+    ):
         job_event(job_id, _state_of(job_id), f"late retry report ignored: {error}", worker)
 
 
@@ -238,12 +240,10 @@ def job_mark_failed(
         fields.update(state=JobState.DEAD_LETTERED, dead_lettered_at=now, dlq_receive_count=count)
     else:
         fields.update(state=JobState.FAILED)
-    changed = Job.objects.filter(pk=job_id, state__in=UNFINISHED).update(**fields)
     of = f"receive {count if count is not None else '?'} of {max_receive_count or '?'}"
-    if changed:
-        detail = f"{error}; {of}" + ("; SQS moves it to the DLQ" if last else "; SQS delivers it again")
-        job_event(job_id, fields["state"], detail, delivery.worker)
-    else:
+    detail = f"{error}; {of}" + ("; SQS moves it to the DLQ" if last else "; SQS delivers it again")
+    query = Job.objects.filter(pk=job_id, state__in=UNFINISHED)
+    if not _set_and_record(job_id, query, fields, state=fields["state"], detail=detail, worker=delivery.worker):
         job_event(job_id, _state_of(job_id), f"late failure report ignored: {error}; {of}", delivery.worker)
 
 
@@ -251,11 +251,12 @@ def job_mark_expired(*, job_id: int, detail: str = "") -> None:
     """A worker deleted the Job's message unrun because its `expires` had passed. A Job already finished (by an
     earlier copy of the message) keeps its outcome."""
     now = timezone.now()
-    changed = Job.objects.filter(pk=job_id, finished_at__isnull=True).update(
+    fields = dict(
         state=JobState.EXPIRED, error=f"expired: {detail}" if detail else "expired", finished_at=now, updated_at=now
     )
-    if changed:
-        job_event(job_id, JobState.EXPIRED, f"deleted unrun: {detail}" if detail else "deleted unrun")
+    query = Job.objects.filter(pk=job_id, finished_at__isnull=True)
+    what = f"deleted unrun: {detail}" if detail else "deleted unrun"
+    _set_and_record(job_id, query, fields, state=JobState.EXPIRED, detail=what)
 
 
 def _max_receive_count(job_id: int) -> int | None:
