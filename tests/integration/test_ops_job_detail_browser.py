@@ -69,6 +69,7 @@ def test_the_detail_of_a_job_that_went_to_the_dlq_and_was_replayed(
     with chromium_page(tmp_path / "chromium-profile") as page:
         # WHEN the operator lists the dead-lettered jobs and opens this one
         _log_in(page, f"{api_url}/ops/jobs?state=dead_lettered")
+        page.screenshot(path=str(ARTIFACTS / "jobs-list-dead-lettered.png"), full_page=True)
         page.click(f'#jobs tr[data-job="{job_id}"] a')
         page.wait_for_url(f"{api_url}/ops/jobs/{job_id}")
 
