@@ -54,6 +54,21 @@ def delivery_of(request: Any) -> Delivery:
     )
 
 
+def delivery_of_request(request: Any) -> Delivery:
+    """The Delivery of a celery.worker.request.Request, in the worker's main process (which keeps the kombu
+    message): the pool process it ran in, if it was given one."""
+    message = getattr(request, "message", None)
+    info = getattr(request, "delivery_info", None) or {}
+    return Delivery(
+        hostname=getattr(request, "hostname", None) or "",
+        pid=getattr(request, "worker_pid", None),
+        task_name=getattr(request, "task_name", None) or "",
+        queue=info.get("routing_key") or "",
+        receive_count=_receive_count(getattr(message, "properties", None)),
+        replays=_int((getattr(message, "headers", None) or {}).get(REPLAY_COUNT_HEADER, 0)),
+    )
+
+
 def retry_when(einfo: Any) -> Any:
     """Retry.when (a countdown in seconds, or an ETA) from the einfo Celery passes to Task.on_retry: billiard 4
     wraps the Retry in ExceptionWithTraceback (its `exc`). None if neither is found."""

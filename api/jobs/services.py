@@ -247,6 +247,34 @@ def job_mark_failed(
         job_event(job_id, _state_of(job_id), f"late failure report ignored: {error}; {of}", delivery.worker)
 
 
+def job_mark_run_lost(*, job_id: int, exc: BaseException, delivery: Delivery) -> None:
+    """The pool process running the Job died (no handler ran in it) and Celery handed the message back: on the
+    last receive its queue allows, SQS moves it to the DLQ at the next receive, so the Job is `dead_lettered`;
+    before that it is delivered again (its next start says so), and only the history records the loss."""
+    error = exception_summary(exc)
+    count = delivery.receive_count
+    max_receive_count = _max_receive_count(job_id)
+    of = f"receive {count if count is not None else '?'} of {max_receive_count or '?'}"
+    if count is None or max_receive_count is None or count < max_receive_count:
+        job_event(job_id, _state_of(job_id), f"run lost: {error}; {of}; SQS delivers it again", delivery.worker)
+        return
+    now = timezone.now()
+    fields = dict(
+        state=JobState.DEAD_LETTERED,
+        error=error,
+        traceback="",
+        dead_lettered_at=now,
+        dlq_receive_count=count,
+        next_attempt_at=None,
+        finished_at=now,
+        updated_at=now,
+    )
+    query = Job.objects.filter(pk=job_id, state=JobState.RUNNING)
+    detail = f"run lost: {error}; {of}; SQS moves it to the DLQ"
+    if not _set_and_record(job_id, query, fields, state=JobState.DEAD_LETTERED, detail=detail, worker=delivery.worker):
+        job_event(job_id, _state_of(job_id), f"late lost-run report ignored: {error}; {of}", delivery.worker)
+
+
 def job_mark_expired(*, job_id: int, detail: str = "") -> None:
     """A worker deleted the Job's message unrun because its `expires` had passed. A Job already finished (by an
     earlier copy of the message) keeps its outcome."""

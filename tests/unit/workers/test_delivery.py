@@ -10,7 +10,7 @@ from kombu import Producer
 
 from lambdas.dlq_replay.replay import REPLAY_COUNT_HEADER
 from workers.celery_app import app
-from workers.delivery import delivery_of, retry_when
+from workers.delivery import delivery_of, delivery_of_request, retry_when
 from workers.tasks import demo
 
 
@@ -76,3 +76,13 @@ def test_on_retry_learns_when_the_retry_is_due_from_celerys_einfo():
     # THEN the countdown is found; an einfo without a Retry gives None
     assert retry_when(einfo) == 6
     assert retry_when(None) is None
+
+
+def test_the_main_process_reads_the_same_delivery_from_its_request(make_channel):
+    # GIVEN a replayed task message received once, as the worker's main process holds it
+    channel, _ = make_channel()
+    request = _received_request(channel, **{REPLAY_COUNT_HEADER: 1})
+    # THEN it reads the receive count and the counter from the kombu message
+    delivery = delivery_of_request(request)
+    assert (delivery.receive_count, delivery.replays, delivery.hostname) == (1, 1, "celery@test-host")
+    assert (delivery.task_name, delivery.queue) == ("jobs.echo", "default")

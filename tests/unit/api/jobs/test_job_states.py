@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from billiard.exceptions import WorkerLostError
 from django.utils import timezone
 
 from api.jobs.models import Job, JobState
@@ -18,6 +19,7 @@ from api.jobs.services import (
     job_mark_expired,
     job_mark_failed,
     job_mark_retrying,
+    job_mark_run_lost,
     job_mark_started,
     job_mark_succeeded,
 )
@@ -299,3 +301,32 @@ def test_a_start_that_wins_the_race_makes_the_cancel_refuse():
     job = _job(JobState.QUEUED)
     job_mark_started(job_id=job.pk, delivery=_delivery())
     assert job_cancel(job_id=job.pk).state == JobState.RUNNING
+
+
+# --- a run lost with its pool process (recorded by the worker's main process) ---------------------------
+
+
+def test_a_run_lost_before_the_last_receive_is_only_history():
+    # GIVEN a Job running on receive 1 of 2 WHEN its pool process dies
+    job = _job(JobState.RUNNING)
+    job_mark_run_lost(job_id=job.pk, exc=WorkerLostError("exited prematurely"), delivery=_delivery(receive_count=1))
+    # THEN it stays running (SQS delivers it again, and that start says so); the history has the loss
+    job.refresh_from_db()
+    assert job.state == JobState.RUNNING
+    assert "run lost: WorkerLostError: exited prematurely; receive 1 of 2" in job.events.get().detail
+
+
+def test_a_run_lost_on_the_last_receive_is_dead_lettered():
+    job = _job(JobState.RUNNING)
+    job_mark_run_lost(job_id=job.pk, exc=WorkerLostError("signal 9"), delivery=_delivery(receive_count=2))
+    job.refresh_from_db()
+    assert job.state == JobState.DEAD_LETTERED and job.dlq_receive_count == 2
+    assert job.error == "WorkerLostError: signal 9"
+
+
+def test_a_late_lost_run_does_not_regress_a_success():
+    # GIVEN a Job a duplicate copy finished WHEN the other copy's pool process is reported lost on receive 2
+    job = _job(JobState.SUCCEEDED)
+    job_mark_run_lost(job_id=job.pk, exc=WorkerLostError("signal 9"), delivery=_delivery(receive_count=2))
+    # THEN it stays succeeded
+    assert Job.objects.get(pk=job.pk).state == JobState.SUCCEEDED
