@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 
 def record_lost_run(request: Request, exc: BaseException) -> None:
-    """The pool process running a Job's task died (killed, out of memory, a hard time limit): no handler ran in
+    """The pool process running a Job's task died (killed, out of memory) or hit its hard time limit: no handler ran in
     it, and Celery hands the message back. On the last receive its queue allows, that sends it to the DLQ.
     A database error is logged, never raised: this runs on the worker's event loop."""
     job_id = (request.kwargs or {}).get("job_id") if isinstance(request.kwargs, dict) else None
