@@ -1,4 +1,4 @@
-"""The jobs app; its ready() runs the publish-side start-up checks."""
+"""The jobs app; its ready() runs the publish-side start-up checks and connects the Job's receivers."""
 
 from django.apps import AppConfig
 
@@ -20,3 +20,8 @@ class JobsConfig(AppConfig):
         )
         if problems:
             raise StartupRefused(problems)
+
+        from api.jobs.receivers import job_run_lost
+        from workers.gate_request import run_lost
+
+        run_lost.connect(job_run_lost, dispatch_uid="jobs.job_run_lost")
