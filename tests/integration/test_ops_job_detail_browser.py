@@ -28,7 +28,7 @@ def api_url(transactional_db, start_process) -> str:
     port = processes.free_port()
     start_process(
         "api",
-        [sys.executable, "-m", "gunicorn", "api.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2"],
+        [sys.executable, "-m", "gunicorn", "api.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2", "--no-control-socket"],
         ready="Booting worker",
     )
     return f"http://127.0.0.1:{port}"
