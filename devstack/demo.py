@@ -15,7 +15,7 @@ from core.topology import load_topology
 from devstack.local_env import apply_local_defaults, sqs_endpoint
 from devstack.queues import sqs_client
 
-TERMINAL = {"succeeded", "failed", "publish_failed", "refused", "cancelled", "expired"}
+TERMINAL = {"succeeded", "failed", "dead_lettered", "publish_failed", "refused", "cancelled", "expired"}
 JOBS = [
     {"kind": "echo", "payload": {"message": "hello from the demo"}},
     {"kind": "echo", "payload": {"message": "to the high-priority queue"}, "queue": "high_priority"},

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sys
 
-STRANDED_STATES = ("queued", "running", "retrying")  # their message was in SQS, which the fresh emulator is not
+# Their message was in SQS, which the fresh emulator is not.
+STRANDED_STATES = ("queued", "delayed", "running", "retrying")
 
 
 def stranded_jobs() -> dict[str, int]:

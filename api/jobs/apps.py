@@ -25,3 +25,8 @@ class JobsConfig(AppConfig):
         from workers.discards import message_discarded
 
         message_discarded.connect(job_expire_on_discard, dispatch_uid="jobs.job_expire_on_discard")
+
+        from api.jobs.receivers import job_run_lost
+        from workers.gate_request import run_lost
+
+        run_lost.connect(job_run_lost, dispatch_uid="jobs.job_run_lost")

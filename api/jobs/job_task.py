@@ -1,8 +1,12 @@
-"""A base task that records its Job's state (running, retrying, succeeded, failed) in the database."""
+"""A base task that records its Job's state (running, retrying, succeeded, failed, in the DLQ) in the database,
+and does not run a Job cancelled before it started."""
 
 from __future__ import annotations
 
+from celery.exceptions import Ignore
+
 from workers.base_task import BaseTask
+from workers.delivery import delivery_of, retry_when
 from workers.dependency_errors import handed_back_on_dependency_error
 
 
@@ -18,7 +22,9 @@ class JobTask(BaseTask):
         super().before_start(task_id, args, kwargs)
         if job_id := kwargs.get("job_id"):
             with handed_back_on_dependency_error():
-                job_mark_started(job_id=job_id, task_id=task_id)
+                run = job_mark_started(job_id=job_id, delivery=delivery_of(self.request))
+            if not run:  # cancelled: Celery acks (deletes) an ignored task's message; the discard is recorded
+                raise Ignore(f"job {job_id} was cancelled before it started")
 
     def on_success(self, retval, task_id, args, kwargs):
         from api.jobs.services import job_mark_succeeded
@@ -31,12 +37,13 @@ class JobTask(BaseTask):
         from api.jobs.services import job_mark_retrying
 
         if job_id := kwargs.get("job_id"):
+            worker = delivery_of(self.request).worker
             with handed_back_on_dependency_error():
-                job_mark_retrying(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
+                job_mark_retrying(job_id=job_id, exc=exc, retry_in=retry_when(einfo), worker=worker)
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):
         from api.jobs.services import job_mark_failed
 
         if job_id := kwargs.get("job_id"):
             with handed_back_on_dependency_error():
-                job_mark_failed(job_id=job_id, error=f"{type(exc).__name__}: {exc}")
+                job_mark_failed(job_id=job_id, exc=exc, delivery=delivery_of(self.request))

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from api.jobs.models import Job, JobState
+from api.jobs.models import Job, JobEvent, JobState
 from api.jobs.publisher import Attempt, Publish, publish_within_budget, send_job_task
 
 logger = logging.getLogger(__name__)
@@ -48,19 +49,30 @@ def record(job_id: int, attempt: Attempt) -> None:
     now = timezone.now()
     pending = Job.objects.filter(pk=job_id, state=JobState.PENDING)
     if attempt.published:
-        # One statement: a pending Job becomes queued; one a fast worker already started keeps its state.
-        Job.objects.filter(pk=job_id, published_at__isnull=True).update(
-            state=Case(When(state=JobState.PENDING, then=Value(JobState.QUEUED)), default=F("state")),
-            published_at=now,
-            next_publish_at=None,
-            publish_error="",
-            updated_at=now,
+        # One statement: a pending Job becomes queued (delayed while its countdown runs); one a fast worker
+        # already started, or a cancel reached, keeps its state.
+        state = Case(
+            When(state=JobState.PENDING, due_at__gt=now, then=Value(JobState.DELAYED)),
+            When(state=JobState.PENDING, then=Value(JobState.QUEUED)),
+            default=F("state"),
         )
+        with transaction.atomic():  # the change and its history entry: one commit
+            if Job.objects.filter(pk=job_id, published_at__isnull=True).update(
+                state=state, published_at=now, next_publish_at=None, publish_error="", updated_at=now
+            ):
+                current = Job.objects.filter(pk=job_id).values_list("state", flat=True).first() or ""
+                JobEvent.objects.create(job_id=job_id, state=current, detail="published: SQS accepted the message")
     elif attempt.refused is not None:
         logger.warning("job %s refused at publish: %s", job_id, attempt.refused)
-        pending.update(
-            state=JobState.REFUSED, error=str(attempt.refused), next_publish_at=None, finished_at=now, updated_at=now
-        )
+        with transaction.atomic():
+            if pending.update(
+                state=JobState.REFUSED,
+                error=str(attempt.refused),
+                next_publish_at=None,
+                finished_at=now,
+                updated_at=now,
+            ):
+                JobEvent.objects.create(job_id=job_id, state=JobState.REFUSED, detail=str(attempt.refused)[:500])
     else:
         pending.update(publish_error=attempt.error or "", updated_at=now)
 

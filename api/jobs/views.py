@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from api.jobs.auth import token_required
 from api.jobs.kinds import JobInputError, parse_job_request
 from api.jobs.models import Job, JobState
-from api.jobs.services import job_cancel, job_submit
+from api.jobs.services import CANCELLABLE, job_cancel, job_submit
 from workers.publish_guards import PayloadTooLarge, PublishRefused
 
 logger = logging.getLogger(__name__)
@@ -73,14 +73,18 @@ def _accepted(job: Job) -> dict:
 @token_required
 @require_POST
 def job_cancel_view(request: HttpRequest, job_id: int) -> JsonResponse:
-    """Cancel a Job its relay has not published yet; 409 once it has been (or has ended otherwise)."""
+    """Cancel a Job not yet started (pending, queued, delayed, retrying); 409 once it runs or has ended."""
     job = job_cancel(job_id=job_id)
     if job is None:
         return _error(404, f"no job {job_id}")
     if job.state != JobState.CANCELLED:
-        message = f"job {job_id} is {job.state}: only a pending job (not yet published) can be cancelled"
-        return _error(409, message, job=job.as_dict())
+        return _error(409, cancel_refusal(job), job=job.as_dict())
     return JsonResponse(job.as_dict())
+
+
+def cancel_refusal(job: Job) -> str:
+    cancellable = ", ".join(sorted(CANCELLABLE))
+    return f"job {job.pk} is {job.state}: only a job that has not started ({cancellable}) can be cancelled"
 
 
 @token_required

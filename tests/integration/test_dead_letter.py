@@ -34,8 +34,10 @@ def test_failing_task_reaches_its_dlq_after_retries_and_receives(client, start_w
     assert envelope.task_id == task_id
     assert envelope.headers["retries"] == max_retries
     # AND it ran once, then once per retry, then once per further receive of its last message
-    job = wait_for_job(job_id, {"failed"})
+    job = wait_for_job(job_id, {"dead_lettered"})
     assert job.attempts == 1 + max_retries + (max_receives - 1)
+    # AND the Job says so: it failed on its last allowed receive, which the worker read from SQS
+    assert job.dlq_receive_count == max_receives and job.dead_lettered_at is not None
     assert "boom" in job.error
     assert queues.drained("default")
 

@@ -39,7 +39,7 @@ def test_failed_task_is_replayed_after_the_fix(client, start_worker, queues):
     response = post_job(client, kind="fail", payload={"message": "bug #42"})
     job_id, task_id = response.json()["job_id"], response.json()["task_id"]
     processes.wait_for(lambda: queues.dlq_depth("default")["visible"] == 1, timeout=90, what="the DLQ")
-    attempts_before = wait_for_job(job_id, {"failed"}).attempts
+    attempts_before = wait_for_job(job_id, {"dead_lettered"}).attempts
 
     # WHEN an operator rehearses the replay locally (dry run, the default)
     report = _dry_run("default")
@@ -64,6 +64,7 @@ def test_failed_task_is_replayed_after_the_fix(client, start_worker, queues):
     assert job.result == {"fixed": True, "message": "bug #42"}
     assert job.task_id == task_id
     assert job.attempts == attempts_before + 1
+    assert job.replays == 1  # the worker read the replay Lambda's counter
     # AND the DLQ and the queue are empty
     processes.wait_for(lambda: queues.total("default") == 0, timeout=15, what="the queue to drain")
     assert sum(queues.dlq_depth("default").values()) == 0

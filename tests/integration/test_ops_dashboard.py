@@ -59,7 +59,7 @@ def test_operator_replays_a_failed_job_from_the_dlq_row(
     broken = start_worker()
     job_id = post_job(client, kind="fail", payload={"message": "bug #7"}).json()["job_id"]
     processes.wait_for(lambda: queues.dlq_depth("default")["visible"] == 1, timeout=90, what="the DLQ")
-    wait_for_job(job_id, {"failed"})
+    wait_for_job(job_id, {"dead_lettered"})
     # AND the fix deployed (a worker without the failure replaces the broken one), and a staff account
     processes.stop(broken.proc, grace=10)
     start_worker(env={"DEMO_FAILURES_FIXED": "true"})
@@ -74,7 +74,7 @@ def test_operator_replays_a_failed_job_from_the_dlq_row(
         # THEN the default queue's DLQ row shows the message, the failed job is listed
         dlq = _cell(page, "default", "td.dlq")
         dlq.filter(has_text="1").wait_for(timeout=WAIT_MS)
-        page.locator(f'#jobs tr[data-job="{job_id}"] td.state', has_text="failed").wait_for(timeout=WAIT_MS)
+        page.locator(f'#jobs tr[data-job="{job_id}"] td.state', has_text="dead_lettered").wait_for(timeout=WAIT_MS)
 
         # WHEN they preview the replay from the DLQ row
         _cell(page, "default", "button.preview").click()

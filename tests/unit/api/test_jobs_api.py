@@ -301,18 +301,31 @@ def test_a_pending_job_can_be_cancelled(client, transactional_db, no_broker):
     assert job.finished_at is not None
 
 
-def test_a_published_job_cannot_be_cancelled(client, transactional_db, moto_broker):
-    # GIVEN a job SQS took
-    job_id = _post(client, {"kind": "echo", "payload": {"message": "hi"}}).json()["job_id"]
-    # WHEN it is cancelled
-    response = client.post(f"/api/jobs/{job_id}/cancel")
-    # THEN 409 with a clear JSON error, and the Job is unchanged
-    assert response.status_code == 409
-    assert response["Content-Type"] == "application/json"
-    assert response.json()["error"] == (
-        f"job {job_id} is queued: only a pending job (not yet published) can be cancelled"
+def test_a_queued_job_can_be_cancelled_and_a_running_one_cannot(client, transactional_db, moto_broker):
+    # GIVEN a job SQS took, and one a worker started
+    queued = _post(client, {"kind": "echo", "payload": {"message": "hi"}}).json()["job_id"]
+    running = _post(client, {"kind": "echo", "payload": {"message": "hi"}}).json()["job_id"]
+    Job.objects.filter(pk=running).update(state=JobState.RUNNING)
+    # WHEN each is cancelled
+    cancelled, refused = client.post(f"/api/jobs/{queued}/cancel"), client.post(f"/api/jobs/{running}/cancel")
+    # THEN the queued one is cancelled (its worker will delete it unrun)
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
+    # AND the running one is 409 with a clear JSON error, unchanged
+    assert refused.status_code == 409
+    assert refused["Content-Type"] == "application/json"
+    assert refused.json()["error"] == (
+        f"job {running} is running: only a job that has not started (delayed, pending, queued, retrying) can be "
+        "cancelled"
     )
-    assert Job.objects.get(pk=job_id).state == JobState.QUEUED
+    assert refused.json()["job"]["state"] == "running"
+    assert Job.objects.get(pk=running).state == JobState.RUNNING
+
+
+def test_cancelling_a_cancelled_job_again_answers_it_as_it_is(client, db):
+    # GIVEN a cancelled job WHEN it is cancelled again THEN 200, still cancelled (a retried request is harmless)
+    job = Job.objects.create(kind="echo", payload={}, queue="default", state=JobState.CANCELLED)
+    response = client.post(f"/api/jobs/{job.pk}/cancel")
+    assert response.status_code == 200 and response.json()["state"] == "cancelled"
 
 
 def test_cancel_of_a_missing_job_is_404(client, db):

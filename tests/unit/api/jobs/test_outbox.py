@@ -188,9 +188,9 @@ def test_a_publish_past_the_budget_returns_and_its_late_outcome_is_recorded(tran
     assert Job.objects.get(pk=job.pk).state == JobState.QUEUED
 
 
-@pytest.mark.parametrize("state", [JobState.QUEUED, JobState.RUNNING, JobState.SUCCEEDED, JobState.REFUSED])
-def test_only_a_pending_job_can_be_cancelled(db, state):
-    # GIVEN a Job past pending
+@pytest.mark.parametrize("state", [JobState.RUNNING, JobState.SUCCEEDED, JobState.REFUSED])
+def test_a_job_started_or_finished_cannot_be_cancelled(db, state):
+    # GIVEN a Job past pending, started or finished (tests/unit/api/jobs/test_job_states.py: every state)
     [job] = _due_jobs(1)
     Job.objects.filter(pk=job.pk).update(state=state)
     # WHEN it is cancelled THEN it keeps its state
