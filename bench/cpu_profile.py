@@ -175,7 +175,7 @@ def top_entries(collapsed: Path, *, main_pid: int) -> dict[str, Any]:
             "samples": n,
             "self": [[f, round(100 * c / n, 1)] for f, c in per["self"].most_common(TOP)],
             # Leaving out the frames under which (nearly) everything runs: the entry point, the pool's bootstrap.
-            "total": [[f, round(100 * c / n, 1)] for f, c in per["total"].most_common() if c < 0.97 * n][: TOP * 2],
+            "total": [[f, round(100 * c / n, 1)] for f, c in per["total"].most_common() if c < 0.97 * n][: TOP * 4],
         }
     return result
 
