@@ -38,7 +38,9 @@ CONCURRENCY = 2
 SHALLOW = 100  # messages in the queue before the next slice is published
 SLICE = 50
 READY_TIMEOUT = 180  # seconds for both workers' first " ready." and first successful poll (a loaded machine)
-ETA_AHEAD_SECONDS = 45  # a stock producer's ETA is 45 to 90 s ahead (well past the soak's 6 s visibility)
+# A stock producer's ETA is SOAK_ETA_AHEAD_SECONDS (45) to twice that ahead, well past the soak's 6 s visibility.
+# The soak cannot end before the last one is due: a shorter soak (the suite's) asks for less.
+ETA_AHEAD_SECONDS = 45
 PUBLISH_ATTEMPTS = 5  # a publish that fails (the proxy's faults) is sent again with the same task id
 
 
@@ -153,6 +155,7 @@ def main() -> int:
     # Long enough that a kill usually lands mid-task: the worker drains 20 ms tasks too fast to be hit.
     task_seconds = env_float("SOAK_TASK_SECONDS", 0.2)
     timeout = env_int("SOAK_TIMEOUT", max(1200, tasks))
+    eta_ahead = env_float("SOAK_ETA_AHEAD_SECONDS", ETA_AHEAD_SECONDS)
     use_proxy = env_int("SOAK_FAULTS", 1) != 0
     settings_ = chaos_settings()
     seed = env_int("SOAK_SEED", 1)
@@ -219,7 +222,7 @@ def main() -> int:
                 # A stock Celery producer's ETA (a header, no DelaySeconds), further ahead than the visibility:
                 # the worker must hop it back into SQS rather than hold it. Far enough ahead that it is not yet
                 # due when a worker reaches it behind the SHALLOW messages already queued.
-                eta = datetime.now(UTC) + timedelta(seconds=ETA_AHEAD_SECONDS + eta_rng.uniform(0, ETA_AHEAD_SECONDS))
+                eta = datetime.now(UTC) + timedelta(seconds=eta_ahead + eta_rng.uniform(0, eta_ahead))
                 publish_stock_eta(endpoint, urls["default"], task_id, key=task_id[:8], seconds=task_seconds, eta=eta)
                 say(f"soak: {task_id} published by a stock producer, due {eta:%H:%M:%S,%f}"[:-3])
                 return

@@ -18,6 +18,7 @@ from devstack import processes
 from devstack.processes import REPO_ROOT
 from devstack.queues import queue_depth, sqs_client
 from devstack.stack import LocalStack, Proc, Processes, local_stack
+from tests.integration.browser import live_api, staff_user  # noqa: F401 (fixtures for the browser tests)
 
 pytestmark = pytest.mark.integration
 
