@@ -248,8 +248,10 @@ class Stack:
         worker_env = {"WORKER_QUEUES": queues, "WORKER_CONCURRENCY": str(concurrency), **(env or {})}
         return self.start(name, [str(REPO_ROOT / "bin" / "start-worker")], env=worker_env, ready=WORKER_READY)
 
-    def stop(self, proc: subprocess.Popen, *, grace: float = 10) -> None:
-        processes.stop(proc, grace=grace)
+    def stop(self, proc: subprocess.Popen, *, grace: float = 10, first: int = signal.SIGKILL) -> None:
+        """Stop a process of the stack by PID: SIGKILL unless told otherwise, as no benchmark measures a shutdown
+        it does not start itself (a graceful stop of a worker costs seconds each, for nothing measured)."""
+        processes.stop(proc, grace=grace, first=first)
 
     def fresh_queues(self) -> None:
         """Forget every queue and message, then create the topology's queues again: a stopped worker's

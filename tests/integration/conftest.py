@@ -130,8 +130,11 @@ def start_worker(transactional_db, queues, start_process):
     """Start a real `celery worker` consuming every topology queue."""
 
     def start(*, env: dict[str, str] | None = None, concurrency: int = 2) -> Proc:
-        # The same command the image runs on ECS, with the venv first on PATH.
+        # The same command the image runs on ECS, with the venv first on PATH. On the test topology, WORKER_QUEUES
+        # given (every queue, as its default would be) spares bin/start-worker a Python start-up to read it.
         worker_env = {"PATH": processes.venv_path(), "WORKER_CONCURRENCY": str(concurrency), **(env or {})}
+        if "QUEUE_TOPOLOGY" not in worker_env:
+            worker_env.setdefault("WORKER_QUEUES", ",".join(settings.QUEUE_TOPOLOGY.queues))
         return start_process("worker", [str(REPO_ROOT / "bin" / "start-worker")], env=worker_env, ready=" ready.")
 
     return start
