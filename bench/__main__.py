@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bench.harness import is_smoke, print_table, results_path
 from bench.latency_proxy import ENV as LATENCY_ENV
+from core.env import env_bool, env_float, env_list
 
 BENCHMARKS = ["throughput", "requests", "publish_latency", "recovery", "replay"]
 # Run again with a delay on every request; recovery's figures are visibility timeouts and kills, not round trips.
@@ -24,12 +25,10 @@ DEFAULT_LATENCY_MS = 15  # in-region SQS answers in 10-30 ms
 def latencies() -> list[float]:
     """BENCH_LATENCIES (comma-separated ms) if set; else 0 and BENCH_LATENCY_MS (15) for a full run, and only
     BENCH_LATENCY_MS for a smoke run (its figures mean nothing; the delayed path is the one worth proving)."""
-    injected = float(os.environ.get("BENCH_LATENCY_MS") or DEFAULT_LATENCY_MS)
-    listed = os.environ.get("BENCH_LATENCIES")
-    if listed:
-        values = [float(v) for v in listed.split(",") if v.strip()]
-    else:
-        values = [injected] if is_smoke() else [0.0, injected]
+    injected = env_float("BENCH_LATENCY_MS", DEFAULT_LATENCY_MS)
+    listed = env_list("BENCH_LATENCIES", [])
+    default = [injected] if is_smoke() else [0.0, injected]
+    values = [float(v) for v in listed] if listed else default
     if not values or any(v < 0 for v in values):
         raise ValueError(f"latencies must be 0 ms or more, got {values}")
     return sorted(set(values))
@@ -251,7 +250,7 @@ def side_by_side(rows_by_latency: dict[float, list[list]]) -> tuple[list[str], l
 def parallel() -> bool:
     """BENCH_PARALLEL (default: on for smoke runs, whose figures mean nothing; off for real ones, whose would
     suffer from sharing the CPU)."""
-    return os.environ.get("BENCH_PARALLEL", "1" if is_smoke() else "0") not in ("", "0")
+    return env_bool("BENCH_PARALLEL", is_smoke())
 
 
 def _argv(name: str) -> list[str]:

@@ -11,7 +11,6 @@ import shutil
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,8 +21,10 @@ from typing import Any
 
 import yaml
 
+from core.env import env_bool, env_float, env_int
 from devstack import processes
 from devstack.processes import REPO_ROOT
+from devstack.stack import LocalStack, Processes, local_stack
 
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 # The project's worker as shipped, and as it was before issue E item 7 (kombu's own pace), side by side.
@@ -36,21 +37,21 @@ WORKER_READY = " ready."
 PROFILE = "bench"
 # The worker as a short-task group would run it: the bench profile plus that group's prefetch_multiplier.
 PREFETCH_PROFILE = "bench-prefetch"
-PREFETCH_MULTIPLIER = int(os.environ.get("BENCH_PREFETCH_MULTIPLIER", "3"))
+PREFETCH_MULTIPLIER = env_int("BENCH_PREFETCH_MULTIPLIER", 3)
 PREFETCH_VARIANT = f"worker_prefetch_{PREFETCH_MULTIPLIER}"
 WORKER_VARIANTS[PREFETCH_VARIANT] = {"QUEUE_TOPOLOGY_PROFILE": PREFETCH_PROFILE}
 
 
 def is_smoke() -> bool:
     """`make bench-smoke`: every benchmark at a tiny size, to prove it still runs (figures mean nothing)."""
-    return os.environ.get("BENCH_SMOKE", "") not in ("", "0")
+    return env_bool("BENCH_SMOKE", False)
 
 
 def injected_latency_ms() -> float:
     """The delay the latency proxy adds to each request of this run (0: clients talk to the emulator directly)."""
     from bench.latency_proxy import ENV
 
-    value = float(os.environ.get(ENV) or 0)
+    value = env_float(ENV, 0.0)
     if value < 0:
         raise ValueError(f"{ENV} must be 0 or more, got {value:g}")
     return value
@@ -64,8 +65,7 @@ def results_path(name: str, latency_ms: float, *, smoke: bool) -> Path:
 
 def size(env_var: str, full: int, smoke: int) -> int:
     """A benchmark size: the environment variable if set, else the full or the smoke default."""
-    value = os.environ.get(env_var)
-    return int(value) if value else (smoke if is_smoke() else full)
+    return env_int(env_var, smoke if is_smoke() else full)
 
 
 class Progress:
@@ -209,16 +209,24 @@ def cpu_seconds(pid: int) -> float:
 
 @dataclass
 class Stack:
-    """A moto server, the topology's queues and a SQLite database, all private to one benchmark run."""
+    """A benchmark's view of its private local stack (devstack/stack.py): the emulator, the topology's queues and
+    a SQLite database, its processes' logs under `workdir`."""
 
-    workdir: Path
+    local: LocalStack
     endpoint: str  # what clients talk to: the counting proxy when there is one
     moto_endpoint: str  # the emulator itself: set-up and checks, never delayed
-    env: dict[str, str]
     urls: dict[str, str] = field(default_factory=dict)
-    started: list[subprocess.Popen] = field(default_factory=list)
     # The emulator as measured clients reach it: the latency proxy when the run injects a delay, else moto itself.
     sqs_endpoint: str = ""
+    proxy: Any = None  # the counting proxy, when the benchmark asked for one
+
+    @property
+    def workdir(self) -> Path:
+        return self.local.workdir
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self.local.env
 
     def start(
         self,
@@ -229,19 +237,9 @@ class Stack:
         ready: str | None = None,
         timeout: float = 60,
     ) -> subprocess.Popen:
-        log_path = self.workdir / f"{name}-{len(self.started)}.log"
-        proc = processes.start(argv, env={**self.env, **(env or {})}, stdout=log_path.open("wb"))
-        proc.log_path = log_path  # type: ignore[attr-defined]
-        self.started.append(proc)
-        if ready:
-
-            def is_ready() -> bool:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-                return ready in log_path.read_text(errors="replace")
-
-            processes.wait_for(is_ready, timeout=timeout, interval=0.02, what=f"{name} to be ready")
-        return proc
+        handle = self.local.start(name, argv, env=env, ready=ready, timeout=timeout, interval=0.02)
+        handle.proc.log_path = handle.log_path  # type: ignore[attr-defined]
+        return handle.proc
 
     def start_worker(
         self, *, queues: str = "default", concurrency: int = 4, env: dict[str, str] | None = None, name: str = "worker"
@@ -250,19 +248,17 @@ class Stack:
         worker_env = {"WORKER_QUEUES": queues, "WORKER_CONCURRENCY": str(concurrency), **(env or {})}
         return self.start(name, [str(REPO_ROOT / "bin" / "start-worker")], env=worker_env, ready=WORKER_READY)
 
-    def stop(self, proc: subprocess.Popen, *, grace: float = 10) -> None:
-        processes.stop(proc, grace=grace)
+    def stop(self, proc: subprocess.Popen, *, grace: float = 10, first: int = signal.SIGKILL) -> None:
+        """Stop a process of the stack by PID: SIGKILL unless told otherwise, as no benchmark measures a shutdown
+        it does not start itself (a graceful stop of a worker costs seconds each, for nothing measured)."""
+        processes.stop(proc, grace=grace, first=first)
 
     def fresh_queues(self) -> None:
         """Forget every queue and message, then create the topology's queues again: a stopped worker's
         long poll lives on in the emulator for up to 20 s and would take a message of the next phase."""
         from django.conf import settings
 
-        from devstack.moto_server import reset
-        from devstack.queues import create_queues
-
-        reset(self.moto_endpoint)
-        self.urls = create_queues(settings.QUEUE_TOPOLOGY, endpoint_url=self.moto_endpoint)
+        self.urls = self.local.fresh_queues(settings.QUEUE_TOPOLOGY)
 
     def depth(self, key: str = "default") -> dict[str, int]:
         from devstack.queues import queue_depth
@@ -273,26 +269,15 @@ class Stack:
         return sum(self.depth(key).values())
 
 
-def start_latency_proxy(moto_port: int, latency_ms: float, workdir: Path) -> tuple[str, subprocess.Popen | None]:
-    """(the endpoint measured clients use, the proxy's process): moto itself at 0 ms, else a latency proxy."""
+def start_latency_proxy(local: Processes, moto_port: int, latency_ms: float) -> str:
+    """The endpoint measured clients use: moto itself at 0 ms, else a latency proxy the stack started."""
     if not latency_ms:
-        return f"http://127.0.0.1:{moto_port}", None
+        return f"http://127.0.0.1:{moto_port}"
     from bench.latency_proxy import argv
 
     port = processes.free_port()
-    log = workdir / "latency-proxy.log"
-    proc = processes.start(argv(moto_port, latency_ms, port), stdout=log.open("wb"))
-    try:
-        processes.wait_for(
-            lambda: proc.poll() is None and "latency proxy" in log.read_text(errors="replace"),
-            timeout=30,
-            interval=0.05,
-            what="the latency proxy to listen",
-        )
-    except Exception:
-        processes.stop(proc, grace=2)
-        raise
-    return f"http://127.0.0.1:{port}", proc
+    local.start("latency-proxy", argv(moto_port, latency_ms, port), ready="latency proxy", timeout=30, interval=0.05)
+    return f"http://127.0.0.1:{port}"
 
 
 def _raise_interrupt(*_args) -> None:
@@ -307,71 +292,56 @@ def stack(
     # SIGTERM (a CI timeout, `kill`) must run the clean-up below like Ctrl-C does, not orphan the processes.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     workdir = Path(tempfile.mkdtemp(prefix=f"celery-sqs-bench-{name}-"))
-    moto_port = processes.free_port()
-    moto_endpoint = f"http://127.0.0.1:{moto_port}"
     env = {
         "DJANGO_SETTINGS_MODULE": "api.settings.local",
         "QUEUE_TOPOLOGY": str(bench_topology(workdir, topology or {})),
         "QUEUE_TOPOLOGY_PROFILE": PROFILE,
         "SQLITE_PATH": str(workdir / "bench.sqlite3"),
         "DATABASE_URL": "",
-        "WORKER_HEARTBEAT_FILE": str(workdir / "worker-heartbeat"),
+        "WORKER_LIVENESS_FILE": str(workdir / "worker-liveness"),
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_DEFAULT_REGION": "us-east-1",
-        "PYTHONUNBUFFERED": "1",
-        "PATH": processes.venv_path(),
         # The emulator's CloudWatch metrics walk every queue's messages: not during a measurement.
         "LOCAL_SQS_METRICS_SECONDS": "3600",
         **(extra_env or {}),
     }
-    from devstack.moto_server import start_moto_server, wait_until_up
-
-    os.environ["LOCAL_SQS_METRICS_SECONDS"] = env["LOCAL_SQS_METRICS_SECONDS"]
-    moto = start_moto_server(moto_port, stdout=(workdir / "moto.log").open("wb"))
-    counting = delay = None
+    counting = None
     try:
-        wait_until_up(moto_endpoint, moto)
-        sqs_endpoint, delay = start_latency_proxy(moto_port, injected_latency_ms(), workdir)
-        endpoint = sqs_endpoint
-        if proxy:
-            from bench.counting_proxy import CountingProxy
+        # At the end, SIGKILL: each benchmark measures the shutdowns it cares about itself, and a graceful stop of
+        # every worker would cost seconds per process for nothing.
+        with local_stack(workdir, env=env, emulator=False, first=signal.SIGKILL, grace=5) as local:
+            moto_endpoint = local.start_emulator()
+            moto_port = int(moto_endpoint.rsplit(":", 1)[1])
+            sqs_endpoint = start_latency_proxy(local, moto_port, injected_latency_ms())
+            endpoint = sqs_endpoint
+            if proxy:
+                from bench.counting_proxy import CountingProxy
 
-            counting = CountingProxy(sqs_endpoint)
-            counting.start()
-            endpoint = counting.endpoint
-        env["SQS_ENDPOINT_URL"] = endpoint
-        os.environ.update(env)
-        import django
+                counting = CountingProxy(sqs_endpoint)
+                counting.start()
+                endpoint = counting.endpoint
+            local.env["SQS_ENDPOINT_URL"] = endpoint
+            os.environ.update(local.env)
+            import django
 
-        django.setup()
-        from django.conf import settings
+            django.setup()
+            from django.conf import settings
 
-        from devstack.queues import create_queues
-
-        urls = create_queues(settings.QUEUE_TOPOLOGY, endpoint_url=moto_endpoint)
-        subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], check=True, cwd=REPO_ROOT, env=os.environ)
-        bench = Stack(
-            workdir=workdir,
-            endpoint=endpoint,
-            moto_endpoint=moto_endpoint,
-            env=env,
-            urls=urls,
-            sqs_endpoint=sqs_endpoint,
-        )
-        bench.proxy = counting  # type: ignore[attr-defined]
-        try:
-            yield bench
-        finally:
-            for proc in reversed(bench.started):
-                processes.stop(proc, grace=10)
+            urls = local.create_queues(settings.QUEUE_TOPOLOGY, endpoint_url=moto_endpoint)
+            local.migrate()
+            yield Stack(
+                local=local,
+                endpoint=endpoint,
+                moto_endpoint=moto_endpoint,
+                urls=urls,
+                sqs_endpoint=sqs_endpoint,
+                proxy=counting,
+            )
     finally:
         if counting is not None:
             counting.stop()
-        if delay is not None:
-            processes.stop(delay, grace=5)
-        processes.stop(moto, grace=5)
-        if os.environ.get("BENCH_KEEP_WORKDIR"):
+        if env_bool("BENCH_KEEP_WORKDIR", False):
             print(f"  logs kept in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -11,7 +11,6 @@ to one hour, per queue.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections import Counter
@@ -31,6 +30,7 @@ from bench.harness import (
     wait_for_worker_drain,
     write_results,
 )
+from core.env import env_float
 
 CONCURRENCY = 4
 TASK = "jobs.noop"
@@ -46,7 +46,7 @@ COLUMNS = {
 
 
 def price_per_million() -> float:
-    return float(os.environ.get("BENCH_SQS_PRICE_PER_MILLION", "0.40"))
+    return env_float("BENCH_SQS_PRICE_PER_MILLION", 0.40)
 
 
 def per_task(counts: Counter, n: int, billed: int | None = None) -> dict[str, Any]:

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
-import threading
 import time
 import urllib.request
 
 from core.env import env_int, env_list, env_str
 from core.topology import load_topology
 from devstack import local_env, processes, stack_file
-from devstack.moto_server import start_moto_server, wait_until_up
-from devstack.queues import create_queues
 from devstack.run_output import RunOutput
+from devstack.stack import LocalStack
 
 WORKER_READY = " ready."
 # Our own health polls carry this User-Agent, so their lines in gunicorn's access log are left out.
@@ -23,18 +20,6 @@ PROBE_AGENT = "devstack-run-probe"
 # gunicorn workers of the local api: more than one, as in production, so a login must hold across processes
 # (the secret key in var/, devstack/local_secret.py); tests/integration/test_ops_login_browser.py starts the same.
 API_WORKERS = 2
-
-
-def _pump(name: str, proc: subprocess.Popen, out: RunOutput, ready: threading.Event, marker: str | None) -> None:
-    """Copy a child's output to ours with a name prefix; set `ready` when its marker shows."""
-    assert proc.stdout is not None
-    for raw in proc.stdout:
-        line = raw.decode(errors="replace").rstrip()
-        if PROBE_AGENT in line:
-            continue
-        out.say(f"{name:>6} | {line}")
-        if marker and marker in line:
-            ready.set()
 
 
 def _api_up(url: str) -> bool:
@@ -77,18 +62,26 @@ def main() -> int:
         sqlite_path = os.environ["SQLITE_PATH"]
     local_env.apply_local_defaults()
     os.environ.update(DJANGO_SETTINGS_MODULE="api.settings.local", PYTHONUNBUFFERED="1")
-    python = sys.executable
     var_dir = local_env.var_dir()
-    children: list[tuple[str, subprocess.Popen]] = []
+    stack = LocalStack(var_dir / "run-logs", grace=15)
+    stack.workdir.mkdir(parents=True, exist_ok=True)
+    for old in stack.workdir.glob("*.log"):  # the previous run's
+        old.unlink()
+
+    def echo(name: str):
+        def say(line: str) -> None:
+            if PROBE_AGENT not in line:  # our own health polls
+                out.say(f"{name:>6} | {line}")
+
+        return say
 
     def stop_all() -> None:
         # Ctrl-C pressed again must not cut the clean-up short and leave children behind.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stack_file.remove(var_dir)
-        for name, proc in reversed(children):
-            code = processes.stop(proc, grace=15)
-            out.say(f"{name:>6} | stopped (exit {code})")
+        for handle, code in stack.stop_all():
+            out.say(f"{handle.name:>6} | stopped (exit {code})")
         out.close()
 
     signal.signal(signal.SIGTERM, _interrupt)
@@ -98,23 +91,16 @@ def main() -> int:
                 out.say(f"run: port {port} is in use: stop what holds it or set {variable}")
                 return 2
         with out.step(f"emulator {endpoint}"):
-            moto = start_moto_server(sqs_port)
-            children.append(("sqs", moto))
-            wait_until_up(endpoint, moto)
+            stack.start_emulator(sqs_port)
         with out.step("queues"):
-            for key, url in create_queues(load_topology(), endpoint_url=endpoint).items():
+            for key, url in stack.create_queues(load_topology()).items():
                 out.say(f" stack | queue {key}: {url}")
         path = stack_file.write(
             var_dir, sqs_endpoint=endpoint, api_url=api_url, database_url=database_url, sqlite_path=sqlite_path
         )
-        out.say(f" stack | endpoints for manage.py in other shells: {path}")
+        out.say(f" stack | endpoints for manage.py in other shells: {path}; logs in {stack.workdir}")
         with out.step(f"migrate {database_url or sqlite_path}"):
-            database = subprocess.Popen(
-                [python, "-m", "devstack.stack_database"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-            )
-            _pump("db", database, out, threading.Event(), None)
-            if database.wait() != 0:
-                raise RuntimeError(f"migrate failed (exit {database.returncode})")
+            stack.migrate([sys.executable, "-m", "devstack.stack_database"], echo=echo("db"))
 
         # The same start scripts the image runs (bin/start-*), with the venv first on PATH.
         bin_dir = processes.REPO_ROOT / "bin"
@@ -129,22 +115,19 @@ def main() -> int:
             "API_BIND": f"127.0.0.1:{api_port}",
             "API_WORKERS": str(API_WORKERS),
         }
-        worker_ready = threading.Event()
         started_at: dict[str, float] = {}
+        handles = {}
         for name, argv in commands.items():
             started_at[name] = time.monotonic()
             with out.step(f"{name} started"):
-                proc = processes.start(argv, env=env, stdout=subprocess.PIPE)
-                children.append((name, proc))
-                marker = WORKER_READY if name == "worker" else None
-                threading.Thread(target=_pump, args=(name, proc, out, worker_ready, marker), daemon=True).start()
+                handles[name] = stack.start(name, argv, env=env, echo=echo(name))
 
         # Each timed from its own start: they start up side by side.
         with out.step(f"api answering {api_url}", since=started_at["api"]):
             processes.wait_for(lambda: _api_up(api_url), timeout=120, interval=0.3, what="the api")
         with out.step("worker ready", since=started_at["worker"]):
-            if not worker_ready.wait(timeout=max(1.0, 120 - (time.monotonic() - started_at["worker"]))):
-                raise TimeoutError("the worker did not report ready within 120 s")
+            left = max(1.0, 120 - (time.monotonic() - started_at["worker"]))
+            stack.wait_ready(handles["worker"], WORKER_READY, timeout=left, interval=0.2)
         token = next(iter(env_list("API_TOKENS", [])), None)
         auth = f"-H 'Authorization: Bearer {token}' " if token else ""  # API_TOKENS=… make run: as production
         out.say(
@@ -156,9 +139,9 @@ def main() -> int:
             f" stack | or, in another terminal: make demo.  Ctrl-C stops everything.\n"
         )
         while True:
-            for name, proc in children:
-                if proc.poll() is not None:
-                    out.say(f"run: {name} exited with code {proc.returncode}; stopping the stack")
+            for handle in stack.started:
+                if not handle.alive():
+                    out.say(f"run: {handle.name} exited with code {handle.proc.returncode}; stopping the stack")
                     return 1
             time.sleep(0.5)
     except KeyboardInterrupt:

@@ -25,20 +25,22 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from core.env import env_float, env_int
+from core.env import env_float, env_int, env_str
 from devstack import processes
 from devstack.fault_proxy import FaultProxy
-from devstack.moto_server import start_moto_server, wait_until_up
 from devstack.processes import REPO_ROOT
 from devstack.soak_chaos import Chaos, ChaosSettings, Tally
 from devstack.soak_report import EXPIRED_MARK, FENCED_MARKS, HOP_MARK, count_log_lines, last_line, verdict
+from devstack.stack import LocalStack
 
 WORKERS = 2
 CONCURRENCY = 2
 SHALLOW = 100  # messages in the queue before the next slice is published
 SLICE = 50
 READY_TIMEOUT = 180  # seconds for both workers' first " ready." and first successful poll (a loaded machine)
-ETA_AHEAD_SECONDS = 45  # a stock producer's ETA is 45 to 90 s ahead (well past the soak's 6 s visibility)
+# A stock producer's ETA is SOAK_ETA_AHEAD_SECONDS (45) to twice that ahead, well past the soak's 6 s visibility.
+# The soak cannot end before the last one is due: a shorter soak (the suite's) asks for less.
+ETA_AHEAD_SECONDS = 45
 PUBLISH_ATTEMPTS = 5  # a publish that fails (the proxy's faults) is sent again with the same task id
 
 
@@ -61,9 +63,9 @@ class Workers:
     lands in a start-up (which on a loaded machine takes longer than the interval between kills).
     """
 
-    def __init__(self, env: dict[str, str], workdir: Path, count: int):
-        self.env = env
-        self.workdir = workdir
+    def __init__(self, stack: LocalStack, count: int):
+        self.stack = stack
+        self.workdir = stack.workdir
         self.count = count
         self.procs: list[subprocess.Popen] = []
         self._since: list[tuple[int, float]] = []  # per worker: log size and wall time at its start
@@ -73,23 +75,23 @@ class Workers:
     def log_path(self, n: int) -> Path:
         return self.workdir / f"worker-{n}.log"
 
-    def heartbeat_path(self, n: int) -> Path:
+    def liveness_path(self, n: int) -> Path:
         return self.workdir / f"worker-{n}-heartbeat"
 
     def _start(self, n: int) -> subprocess.Popen:
-        log = self.log_path(n).open("ab")
-        self._since[n] = (log.tell(), time.time())
+        log_path = self.log_path(n)
+        self._since[n] = (log_path.stat().st_size if log_path.exists() else 0, time.time())
         self._ready[n] = False
-        return processes.start(
+        return self.stack.start(
+            f"worker-{n}",
             [str(REPO_ROOT / "bin" / "start-worker")],
             env={
-                **self.env,
                 "WORKER_QUEUES": "default",
                 "WORKER_CONCURRENCY": str(CONCURRENCY),
-                "WORKER_HEARTBEAT_FILE": str(self.heartbeat_path(n)),  # its own: "polled once" is per worker
+                "WORKER_LIVENESS_FILE": str(self.liveness_path(n)),  # its own: "polled once" is per worker
             },
-            stdout=log,
-        )
+            log_path=log_path,
+        ).proc
 
     def start(self) -> None:
         with self._lock:
@@ -107,8 +109,8 @@ class Workers:
     def _is_ready(self, n: int) -> bool:
         if not self._ready[n]:
             offset, started = self._since[n]
-            heartbeat = self.heartbeat_path(n)
-            if heartbeat.exists() and heartbeat.stat().st_mtime >= started:
+            liveness = self.liveness_path(n)
+            if liveness.exists() and liveness.stat().st_mtime >= started:
                 with self.log_path(n).open("rb") as log:
                     log.seek(offset)
                     self._ready[n] = b" ready." in log.read()
@@ -123,10 +125,9 @@ class Workers:
         return len(self.ready()) == self.count
 
     def stop(self) -> None:
+        """Every worker (a paused one resumed first) and the restarted ones' predecessors, by PID."""
         with self._lock:
-            for proc in self.procs:
-                processes.signal_group(proc, signal.SIGCONT)  # a stopped group would never see SIGTERM
-                processes.stop(proc, grace=5)
+            self.stack.stop_all()
 
 
 class Say:
@@ -154,6 +155,7 @@ def main() -> int:
     # Long enough that a kill usually lands mid-task: the worker drains 20 ms tasks too fast to be hit.
     task_seconds = env_float("SOAK_TASK_SECONDS", 0.2)
     timeout = env_int("SOAK_TIMEOUT", max(1200, tasks))
+    eta_ahead = env_float("SOAK_ETA_AHEAD_SECONDS", ETA_AHEAD_SECONDS)
     use_proxy = env_int("SOAK_FAULTS", 1) != 0
     settings_ = chaos_settings()
     seed = env_int("SOAK_SEED", 1)
@@ -175,11 +177,12 @@ def main() -> int:
         "QUEUE_TOPOLOGY_PROFILE": "soak",
         "SQS_ENDPOINT_URL": worker_endpoint,  # the publisher (this process) and the workers: through the proxy
         "SQLITE_PATH": str(workdir / "soak.sqlite3"),
-        "DATABASE_URL": os.environ.get("SOAK_DATABASE_URL", ""),
+        "DATABASE_URL": env_str("SOAK_DATABASE_URL", ""),
         "PYTHONUNBUFFERED": "1",
         "PATH": processes.venv_path(),
     }
     os.environ.update(env)
+    stack = LocalStack(workdir, env=env, grace=5)
 
     import django
 
@@ -189,23 +192,22 @@ def main() -> int:
     from django.db.models import Count
 
     from api.jobs.models import Effect
-    from devstack.queues import create_queues, dlq_url, queue_depth
+    from devstack.queues import dlq_url, queue_depth
     from devstack.soak_publish import dlq_task_ids, publish_stock_eta
     from workers.celery_app import app
     from workers.models import DiscardedMessage, ExecutionState, TaskExecution
 
     spec = settings.QUEUE_TOPOLOGY.queue("default")
     lease = spec.time_limit + settings.QUEUE_TOPOLOGY.visibility_margin_seconds
-    moto = start_moto_server(port, stdout=(workdir / "moto.log").open("wb"))
-    workers = Workers(env, workdir, WORKERS)
+    workers = Workers(stack, WORKERS)
     chaos: Chaos | None = None
     started = time.monotonic()
     deadline = started + timeout
     try:
-        wait_until_up(endpoint, moto)
-        urls = create_queues(settings.QUEUE_TOPOLOGY, endpoint_url=endpoint)
+        stack.start_emulator(port)
+        urls = stack.create_queues(settings.QUEUE_TOPOLOGY, endpoint_url=endpoint)
         dlq = dlq_url(settings.QUEUE_TOPOLOGY, "default", endpoint_url=endpoint)
-        subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], check=True, cwd=REPO_ROOT)
+        stack.migrate()
 
         ids = [str(uuid.uuid4()) for _ in range(tasks)]
         expired_ids = set(ids[:expired_tasks])
@@ -220,7 +222,7 @@ def main() -> int:
                 # A stock Celery producer's ETA (a header, no DelaySeconds), further ahead than the visibility:
                 # the worker must hop it back into SQS rather than hold it. Far enough ahead that it is not yet
                 # due when a worker reaches it behind the SHALLOW messages already queued.
-                eta = datetime.now(UTC) + timedelta(seconds=ETA_AHEAD_SECONDS + eta_rng.uniform(0, ETA_AHEAD_SECONDS))
+                eta = datetime.now(UTC) + timedelta(seconds=eta_ahead + eta_rng.uniform(0, eta_ahead))
                 publish_stock_eta(endpoint, urls["default"], task_id, key=task_id[:8], seconds=task_seconds, eta=eta)
                 say(f"soak: {task_id} published by a stock producer, due {eta:%H:%M:%S,%f}"[:-3])
                 return
@@ -328,10 +330,9 @@ def main() -> int:
     finally:
         if chaos is not None:
             chaos.close()
-        workers.stop()
+        workers.stop()  # and the emulator: the stack's every process
         if proxy is not None:
             proxy.stop()
-        processes.stop(moto, grace=5)
         say(f"soak: logs in {workdir}")
     say(last_line(result))
     return 0 if lost == 0 and duplicates == 0 else 1

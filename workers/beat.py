@@ -13,8 +13,6 @@ guards beats on one machine.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import uuid
 from datetime import timedelta
 
@@ -25,6 +23,7 @@ from django_celery_beat.schedulers import DatabaseScheduler
 
 from core.env import env_int
 from workers.health import Liveness
+from workers.owner import process_owner
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +35,7 @@ class BeatLeaseHolder:
 
     def __init__(self, seconds: int):
         self.seconds = seconds
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = f"{process_owner()}:{uuid.uuid4().hex[:8]}"
         self.holding = False
 
     def hold(self) -> bool:

@@ -21,8 +21,6 @@ from __future__ import annotations
 import enum
 import logging
 import math
-import os
-import socket
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -34,6 +32,7 @@ from django.utils import timezone
 
 from workers.fencing import Fence, LeaseLost, fenced_commit, fenced_run, mark_done, release
 from workers.models import ExecutionState, TaskExecution
+from workers.owner import process_owner
 
 __all__ = ["Claim", "Fence", "LeaseLost", "busy_retry", "claim", "fenced_commit", "lease_for", "run_once"]
 
@@ -46,10 +45,6 @@ class Claim(enum.Enum):
     BUSY = "busy"  # another live run holds the lease: come back when it lapses
 
 
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 _TAKEOVER_ATTEMPTS = 3  # each lost compare-and-set means another run just took it: look again, then give up
 
 
@@ -58,7 +53,7 @@ def claim(task_id: str, task_name: str, lease_seconds: float) -> tuple[Claim, fl
     this run's fencing token when RUN."""
     now = timezone.now()
     until = now + timedelta(seconds=lease_seconds)
-    owner = _owner()
+    owner = process_owner()
     try:
         with transaction.atomic():
             TaskExecution.objects.create(

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from pathlib import Path
 
+from devstack.processes import free_port
+
 _ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # An xdist worker inherits the environment of the pytest process that started it, with the port and the
@@ -27,7 +22,7 @@ if "SQS_ENDPOINT_URL" not in os.environ:
 
 # Set in the environment so worker subprocesses started by the tests inherit the same values.
 os.environ.setdefault("QUEUE_TOPOLOGY", str(_ROOT / "tests" / "fixtures" / "queues.test.yml"))
-os.environ.setdefault("SQS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+os.environ.setdefault("SQS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
 os.environ.setdefault("CLOUDWATCH_ENDPOINT_URL", os.environ["SQS_ENDPOINT_URL"])  # the emulator serves both
 os.environ.setdefault("LOCAL_SQS_METRICS_SECONDS", "2")  # the emulator's metric period: seconds, not a minute
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")

@@ -6,9 +6,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
+
+from devstack import processes
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -59,3 +64,47 @@ def chromium_page(user_data_dir: Path, *, width: int = 1280, height: int = 900) 
             yield context.pages[0] if context.pages else context.new_page()
         finally:
             context.close()
+
+
+# Shared by the browser tests (tests/integration/conftest.py makes the fixtures available to every test there).
+STAFF_USERNAME = "operator"
+STAFF_PASSWORD = "operator-pw"  # noqa: S105 (a test account in the test database)
+
+
+@pytest.fixture
+def live_api(transactional_db, start_process) -> str:
+    """The api served by gunicorn (as in production, two workers) against the test database and the emulator;
+    the ops pages refresh every second. Stopped by PID after the test, with the test's other processes."""
+    port = processes.free_port()
+    start_process(
+        "api",
+        [sys.executable, "-m", "gunicorn", "api.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2"],
+        env={"OPS_REFRESH_SECONDS": "1"},
+        ready="Booting worker",
+    )
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def staff_user(django_user_model):
+    """A staff account (STAFF_USERNAME / STAFF_PASSWORD) that may open the ops pages."""
+    return django_user_model.objects.create_user(STAFF_USERNAME, password=STAFF_PASSWORD, is_staff=True)
+
+
+def log_in(page, api_url: str, path: str = "/ops/queues") -> None:
+    """Open `path`, log in through the admin's form as the staff account, and land back on `path`."""
+    page.goto(f"{api_url}{path}")
+    page.wait_for_url("**/admin/login/**")  # staff only: the admin login first
+    page.fill("#id_username", STAFF_USERNAME)
+    page.fill("#id_password", STAFF_PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{api_url}{path}")
+
+
+@contextmanager
+def staff_page(api_url: str, user_data_dir: Path, path: str = "/ops/queues", **size) -> Iterator[object]:
+    """A chromium page logged in as the staff account, on `path`. Playwright's sync API runs an event loop in
+    this thread, where Django refuses database calls: use the ORM before or after the `with`, not inside."""
+    with chromium_page(user_data_dir, **size) as page:
+        log_in(page, api_url, path)
+        yield page

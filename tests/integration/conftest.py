@@ -1,4 +1,5 @@
-"""Integration fixtures: a moto server, the topology's queues, and real `celery worker` subprocesses."""
+"""Integration fixtures: a moto server, the topology's queues, and real `celery worker` subprocesses, all started
+and stopped by the local-stack harness (devstack/stack.py)."""
 
 from __future__ import annotations
 
@@ -6,34 +7,34 @@ import json
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 from django.conf import settings
 from django.db import connection
 
 from devstack import processes
-from devstack.moto_server import reset, start_moto_server, wait_until_up
 from devstack.processes import REPO_ROOT
-from devstack.queues import create_queues, queue_depth, sqs_client
+from devstack.queues import queue_depth, sqs_client
+from devstack.stack import LocalStack, Proc, Processes, local_stack
+from tests.integration.browser import live_api, staff_user  # noqa: F401 (fixtures for the browser tests)
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="session")
-def sqs_endpoint(tmp_path_factory):
-    """A moto server on the free port the test settings chose, for the whole session."""
-    endpoint = settings.SQS_ENDPOINT_URL
-    port = int(endpoint.rsplit(":", 1)[1])
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
-    proc = start_moto_server(port, stdout=log)
-    try:
-        wait_until_up(endpoint, proc)
-        yield endpoint
-    finally:
-        processes.stop(proc, grace=5)
-        log.close()
+def local_stack_session(tmp_path_factory) -> Iterator[LocalStack]:
+    """The emulator on the free port the test settings chose, for the whole session (each test gets fresh queues
+    on it from the `queues` fixture: a reset, not a new emulator)."""
+    port = int(settings.SQS_ENDPOINT_URL.rsplit(":", 1)[1])
+    with local_stack(tmp_path_factory.mktemp("stack"), sqs_port=port, grace=5) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def sqs_endpoint(local_stack_session) -> str:
+    return local_stack_session.endpoint
 
 
 @dataclass
@@ -73,11 +74,10 @@ class Queues:
 
 
 @pytest.fixture
-def queues(sqs_endpoint) -> Queues:
+def queues(local_stack_session, sqs_endpoint) -> Queues:
     """Fresh queues (with DLQs and redrive policies) for each test."""
-    reset(sqs_endpoint)
     topology = settings.QUEUE_TOPOLOGY
-    urls = create_queues(topology, endpoint_url=sqs_endpoint)
+    urls = local_stack_session.fresh_queues(topology, endpoint_url=sqs_endpoint)
     client = sqs_client(sqs_endpoint)
     dlq_urls = {key: client.get_queue_url(QueueName=q.dlq)["QueueUrl"] for key, q in topology.queues.items()}
     return Queues(endpoint=sqs_endpoint, urls=urls, dlq_urls=dlq_urls)
@@ -93,22 +93,6 @@ def database_env() -> dict[str, str]:
     return {"DATABASE_URL": f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"}
 
 
-@dataclass
-class Proc:
-    """A subprocess started by a test, its log, and how to read it."""
-
-    name: str
-    proc: object
-    log_path: Path
-    extra: dict = field(default_factory=dict)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-
 @pytest.fixture
 def start_process(request, tmp_path):
     """Start a project process against the test database and moto; killed (by PID) after the test.
@@ -117,43 +101,27 @@ def start_process(request, tmp_path):
     test (those that test it send SIGTERM themselves). Mark a test `graceful_stop` to be stopped with SIGTERM
     and a grace period instead. A killed worker's long poll may live on in moto, but on the queues of this
     test: the next test's `queues` fixture resets moto, and a poll holds the queue object it started on."""
-    started: list[Proc] = []
     graceful = request.node.get_closest_marker("graceful_stop") is not None
+    group = Processes(tmp_path, grace=10 if graceful else 5, first=signal.SIGTERM if graceful else signal.SIGKILL)
 
     def start(
         name: str, argv: list[str], *, env: dict[str, str] | None = None, ready: str | None = None, timeout: float = 60
     ) -> Proc:
-        log_path = tmp_path / f"{name}-{len(started)}.log"
-        log = log_path.open("wb")
+        n = len(group.started)
         full_env = {
             "DJANGO_SETTINGS_MODULE": "api.settings.test",
             "PYTHONUNBUFFERED": "1",
             # Liveness files of this test's own, not the shared default in /tmp (parallel test workers).
-            "WORKER_HEARTBEAT_FILE": str(tmp_path / f"{name}-{len(started)}.worker-heartbeat"),
-            "BEAT_HEARTBEAT_FILE": str(tmp_path / f"{name}-{len(started)}.beat-heartbeat"),
+            "WORKER_LIVENESS_FILE": str(tmp_path / f"{name}-{n}.worker-liveness"),
+            "BEAT_LIVENESS_FILE": str(tmp_path / f"{name}-{n}.beat-liveness"),
             **database_env(),
             **(env or {}),
         }
-        proc = processes.start(argv, env=full_env, stdout=log)
-        handle = Proc(name=name, proc=proc, log_path=log_path)
-        started.append(handle)
-        if ready:
-
-            def is_ready() -> bool:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{handle.log()[-4000:]}")
-                return ready in handle.log()
-
-            processes.wait_for(is_ready, timeout=timeout, interval=0.2, what=f"{name} to be ready")
-        return handle
+        return group.start(name, argv, env=full_env, ready=ready, timeout=timeout, interval=0.2)
 
     yield start
-    for handle in reversed(started):
-        if graceful:
-            processes.stop(handle.proc, grace=10)
-        else:
-            processes.stop(handle.proc, grace=5, first=signal.SIGKILL)
-    for handle in started:  # shown by pytest only when the test failed
+    group.stop_all()
+    for handle in group.started:  # shown by pytest only when the test failed
         print(f"----- {handle.name} log ({handle.log_path}) -----\n{handle.log()[-6000:]}")
 
 
@@ -162,8 +130,11 @@ def start_worker(transactional_db, queues, start_process):
     """Start a real `celery worker` consuming every topology queue."""
 
     def start(*, env: dict[str, str] | None = None, concurrency: int = 2) -> Proc:
-        # The same command the image runs on ECS, with the venv first on PATH.
+        # The same command the image runs on ECS, with the venv first on PATH. On the test topology, WORKER_QUEUES
+        # given (every queue, as its default would be) spares bin/start-worker a Python start-up to read it.
         worker_env = {"PATH": processes.venv_path(), "WORKER_CONCURRENCY": str(concurrency), **(env or {})}
+        if "QUEUE_TOPOLOGY" not in worker_env:
+            worker_env.setdefault("WORKER_QUEUES", ",".join(settings.QUEUE_TOPOLOGY.queues))
         return start_process("worker", [str(REPO_ROOT / "bin" / "start-worker")], env=worker_env, ready=" ready.")
 
     return start

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 
@@ -13,6 +12,7 @@ from django.db.models import Count
 
 from api.jobs.models import Effect
 from bench.counting_proxy import CountingProxy
+from core.env import env_float, env_int, env_str
 from core.topology import load_topology
 from devstack import processes
 from devstack.fault_proxy import FaultProxy
@@ -25,10 +25,12 @@ from workers.celery_app import app
 pytestmark = [pytest.mark.integration, pytest.mark.exclusive]
 
 TOPOLOGY = REPO_ROOT / "tests" / "fixtures" / "queues.outage.yml"  # visibility 8 s, maxReceiveCount 5
-TASKS = int(os.environ.get("OUTAGE_TASKS", "200"))
-OUTAGE_SECONDS = float(os.environ.get("OUTAGE_SECONDS", "60"))
+TASKS = env_int("OUTAGE_TASKS", 200)
+# Longer than maxReceiveCount (5) visibility timeouts (8 s): a worker that kept receiving through the outage
+# would have sent messages to the DLQ by its end. (It was 60 s; 45 s proves the same, 15 s sooner.)
+OUTAGE_SECONDS = env_float("OUTAGE_SECONDS", 45)
 # cut: connections dropped, new ones refused; blackhole: accepted, never answered (devstack/fault_proxy.py)
-OUTAGE_MODE = os.environ.get("OUTAGE_MODE", "cut")
+OUTAGE_MODE = env_str("OUTAGE_MODE", "cut")
 CUT_AFTER = TASKS // 5  # effects recorded before the database goes away
 WORKERS = 2
 MAX_AGE = 30
@@ -81,8 +83,16 @@ def outage_stack(sqs_endpoint, transactional_db, start_process, tmp_path):
             # Below the test topology's 2 s soft time limit, as the 5 s default is below production's.
             "DATABASE_CONNECT_TIMEOUT": "1",
         }
-        worker = start_process(f"worker{n}", [str(REPO_ROOT / "bin" / "start-worker")], env=env, ready=" ready.")
+        worker = start_process(f"worker{n}", [str(REPO_ROOT / "bin" / "start-worker")], env=env)
         workers.append((worker, env))
+    # Started side by side, then waited for: start-up is the slow part.
+    processes.wait_for(
+        lambda: all(" ready." in w.log() for w, _env in workers) or any(not w.alive() for w, _env in workers),
+        timeout=90,
+        interval=0.2,
+        what="both workers to be ready",
+    )
+    assert all(w.alive() for w, _env in workers), "a worker exited during start-up"
     try:
         yield {
             "sqs": sqs,

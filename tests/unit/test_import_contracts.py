@@ -27,8 +27,9 @@ MAY_IMPORT = {
     "devstack": {"core"},
     "bench": {"devstack", "core"},
 }
-# api may import devstack only here: the local settings fill in the local stack's endpoints and secret.
-API_DEVSTACK_IMPORTERS = {"api.settings.local"}
+# api may import devstack only here: the local and test settings fill in the local stack's endpoints, secret and
+# ports.
+API_DEVSTACK_IMPORTERS = {"api.settings.local", "api.settings.test"}
 # The Lambda zip takes core whole and installs lambdas/requirements.txt beside the runtime's boto3: core may
 # import the standard library and these, never Django, Celery or kombu.
 CORE_THIRD_PARTY = {"boto3", "botocore", "yaml", "pydantic", "aws_lambda_powertools", "typing_extensions"}

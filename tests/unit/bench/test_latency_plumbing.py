@@ -12,7 +12,7 @@ import pytest
 from bench import __main__ as bench_main
 from bench import harness
 from bench.latency_proxy import ENV as LATENCY_ENV
-from devstack import processes
+from devstack.stack import Processes
 
 
 @pytest.fixture
@@ -105,7 +105,9 @@ def test_a_figure_compared_with_two_things_keeps_both_rows_at_each_latency():
 
 def test_at_0_ms_a_stack_talks_to_the_emulator_itself(tmp_path):
     # WHEN no latency is injected THEN there is no proxy process, and the clients' endpoint is the emulator's
-    assert harness.start_latency_proxy(4566, 0, tmp_path) == ("http://127.0.0.1:4566", None)
+    group = Processes(tmp_path)
+    assert harness.start_latency_proxy(group, 4566, 0) == "http://127.0.0.1:4566"
+    assert group.started == []
 
 
 def test_with_a_latency_a_stack_puts_a_latency_proxy_process_in_front_of_the_emulator(tmp_path):
@@ -130,8 +132,11 @@ def test_with_a_latency_a_stack_puts_a_latency_proxy_process_in_front_of_the_emu
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         # WHEN a stack starts its latency proxy at 15 ms
-        endpoint, proc = harness.start_latency_proxy(server.server_address[1], 15, tmp_path)
+        group = Processes(tmp_path)
+        endpoint = harness.start_latency_proxy(group, server.server_address[1], 15)
         try:
+            [handle] = group.started
+            proc = handle.proc
             # THEN it is a process of its own on another port, which forwards requests to the emulator
             assert proc is not None and proc.poll() is None
             assert endpoint != f"http://127.0.0.1:{server.server_address[1]}"
@@ -142,10 +147,9 @@ def test_with_a_latency_a_stack_puts_a_latency_proxy_process_in_front_of_the_emu
                 assert response.status == 200
             assert hits == ["/queue"]
             # AND it says the delay it adds
-            assert "15 ms per request" in (tmp_path / "latency-proxy.log").read_text()
+            assert "15 ms per request" in handle.log()
         finally:
-            if proc is not None:
-                processes.stop(proc, grace=5)
+            group.stop_all(grace=5)
     finally:
         server.shutdown()
         server.server_close()
