@@ -189,6 +189,54 @@ def steady_rounds(bench: Stack, n: int, depth: int, rounds: int, progress: Progr
     return steady
 
 
+PARTS = ("deep", "low", "steady")
+
+
+def parts() -> tuple[str, ...]:
+    """BENCH_THROUGHPUT_PARTS (comma-separated, default all): deep, low, steady; e.g. `steady` alone to compare
+    the worker's pace with the raw loop's at a held depth in a few minutes."""
+    listed = os.environ.get("BENCH_THROUGHPUT_PARTS")
+    chosen = tuple(p.strip() for p in listed.split(",") if p.strip()) if listed else PARTS
+    unknown = set(chosen) - set(PARTS)
+    if unknown or not chosen:
+        raise ValueError(f"BENCH_THROUGHPUT_PARTS: choose from {PARTS}, got {listed!r}")
+    return chosen
+
+
+def deep_ratios(deep: dict[str, Any]) -> dict[str, float | None]:
+    if not deep:
+        return {}
+    raw, redis = deep["raw_boto3"]["tasks_per_s"], deep["celery_redis"]["tasks_per_s"]
+    return {
+        "worker_vs_raw_boto3": ratio(deep["worker"]["tasks_per_s"], raw),
+        "worker_vs_celery_redis": ratio(deep["worker"]["tasks_per_s"], redis),
+        "worker_cpu_vs_celery_redis": ratio(
+            deep["worker"]["worker_cpu_s_per_1000"], deep["celery_redis"]["worker_cpu_s_per_1000"]
+        ),
+    }
+
+
+def low_ratios(low: dict[str, Any]) -> dict[str, float | None]:
+    if not low:
+        return {}
+    raw = low["raw_boto3"]["tasks_per_s"]
+    return {
+        "low_depth_before_vs_raw": ratio(low["worker_before"]["tasks_per_s"], raw),
+        "low_depth_fetch_only_vs_raw": ratio(low["worker_fetch_only"]["tasks_per_s"], raw),
+        "low_depth_after_vs_raw": ratio(low["worker"]["tasks_per_s"], raw),
+        "low_depth_after_vs_before": ratio(low["worker"]["tasks_per_s"], low["worker_before"]["tasks_per_s"]),
+        "low_depth_prefetch_vs_raw": ratio(low[PREFETCH_VARIANT]["tasks_per_s"], raw),
+    }
+
+
+def steady_ratios(steady: dict[str, Any]) -> dict[str, float | None]:
+    if not steady:
+        return {}
+    raw = steady["raw_boto3"]["tasks_per_s"]
+    keys = {"worker": "steady_worker_vs_raw", PREFETCH_VARIANT: "steady_prefetch_vs_raw"}
+    return {key: ratio(steady[name]["tasks_per_s"], raw) for name, key in keys.items() if name in steady}
+
+
 def main() -> int:
     n = size("BENCH_TASKS", 2000, 20)
     shallow = size("BENCH_SHALLOW_TASKS", 300, 20)
@@ -201,35 +249,23 @@ def main() -> int:
         f"{PREFETCH_MULTIPLIER}, and raw",
         flush=True,
     )
+    chosen = parts()
+    deep: dict[str, Any] = {}
+    low: dict[str, Any] = {}
+    steady: dict[str, Any] = {}
     with stack("throughput", topology=TOPOLOGY) as bench:
         bench.fresh_queues()
-        deep = {
-            "raw_boto3": drain_raw_boto3(bench, n, progress),
-            "worker": drain_sqs_worker(bench, n, progress, variant="worker"),
-            "celery_redis": drain_redis_worker(bench, n, progress),
-        }
-        low = low_depth_rounds(bench, shallow, rounds, progress)
-        steady = steady_rounds(bench, steady_n, steady_depth, rounds, progress)
-    raw, redis = deep["raw_boto3"]["tasks_per_s"], deep["celery_redis"]["tasks_per_s"]
-    worker = deep["worker"]["tasks_per_s"]
-    ratios = {
-        "worker_vs_raw_boto3": ratio(worker, raw),
-        "worker_vs_celery_redis": ratio(worker, redis),
-        "worker_cpu_vs_celery_redis": ratio(
-            deep["worker"]["worker_cpu_s_per_1000"], deep["celery_redis"]["worker_cpu_s_per_1000"]
-        ),
-        "low_depth_before_vs_raw": ratio(low["worker_before"]["tasks_per_s"], low["raw_boto3"]["tasks_per_s"]),
-        "low_depth_fetch_only_vs_raw": ratio(low["worker_fetch_only"]["tasks_per_s"], low["raw_boto3"]["tasks_per_s"]),
-        "low_depth_after_vs_raw": ratio(low["worker"]["tasks_per_s"], low["raw_boto3"]["tasks_per_s"]),
-        "low_depth_after_vs_before": ratio(low["worker"]["tasks_per_s"], low["worker_before"]["tasks_per_s"]),
-        "low_depth_prefetch_vs_raw": ratio(low[PREFETCH_VARIANT]["tasks_per_s"], low["raw_boto3"]["tasks_per_s"]),
-        "steady_worker_vs_raw": ratio(steady["worker"]["tasks_per_s"], steady["raw_boto3"]["tasks_per_s"]),
-        "steady_prefetch_vs_raw": (
-            ratio(steady[PREFETCH_VARIANT]["tasks_per_s"], steady["raw_boto3"]["tasks_per_s"])
-            if PREFETCH_VARIANT in steady
-            else None
-        ),
-    }
+        if "deep" in chosen:
+            deep = {
+                "raw_boto3": drain_raw_boto3(bench, n, progress),
+                "worker": drain_sqs_worker(bench, n, progress, variant="worker"),
+                "celery_redis": drain_redis_worker(bench, n, progress),
+            }
+        if "low" in chosen:
+            low = low_depth_rounds(bench, shallow, rounds, progress)
+        if "steady" in chosen:
+            steady = steady_rounds(bench, steady_n, steady_depth, rounds, progress)
+    ratios = {**deep_ratios(deep), **low_ratios(low), **steady_ratios(steady)}
     rows = (
         [
             [f"{n} tasks", name, r["tasks_per_s"], r["seconds"], r.get("worker_cpu_s_per_1000"), ""]
@@ -256,6 +292,7 @@ def main() -> int:
                 " ".join(str(v) for v in steady[name]["rounds_tasks_per_s"]),
             ]
             for name in steady_contenders()
+            if name in steady
         ]
     )
     print_table(

@@ -10,15 +10,15 @@ from typing import Any
 from kombu import Exchange, Queue
 
 from workers.claim_check import ClaimCheckOptions
-from workers.sqs_transport import (
+from workers.topology import Topology
+from workers.transport import (
     CLAIM_CHECK_OPTION,
     DELETE_BATCH_SECONDS_OPTION,
     FETCH_WHEN_SLOT_FREES_OPTION,
     QUEUE_LIMITS_OPTION,
 )
-from workers.topology import Topology
 
-TRANSPORT = "workers.sqs_transport:Transport"
+TRANSPORT = "workers.transport:Transport"
 LOCAL_ACCOUNT_ID = "123456789012"  # the account moto answers for
 ECS_STOP_TIMEOUT_SECONDS = 120  # the ECS maximum; infra/ sets the worker's stopTimeout to it
 SOFT_SHUTDOWN_SECONDS = 90  # running tasks get this long after SIGTERM; the rest is for hand-back
@@ -98,7 +98,7 @@ def transport_options(
         "wait_time_seconds": WAIT_TIME_SECONDS,
         # After an empty poll, and the fallback while every prefetch slot is busy (see the next option).
         "polling_interval": 1,
-        # Fetch as soon as a task ends instead of up to polling_interval later (workers/sqs_transport.py).
+        # Fetch as soon as a task ends instead of up to polling_interval later (workers/transport/pacer.py).
         FETCH_WHEN_SLOT_FREES_OPTION: fetch_when_slot_frees,
         # Acks become one DeleteMessageBatch per 10 messages or per this many seconds (0: one DeleteMessage each).
         DELETE_BATCH_SECONDS_OPTION: delete_batch_seconds,

@@ -10,8 +10,8 @@ from celery.app.defaults import NAMESPACES, flatten
 
 from workers.celery_config import ECS_STOP_TIMEOUT_SECONDS
 from workers.claim_check import BUCKET_ENV_VAR
-from workers.sqs_transport import CLAIM_CHECK_OPTION
 from workers.topology import LONG_DELAY_MARGIN_SECONDS, Topology, longest_delay_seconds
+from workers.transport import CLAIM_CHECK_OPTION
 
 if TYPE_CHECKING:
     from celery import Celery

@@ -140,7 +140,7 @@ SQS_BROKER = BrokerEnv(
 RESULT_BACKEND = env_str("RESULT_BACKEND", None)
 # Seconds running tasks get after SIGTERM before the rest is handed back; checked below the ECS stopTimeout.
 WORKER_SOFT_SHUTDOWN_SECONDS = env_int("WORKER_SOFT_SHUTDOWN_SECONDS", SOFT_SHUTDOWN_SECONDS)
-# How the worker keeps up with short tasks (workers/sqs_transport.py): it fetches as soon as a task ends
+# How the worker keeps up with short tasks (workers/transport/pacer.py): it fetches as soon as a task ends
 # (off: kombu re-checks every polling_interval), and deletes acked messages in batches of up to 10 within
 # this many seconds (0: one DeleteMessage per ack, as kombu does). Switchable for bench/ side-by-side runs.
 WORKER_FETCH_WHEN_SLOT_FREES = env_bool("WORKER_FETCH_WHEN_SLOT_FREES", True)

@@ -174,7 +174,7 @@ def test_a_closed_gate_parks_the_receive_loop_until_it_reopens(make_channel, mon
     # GIVEN a channel consuming `default` and a gate the database has closed
     probe = ProbeScript(failures=1)
     gate, spawned = make_gate(probe)
-    monkeypatch.setattr("workers.sqs_transport.dependency_gate", gate)
+    monkeypatch.setattr("workers.transport.dependency_pause.dependency_gate", gate)
     channel, receives = make_channel()
     channel._active_queues.append("default")
     gate.close("OperationalError: refused")
@@ -186,7 +186,7 @@ def test_a_closed_gate_parks_the_receive_loop_until_it_reopens(make_channel, mon
 
     # THEN no ReceiveMessage: the loop waits, parked (one loop per queue, as for a busy slot)
     assert receives == []
-    assert list(channel._waiting_for_slot) == ["default"]
+    assert list(channel.pacer.waiting) == ["default"]
 
     # WHEN the database answers (the probe thread reopens the gate)
     spawned[0]()
@@ -195,13 +195,13 @@ def test_a_closed_gate_parks_the_receive_loop_until_it_reopens(make_channel, mon
     channel.hub.run_soon()
     channel.hub.run_soon()
     assert receives == ["default"]
-    assert not channel._waiting_for_slot
+    assert not channel.pacer.waiting
 
 
 def test_an_open_gate_changes_nothing(make_channel, monkeypatch):
     # GIVEN an open gate
     gate, _spawned = make_gate(ProbeScript(failures=0))
-    monkeypatch.setattr("workers.sqs_transport.dependency_gate", gate)
+    monkeypatch.setattr("workers.transport.dependency_pause.dependency_gate", gate)
     channel, receives = make_channel()
     channel._active_queues.append("default")
     # WHEN the loop comes round THEN it receives at once

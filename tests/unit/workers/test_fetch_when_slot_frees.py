@@ -1,10 +1,10 @@
-"""Unit tests of the channel's fetch-when-a-slot-frees loop (workers/sqs_transport.py), on a recording event loop."""
+"""Unit tests of the channel's fetch-when-a-slot-frees loop (workers/transport/), on a recording event loop."""
 
 from __future__ import annotations
 
 from kombu import Producer
 
-from workers.sqs_transport import FETCH_WHEN_SLOT_FREES_OPTION
+from workers.transport import FETCH_COALESCE_SECONDS, FETCH_WHEN_SLOT_FREES_OPTION
 
 
 def hold_one_message(channel, queue: str = "default") -> int:
@@ -27,7 +27,7 @@ def test_full_prefetch_parks_the_loop_with_one_fallback_timer(make_channel):
 
     # THEN it does not receive, waits for a slot, and has exactly one fallback timer at polling_interval
     assert receives == []
-    assert list(channel._waiting_for_slot) == ["default"]
+    assert list(channel.pacer.waiting) == ["default"]
     assert [(delay, args) for delay, _cb, args in channel.hub.later] == [(1, ("default",))]
 
 
@@ -44,7 +44,7 @@ def test_an_ack_resumes_the_loop_at_once_and_the_stale_timer_does_nothing(make_c
 
     # THEN the loop receives again at once, not a polling_interval later
     assert receives == ["default"]
-    assert not channel._waiting_for_slot
+    assert not channel.pacer.waiting
     # AND the fallback timer, when it fires, finds nothing waiting: still one receive, one loop
     channel.hub.run_later()
     assert receives == ["default"]
@@ -81,7 +81,7 @@ def test_one_free_slot_resumes_only_the_queue_that_waited_longest(make_channel):
     # THEN only the longest-waiting queue receives (more would fetch messages no slot can take)
     assert receives == ["high_priority"]
     # AND the other keeps waiting, at the front for the next slot
-    assert list(channel._waiting_for_slot) == ["default"]
+    assert list(channel.pacer.waiting) == ["default"]
 
 
 def test_switched_off_it_is_kombus_own_polling(make_channel):
@@ -120,8 +120,8 @@ def test_one_free_slot_of_four_waits_briefly_for_company(make_channel):
 
     # THEN no receive for a single slot yet: a resume is due FETCH_COALESCE_SECONDS later
     assert receives == []
-    coalesce = [delay for delay, cb, _args in channel.hub.later if cb.__name__ == "_on_coalesce_timer"]
-    assert coalesce == [0.02]
+    channel.hub.advance(FETCH_COALESCE_SECONDS / 2)
+    assert receives == []
 
     # WHEN the other three end before then: every slot is free
     for tag in tags[1:]:
@@ -141,8 +141,7 @@ def test_a_lone_free_slot_is_filled_when_the_short_wait_ends(make_channel):
 
     # WHEN one task ends and no other follows
     channel.basic_ack(tags[0])
-    channel.hub.fire("_on_coalesce_timer")
-    channel.hub.run_soon()
+    channel.hub.advance(FETCH_COALESCE_SECONDS)
 
     # THEN the loop receives for the one free slot (20 ms later, not kombu's polling_interval)
     assert receives == ["default"]
@@ -159,10 +158,9 @@ def test_the_loop_does_not_receive_for_a_lone_slot_while_the_others_are_busy(mak
 
     # THEN it waits FETCH_COALESCE_SECONDS for more slots instead of a receive for one message
     assert receives == []
-    assert [cb.__name__ for _d, cb, _a in channel.hub.later] == ["_on_slot_timer", "_on_coalesce_timer"]
+    assert sorted(delay for delay, _cb, _a in channel.hub.later) == [FETCH_COALESCE_SECONDS, 1]
     # AND when that short wait ends with nothing else freed, it receives for the one slot
-    channel.hub.fire("_on_coalesce_timer")
-    channel.hub.run_soon()
+    channel.hub.advance(FETCH_COALESCE_SECONDS)
     assert receives == ["default"]
 
 
