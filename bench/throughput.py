@@ -5,7 +5,8 @@ with the worker as shipped, with only fetch-when-a-slot-frees, as before (kombu'
 group would run it (prefetch_multiplier BENCH_PREFETCH_MULTIPLIER, 3), beside the raw loop, BENCH_ROUNDS (3) times
 in turn; the median round of each is reported. Part 3 (issue L item 1) drains BENCH_STEADY_TASKS (600) with the
 queue held at BENCH_STEADY_DEPTH (20) visible messages by a producer refilling it (bench/steady_depth.py), by the raw
-loop, the worker as shipped and the prefetch variant, BENCH_ROUNDS times in turn: the emulator's scan stays small,
+loop, the worker before issue L item 2 (one receive per queue at a time), the worker as shipped (receiving ahead)
+and the prefetch variant, BENCH_ROUNDS times in turn: the emulator's scan stays small,
 so what shows is the round trips (run with BENCH_INJECTED_LATENCY_MS to add a delay to each).
 """
 
@@ -130,12 +131,13 @@ def low_depth_rounds(bench: Stack, n: int, rounds: int, progress: Progress) -> d
     return low
 
 
-STEADY_CONTENDERS = ("raw_boto3", "worker", PREFETCH_VARIANT)
+# worker_one_receive: the worker before issue L item 2 (one receive per queue at a time, WORKER_RECEIVE_AHEAD=0).
+STEADY_CONTENDERS = ("raw_boto3", "worker_one_receive", "worker", PREFETCH_VARIANT)
 
 
 def steady_contenders() -> tuple[str, ...]:
-    """Smoke runs leave out the prefetch variant: one worker start less in `make test`."""
-    return STEADY_CONTENDERS[:2] if is_smoke() else STEADY_CONTENDERS
+    """Smoke runs keep the raw loop and the worker as shipped: two worker starts less in `make test`."""
+    return ("raw_boto3", "worker") if is_smoke() else STEADY_CONTENDERS
 
 
 def steady_producer(bench: Stack, bodies: list[str], depth: int) -> SteadyProducer:
@@ -233,7 +235,11 @@ def steady_ratios(steady: dict[str, Any]) -> dict[str, float | None]:
     if not steady:
         return {}
     raw = steady["raw_boto3"]["tasks_per_s"]
-    keys = {"worker": "steady_worker_vs_raw", PREFETCH_VARIANT: "steady_prefetch_vs_raw"}
+    keys = {
+        "worker_one_receive": "steady_one_receive_vs_raw",
+        "worker": "steady_worker_vs_raw",
+        PREFETCH_VARIANT: "steady_prefetch_vs_raw",
+    }
     return {key: ratio(steady[name]["tasks_per_s"], raw) for name, key in keys.items() if name in steady}
 
 

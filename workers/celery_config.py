@@ -16,6 +16,7 @@ from workers.transport import (
     DELETE_BATCH_SECONDS_OPTION,
     FETCH_WHEN_SLOT_FREES_OPTION,
     QUEUE_LIMITS_OPTION,
+    RECEIVE_AHEAD_OPTION,
 )
 
 TRANSPORT = "workers.transport:Transport"
@@ -91,6 +92,7 @@ def transport_options(
     *,
     fetch_when_slot_frees: bool = True,
     delete_batch_seconds: float = DELETE_BATCH_SECONDS,
+    receive_ahead: bool = True,
 ) -> dict[str, Any]:
     return {
         "region": broker.region,
@@ -100,6 +102,8 @@ def transport_options(
         "polling_interval": 1,
         # Fetch as soon as a task ends instead of up to polling_interval later (workers/transport/pacer.py).
         FETCH_WHEN_SLOT_FREES_OPTION: fetch_when_slot_frees,
+        # A slot that frees while the queue's receive is in flight gets a receive of its own (pacer.py).
+        RECEIVE_AHEAD_OPTION: receive_ahead,
         # Acks become one DeleteMessageBatch per 10 messages or per this many seconds (0: one DeleteMessage each).
         DELETE_BATCH_SECONDS_OPTION: delete_batch_seconds,
         # No credentials here: boto3's default chain (env, ECS task role) supplies them.
@@ -135,13 +139,18 @@ def build_celery_settings(
     soft_shutdown_seconds: float = SOFT_SHUTDOWN_SECONDS,
     fetch_when_slot_frees: bool = True,
     delete_batch_seconds: float = DELETE_BATCH_SECONDS,
+    receive_ahead: bool = True,
 ) -> dict[str, Any]:
     """Every Celery setting the design depends on, lower-case and without the CELERY_ namespace."""
     settings: dict[str, Any] = {
         "broker_url": broker_url(broker),
         "broker_transport": TRANSPORT,
         "broker_transport_options": transport_options(
-            topology, broker, fetch_when_slot_frees=fetch_when_slot_frees, delete_batch_seconds=delete_batch_seconds
+            topology,
+            broker,
+            fetch_when_slot_frees=fetch_when_slot_frees,
+            delete_batch_seconds=delete_batch_seconds,
+            receive_ahead=receive_ahead,
         ),
         "broker_connection_retry_on_startup": True,
         # A dead endpoint at publish time must surface in about a second, not hang the request.

@@ -9,6 +9,7 @@ from workers.transport.options import (
     DELETE_BATCH_SECONDS_OPTION,
     FETCH_WHEN_SLOT_FREES_OPTION,
     QUEUE_LIMITS_OPTION,
+    RECEIVE_AHEAD_OPTION,
 )
 from workers.transport.pacer import FETCH_COALESCE_SECONDS, FetchPacer
 
@@ -18,6 +19,7 @@ __all__ = [
     "FETCH_COALESCE_SECONDS",
     "FETCH_WHEN_SLOT_FREES_OPTION",
     "QUEUE_LIMITS_OPTION",
+    "RECEIVE_AHEAD_OPTION",
     "Channel",
     "FetchPacer",
     "QoS",

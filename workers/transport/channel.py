@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from kombu.log import get_logger
 from kombu.transport import SQS
 from kombu.transport.SQS import SQS_MAX_MESSAGES
+from vine import promise, transform
 
 from workers.finished_messages import finished_messages
 from workers.transport.acks import BatchedDeletes
@@ -16,11 +18,18 @@ from workers.transport.options import (
     DELETE_BATCH_SECONDS_OPTION,
     FETCH_WHEN_SLOT_FREES_OPTION,
     QUEUE_LIMITS_OPTION,
+    RECEIVE_AHEAD_OPTION,
     queue_limits,
 )
-from workers.transport.pacer import FetchPacer
+from workers.transport.pacer import FetchPacer, Reservation
 from workers.transport.polls import PollHealth, guard_receives
 from workers.transport.publishing import guard_publish
+
+logger = get_logger(__name__)
+
+# A receive ahead waits at most this long for a message: on a queue that just emptied it comes back soon and the
+# queue's loop (one long poll of wait_time_seconds) takes over, so an idle worker keeps one receive per queue.
+RECEIVE_AHEAD_WAIT_SECONDS = 1
 
 
 class QoS(SQS.QoS):
@@ -44,20 +53,23 @@ class Channel(SQS.Channel):
     QoS = QoS
 
     def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        options = self.transport_options
         self.polls = PollHealth()
+        ahead = options.get(RECEIVE_AHEAD_OPTION, True) and self._fetch_when_slot_frees()
         self.pacer = FetchPacer(
             hub=lambda: self.hub,
             free_slots=lambda: self.qos.can_consume_max_estimate(),
             prefetch=lambda: self.qos.prefetch_count,
             polling_interval=lambda: self.connection.polling_interval,
             resume=self._schedule_queue,
+            receive_ahead=self._receive_ahead if ahead else None,
+            wait_seconds=lambda: self.wait_time_seconds,
             max_per_receive=SQS_MAX_MESSAGES,
         )
         self.dependency_pause = DependencyPause(
             call_soon=lambda callback: self.hub.call_soon(callback), on_reopen=self._resume_after_gate
         )
-        super().__init__(*args, **kwargs)
-        options = self.transport_options
         self.claim_checks = ChannelClaimChecks(options.get(CLAIM_CHECK_OPTION))
         # The channel's clients have the project's timeouts (transport option client-config).
         self.eta_hops = EtaHops(client_for=lambda queue: self.sqs(queue=self.canonical_queue_name(queue)))
@@ -120,12 +132,47 @@ class Channel(SQS.Channel):
             return super()._schedule_queue(queue)
         if self.dependency_pause.closed():
             self.pacer.park(queue)  # the gate's reopening resumes it; the fallback timer only re-parks it
+            self.pacer.cool(queue)
             return None
         if self.qos.can_consume_max_estimate() == 0:
             self.polls.busy()
         if self._fetch_when_slot_frees() and not self.pacer.may_receive(queue):
             return None
         return super()._schedule_queue(queue)
+
+    def _get_bulk_async(self, queue, callback=None):
+        """kombu's receive for the queue's loop, asking for the slots the pacer holds for it (with receive ahead:
+        the free slots no receive in flight asked for), and telling the pacer when it is answered."""
+        reservation = self.pacer.reserve(queue) if self.hub is not None and self._fetch_when_slot_frees() else None
+        if reservation is None:
+            return super()._get_bulk_async(queue, callback=callback)
+        return self._get_async(queue, reservation.count, callback=promise(self._loop_answered, (reservation, callback)))
+
+    def _loop_answered(self, reservation: Reservation, callback, fetched=0):
+        self.pacer.answered(reservation, fetched or 0)
+        if callback is not None:
+            callback(fetched)
+
+    def _receive_ahead(self, reservation: Reservation) -> bool:
+        """One receive beside the queue's loop, for the slots of `reservation`, waiting at most
+        RECEIVE_AHEAD_WAIT_SECONDS; its answer goes where the loop's goes (_on_messages_ready), then to the pacer,
+        not to kombu's _loop1 (the queue keeps one loop). False when it cannot go now."""
+        queue = reservation.queue
+        if queue not in self._active_queues or self.dependency_pause.closed():
+            return False
+        try:
+            q_url, qname = self._new_queue(queue), self.canonical_queue_name(queue)
+            self.asynsqs(queue=qname).receive_message(
+                qname,
+                q_url,
+                number_messages=reservation.count,
+                wait_time_seconds=RECEIVE_AHEAD_WAIT_SECONDS,
+                callback=transform(self._on_messages_ready, promise(self.pacer.answered, (reservation,)), q_url, queue),
+            )
+        except Exception:  # the loop still receives: a receive ahead is only ever a head start
+            logger.exception("a receive ahead on %s could not be sent; the queue's loop receives as before", queue)
+            return False
+        return True
 
     def _fetch_when_slot_frees(self) -> bool:
         return bool(self.transport_options.get(FETCH_WHEN_SLOT_FREES_OPTION, True))

@@ -73,12 +73,19 @@ def make_channel(monkeypatch):
         for spec in topology.queues.values():
             client.create_queue(QueueName=spec.name)
 
-        def make(*, fetch_when_slot_frees: bool = True, delete_batch_seconds: float = 0.1, prefetch: int = 1):
+        def make(
+            *,
+            fetch_when_slot_frees: bool = True,
+            delete_batch_seconds: float = 0.1,
+            prefetch: int = 1,
+            receive_ahead: bool = True,
+        ):
             options = transport_options(
                 topology,
                 BrokerEnv(account_id=ACCOUNT, region=REGION),
                 fetch_when_slot_frees=fetch_when_slot_frees,
                 delete_batch_seconds=delete_batch_seconds,
+                receive_ahead=receive_ahead,
             )
             conn = Connection("sqs://", transport="workers.transport:Transport", transport_options=options)
             connections.append(conn)

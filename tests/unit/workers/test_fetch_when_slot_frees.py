@@ -175,3 +175,85 @@ def test_a_worker_with_every_slot_free_receives_at_once(make_channel):
     # THEN it receives straight away, for all four slots
     assert receives == ["default"]
     assert channel.hub.later == []
+
+
+# --- receive ahead (issue L item 2): kombu's own receive path, through a recording async client -------------
+
+
+class RecordingAsyncSQS:
+    """Stands in for kombu's async SQS client: remembers each ReceiveMessage, answers when the test says."""
+
+    def __init__(self):
+        self.calls: list[dict] = []
+
+    def receive_message(self, queue, queue_url, number_messages=1, wait_time_seconds=None, callback=None, **kwargs):
+        self.calls.append({"count": number_messages, "wait": wait_time_seconds, "answer": callback})
+
+    def answer(self, n: int, *, start: int = 0) -> None:
+        """Answer the oldest unanswered receive with n messages."""
+        call = next(c for c in self.calls if "answered" not in c)
+        call["answered"] = n
+        call["answer"]({"Messages": [sqs_message(i) for i in range(start, start + n)]})
+
+
+def sqs_message(i: int) -> dict:
+    from workers.envelope import encode_sqs_body
+
+    envelope = {
+        "body": "e30=",
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {"task": "jobs.noop", "id": f"task-{i}"},
+        "properties": {"delivery_info": {"routing_key": "default"}, "body_encoding": "base64"},
+    }
+    return {"Body": encode_sqs_body(envelope), "ReceiptHandle": f"receipt-{i}", "MessageId": f"m{i}"}
+
+
+def consuming_channel(make_channel, prefetch: int, **options):
+    channel, _receives = make_channel(prefetch=prefetch, delete_batch_seconds=0, **options)
+    del channel._get_bulk_async  # kombu's receive path, not the recorder
+    sqs = RecordingAsyncSQS()
+    channel.asynsqs = lambda queue=None: sqs
+    delivered: list = []
+    channel.basic_consume("default", no_ack=False, callback=delivered.append, consumer_tag="t")
+    channel.hub.run_soon()
+    return channel, sqs, delivered
+
+
+def test_a_slot_freed_while_the_queues_receive_is_in_flight_gets_a_receive_of_its_own(make_channel):
+    # GIVEN a worker of 4 slots consuming `default`: its loop's first receive asks for all 4, long-polling
+    channel, sqs, delivered = consuming_channel(make_channel, prefetch=4)
+    assert [(c["count"], c["wait"]) for c in sqs.calls] == [(4, 20)]
+    # AND it brings 3 messages (3 tasks run); the loop receives again at once, for the 4th slot
+    sqs.answer(3)
+    channel.hub.run_soon()
+    assert [c["count"] for c in sqs.calls] == [4, 1]
+
+    # WHEN one task ends while that receive is out and the other two tasks still run
+    channel.basic_ack(delivered[0].delivery_tag)
+    channel.hub.run_soon()
+
+    # THEN its slot gets a receive of its own at once, with a short wait (not a second long-polling loop)
+    assert [(c["count"], c["wait"]) for c in sqs.calls[2:]] == [(1, 1)]
+    # WHEN both are answered with a message each THEN both reach Celery: 4 running, none held unstarted
+    sqs.answer(1, start=3)
+    sqs.answer(1, start=4)
+    channel.hub.run_soon()
+    assert len(delivered) == 5
+    assert channel.qos.can_consume_max_estimate() == 0
+    # AND nothing more is asked for while every slot is busy
+    assert len(sqs.calls) == 3
+
+
+def test_with_receive_ahead_off_the_queue_waits_for_its_receive(make_channel):
+    # GIVEN the same worker with WORKER_RECEIVE_AHEAD=0 (one receive per queue at a time)
+    channel, sqs, delivered = consuming_channel(make_channel, prefetch=4, receive_ahead=False)
+    sqs.answer(3)
+    channel.hub.run_soon()
+    channel.hub.advance(FETCH_COALESCE_SECONDS)
+    assert [c["count"] for c in sqs.calls] == [4, 1]
+    # WHEN a task ends while that receive is out
+    channel.basic_ack(delivered[0].delivery_tag)
+    channel.hub.run_soon()
+    # THEN nothing more goes out until it is answered
+    assert len(sqs.calls) == 2
