@@ -187,8 +187,25 @@ def steady_rounds(bench: Stack, n: int, depth: int, rounds: int, progress: Progr
     steady: dict[str, Any] = {"depth": depth}
     for name, results in runs.items():
         ordered = sorted(results, key=lambda r: r["tasks_per_s"] or 0)
-        steady[name] = {**ordered[len(ordered) // 2], "rounds_tasks_per_s": [r["tasks_per_s"] for r in results]}
+        steady[name] = {
+            **ordered[len(ordered) // 2],
+            "rounds_tasks_per_s": [r["tasks_per_s"] for r in results],
+            "rounds": [{"tasks_per_s": r["tasks_per_s"]} for r in results],
+        }
+        if name != "raw_boto3":
+            steady[name]["rounds_vs_raw"] = round_ratios(results, runs["raw_boto3"])
     return steady
+
+
+def round_ratios(results: list[dict[str, Any]], raw: list[dict[str, Any]]) -> list[float | None]:
+    """Each round's tasks/s over the raw loop's in the same round: minutes apart on a shared machine the load
+    differs more than between neighbours, so the median of these is the figure (bench/README: side by side)."""
+    return [ratio(r["tasks_per_s"] or 0, w["tasks_per_s"] or 0) for r, w in zip(results, raw, strict=True)]
+
+
+def median_round_ratio(contender: dict[str, Any]) -> float | None:
+    values = sorted(v for v in contender.get("rounds_vs_raw", []) if v is not None)
+    return values[len(values) // 2] if values else None
 
 
 PARTS = ("deep", "low", "steady")
@@ -234,13 +251,19 @@ def low_ratios(low: dict[str, Any]) -> dict[str, float | None]:
 def steady_ratios(steady: dict[str, Any]) -> dict[str, float | None]:
     if not steady:
         return {}
-    raw = steady["raw_boto3"]["tasks_per_s"]
     keys = {
         "worker_one_receive": "steady_one_receive_vs_raw",
         "worker": "steady_worker_vs_raw",
         PREFETCH_VARIANT: "steady_prefetch_vs_raw",
     }
-    return {key: ratio(steady[name]["tasks_per_s"], raw) for name, key in keys.items() if name in steady}
+    ratios = {key: median_round_ratio(steady[name]) for name, key in keys.items() if name in steady}
+    if "worker" in steady and "worker_one_receive" in steady:
+        # After against before issue L item 2, round by round.
+        after_vs_before = sorted(
+            v for v in round_ratios(steady["worker"]["rounds"], steady["worker_one_receive"]["rounds"]) if v
+        )
+        ratios["steady_worker_vs_one_receive"] = after_vs_before[len(after_vs_before) // 2] if after_vs_before else None
+    return ratios
 
 
 def main() -> int:
@@ -295,7 +318,12 @@ def main() -> int:
                 steady[name]["tasks_per_s"],
                 steady[name]["seconds"],
                 steady[name].get("worker_cpu_s_per_1000"),
-                " ".join(str(v) for v in steady[name]["rounds_tasks_per_s"]),
+                " ".join(str(v) for v in steady[name]["rounds_tasks_per_s"])
+                + (
+                    f" (vs raw: {' '.join(str(v) for v in steady[name]['rounds_vs_raw'])})"
+                    if name in steady and "rounds_vs_raw" in steady[name]
+                    else ""
+                ),
             ]
             for name in steady_contenders()
             if name in steady
