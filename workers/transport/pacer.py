@@ -140,16 +140,15 @@ class FetchPacer:
     def slot_freed(self) -> None:
         """A task's message was acked or rejected: resume the waiting loops, at once when every slot is free
         (or the queue is hot), else coalesce_seconds later; and receive ahead for the hot queues."""
+        if self._waiting:
+            free = self._free_slots()
+            hot_waiting = self._receive_ahead is not None and any(q in self._hot for q in self._waiting)
+            if free is None or free >= self.enough_slots() or hot_waiting:
+                self.resume_waiting(release=False)  # a hot queue receives for any free slot (may_receive)
+            else:
+                self._start_coalescing()
         if self._receive_ahead is not None and self._hot:
-            self._ahead_soon()
-        if not self._waiting:
-            return
-        free = self._free_slots()
-        hot_waiting = self._receive_ahead is not None and any(q in self._hot for q in self._waiting)
-        if free is None or free >= self.enough_slots() or hot_waiting:
-            self.resume_waiting(release=False)  # a hot queue receives for any free slot (may_receive)
-        else:
-            self._start_coalescing()
+            self._ahead_soon()  # after the resumed loops (call_soon runs in order): they come first
 
     def resume_waiting(self, *, release: bool = True) -> None:
         """Resume, on the event loop, as many waiting loops as there are free slots, longest waiting first (each
@@ -172,8 +171,8 @@ class FetchPacer:
 
     def _receive_ahead_pass(self) -> None:
         self._ahead_due = False
-        if self._receive_ahead is None:
-            return
+        if self._receive_ahead is None or any(q not in self._hot for q in self._waiting):
+            return  # a queue waiting for a slot (another queue, or one gone cold) has the first claim on it
         for queue in sorted(self._hot):
             if queue in self._waiting:
                 continue  # its loop is parked: resuming it is the receive

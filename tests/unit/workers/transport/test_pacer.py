@@ -281,3 +281,22 @@ def test_without_receive_ahead_there_is_one_receive_per_queue_at_a_time(make_pac
     assert resumed == []
     hub.advance(FETCH_COALESCE_SECONDS)
     assert resumed == ["default"]
+
+
+def test_a_queue_waiting_for_a_slot_is_not_starved_by_another_queues_receives_ahead(make_pacer):
+    # GIVEN 4 slots: `default` hot, running 3 tasks with its loop's receive out for the 4th, and `high_priority`
+    # idle, its loop waiting for a slot
+    ahead = []
+    pacer, hub, slots, resumed = make_pacer(prefetch=4, ahead=ahead)
+    first = loop_receives(pacer, slots)
+    slots.busy = 3
+    pacer.answered(first, fetched=3)
+    loop_receives(pacer, slots)
+    assert not pacer.may_receive("high_priority")
+    # WHEN one of default's tasks ends
+    slots.busy = 2
+    pacer.slot_freed()
+    hub.advance(FETCH_COALESCE_SECONDS)
+    # THEN the waiting queue gets the slot; default receives nothing ahead of it
+    assert resumed == ["high_priority"]
+    assert ahead == []
