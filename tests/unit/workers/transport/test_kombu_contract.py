@@ -87,3 +87,19 @@ def test_the_async_client_looks_its_answer_handler_up_on_the_instance():
     # GIVEN kombu's async SQS client THEN workers/receive_failures.py can wrap _on_list_ready per instance
     assert params(AsyncSQSConnection._on_list_ready) == ["self", "parent", "markers", "operation", "response"]
     assert "self._on_list_ready" in source(AsyncSQSConnection.get_list)
+
+
+def test_the_async_client_receives_with_a_count_a_wait_and_a_callback():
+    # GIVEN kombu's async receive THEN a receive ahead can ask for its own count and a short wait
+    assert params(AsyncSQSConnection.receive_message) == [
+        "self",
+        "queue",
+        "queue_url",
+        "number_messages",
+        "visibility_timeout",
+        "attributes",
+        "wait_time_seconds",
+        "callback",
+    ]
+    assert "self._get_from_sqs(" in source(SQS.Channel._get_async)
+    assert "connection.receive_message(" in source(SQS.Channel._get_from_sqs)
