@@ -66,8 +66,11 @@ def summary_rows(results: dict[str, dict]) -> list[list]:
     def add(benchmark: str, figure: str, value, compared_with: str = "", ratio=None) -> None:
         rows.append([benchmark, figure, value, compared_with, ratio])
 
-    if t := results.get("throughput"):
-        deep, low, r = t["deep"], t["low_depth"], t["ratios"]
+    t = results.get("throughput") or {}
+    r = t.get("ratios", {})
+    prefetch = f"worker_prefetch_{t.get('prefetch_multiplier_variant')}"
+    if t.get("deep") and t.get("low_depth"):  # BENCH_THROUGHPUT_PARTS may leave them out
+        deep, low = t["deep"], t["low_depth"]
         n, shallow = deep["worker"]["tasks"], low["worker"]["tasks"]
         add(
             "throughput",
@@ -97,7 +100,6 @@ def summary_rows(results: dict[str, dict]) -> list[list]:
             f"raw boto3 {low['raw_boto3']['tasks_per_s']}",
             r["low_depth_after_vs_raw"],
         )
-        prefetch = f"worker_prefetch_{t.get('prefetch_multiplier_variant')}"
         if prefetch in low:
             add(
                 "throughput",
@@ -106,17 +108,6 @@ def summary_rows(results: dict[str, dict]) -> list[list]:
                 f"raw boto3 {low['raw_boto3']['tasks_per_s']}",
                 r["low_depth_prefetch_vs_raw"],
             )
-        if steady := t.get("steady_depth"):
-            raw, steady_n = f"raw boto3 {steady['raw_boto3']['tasks_per_s']}", steady["raw_boto3"]["tasks"]
-            for variant, key in (("worker", "steady_worker_vs_raw"), (prefetch, "steady_prefetch_vs_raw")):
-                if variant in steady:
-                    add(
-                        "throughput",
-                        f"{variant.replace('_', ' ')} tasks/s, depth held at {steady['depth']} ({steady_n})",
-                        steady[variant]["tasks_per_s"],
-                        raw,
-                        r.get(key),
-                    )
         add(
             "worker CPU",
             "s per 1000 tasks",
@@ -124,6 +115,22 @@ def summary_rows(results: dict[str, dict]) -> list[list]:
             f"celery on redis {deep['celery_redis']['worker_cpu_s_per_1000']}",
             r["worker_cpu_vs_celery_redis"],
         )
+    if steady := t.get("steady_depth"):
+        raw, steady_n = f"raw boto3 {steady['raw_boto3']['tasks_per_s']}", steady["raw_boto3"]["tasks"]
+        variants = (
+            ("worker_one_receive", "steady_one_receive_vs_raw"),
+            ("worker", "steady_worker_vs_raw"),
+            (prefetch, "steady_prefetch_vs_raw"),
+        )
+        for variant, key in variants:
+            if variant in steady:
+                add(
+                    "throughput",
+                    f"{variant.replace('_', ' ')} tasks/s, depth held at {steady['depth']} ({steady_n})",
+                    steady[variant]["tasks_per_s"],
+                    raw,
+                    r.get(key),
+                )
     if q := results.get("requests"):
         per = q["per_task"]
         add(

@@ -32,6 +32,7 @@ WORKER_VARIANTS: dict[str, dict[str, str]] = {
     "worker": {},  # fetch when a slot frees, deletes in batches (the defaults)
     "worker_fetch_only": {"WORKER_DELETE_BATCH_SECONDS": "0"},  # one DeleteMessage per ack, as kombu does
     "worker_before": {"WORKER_FETCH_WHEN_SLOT_FREES": "0", "WORKER_DELETE_BATCH_SECONDS": "0"},  # kombu's pace
+    "worker_one_receive": {"WORKER_RECEIVE_AHEAD": "0"},  # before issue L item 2: one receive per queue at a time
 }
 WORKER_READY = " ready."
 PROFILE = "bench"

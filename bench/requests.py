@@ -118,12 +118,12 @@ def main() -> int:
     n = size("BENCH_REQUESTS_TASKS", 300, 20)
     idle_seconds = size("BENCH_IDLE_SECONDS", 180, 25)
     progress = Progress("requests")
-    print(f"requests: {n} tasks drained five ways, counted at the endpoint; then an idle worker for {idle_seconds} s")
+    print(f"requests: {n} tasks drained six ways, counted at the endpoint; then an idle worker for {idle_seconds} s")
     with stack("requests", proxy=True) as bench:
         drains = {
             **{
                 variant: drain_with_worker(bench, n, progress, variant=variant)
-                for variant in ("worker", "worker_fetch_only", "worker_before", PREFETCH_VARIANT)
+                for variant in ("worker", "worker_one_receive", "worker_fetch_only", "worker_before", PREFETCH_VARIANT)
             },
             "raw_boto3": drain_raw_boto3(bench, n, progress),
         }
@@ -148,6 +148,7 @@ def main() -> int:
     )
     worker, raw, before = (drains[k]["total"] for k in ("worker", "raw_boto3", "worker_before"))
     ratios = {
+        "worker_vs_one_receive_requests_per_task": ratio(worker, drains["worker_one_receive"]["total"]),
         "worker_vs_raw_boto3_requests_per_task": ratio(worker, raw),
         "worker_vs_before_requests_per_task": ratio(worker, before),
         "prefetch_vs_raw_boto3_requests_per_task": ratio(drains[PREFETCH_VARIANT]["total"], raw),

@@ -5,7 +5,8 @@ with the worker as shipped, with only fetch-when-a-slot-frees, as before (kombu'
 group would run it (prefetch_multiplier BENCH_PREFETCH_MULTIPLIER, 3), beside the raw loop, BENCH_ROUNDS (3) times
 in turn; the median round of each is reported. Part 3 (issue L item 1) drains BENCH_STEADY_TASKS (600) with the
 queue held at BENCH_STEADY_DEPTH (20) visible messages by a producer refilling it (bench/steady_depth.py), by the raw
-loop, the worker as shipped and the prefetch variant, BENCH_ROUNDS times in turn: the emulator's scan stays small,
+loop, the worker before issue L item 2 (one receive per queue at a time), the worker as shipped (receiving ahead)
+and the prefetch variant, BENCH_ROUNDS times in turn: the emulator's scan stays small,
 so what shows is the round trips (run with BENCH_INJECTED_LATENCY_MS to add a delay to each).
 """
 
@@ -130,12 +131,13 @@ def low_depth_rounds(bench: Stack, n: int, rounds: int, progress: Progress) -> d
     return low
 
 
-STEADY_CONTENDERS = ("raw_boto3", "worker", PREFETCH_VARIANT)
+# worker_one_receive: the worker before issue L item 2 (one receive per queue at a time, WORKER_RECEIVE_AHEAD=0).
+STEADY_CONTENDERS = ("raw_boto3", "worker_one_receive", "worker", PREFETCH_VARIANT)
 
 
 def steady_contenders() -> tuple[str, ...]:
-    """Smoke runs leave out the prefetch variant: one worker start less in `make test`."""
-    return STEADY_CONTENDERS[:2] if is_smoke() else STEADY_CONTENDERS
+    """Smoke runs keep the raw loop and the worker as shipped: two worker starts less in `make test`."""
+    return ("raw_boto3", "worker") if is_smoke() else STEADY_CONTENDERS
 
 
 def steady_producer(bench: Stack, bodies: list[str], depth: int) -> SteadyProducer:
@@ -185,8 +187,83 @@ def steady_rounds(bench: Stack, n: int, depth: int, rounds: int, progress: Progr
     steady: dict[str, Any] = {"depth": depth}
     for name, results in runs.items():
         ordered = sorted(results, key=lambda r: r["tasks_per_s"] or 0)
-        steady[name] = {**ordered[len(ordered) // 2], "rounds_tasks_per_s": [r["tasks_per_s"] for r in results]}
+        steady[name] = {
+            **ordered[len(ordered) // 2],
+            "rounds_tasks_per_s": [r["tasks_per_s"] for r in results],
+            "rounds": [{"tasks_per_s": r["tasks_per_s"]} for r in results],
+        }
+        if name != "raw_boto3":
+            steady[name]["rounds_vs_raw"] = round_ratios(results, runs["raw_boto3"])
     return steady
+
+
+def round_ratios(results: list[dict[str, Any]], raw: list[dict[str, Any]]) -> list[float | None]:
+    """Each round's tasks/s over the raw loop's in the same round: minutes apart on a shared machine the load
+    differs more than between neighbours, so the median of these is the figure (bench/README: side by side)."""
+    return [ratio(r["tasks_per_s"] or 0, w["tasks_per_s"] or 0) for r, w in zip(results, raw, strict=True)]
+
+
+def median_round_ratio(contender: dict[str, Any]) -> float | None:
+    values = sorted(v for v in contender.get("rounds_vs_raw", []) if v is not None)
+    return values[len(values) // 2] if values else None
+
+
+PARTS = ("deep", "low", "steady")
+
+
+def parts() -> tuple[str, ...]:
+    """BENCH_THROUGHPUT_PARTS (comma-separated, default all): deep, low, steady; e.g. `steady` alone to compare
+    the worker's pace with the raw loop's at a held depth in a few minutes."""
+    listed = os.environ.get("BENCH_THROUGHPUT_PARTS")
+    chosen = tuple(p.strip() for p in listed.split(",") if p.strip()) if listed else PARTS
+    unknown = set(chosen) - set(PARTS)
+    if unknown or not chosen:
+        raise ValueError(f"BENCH_THROUGHPUT_PARTS: choose from {PARTS}, got {listed!r}")
+    return chosen
+
+
+def deep_ratios(deep: dict[str, Any]) -> dict[str, float | None]:
+    if not deep:
+        return {}
+    raw, redis = deep["raw_boto3"]["tasks_per_s"], deep["celery_redis"]["tasks_per_s"]
+    return {
+        "worker_vs_raw_boto3": ratio(deep["worker"]["tasks_per_s"], raw),
+        "worker_vs_celery_redis": ratio(deep["worker"]["tasks_per_s"], redis),
+        "worker_cpu_vs_celery_redis": ratio(
+            deep["worker"]["worker_cpu_s_per_1000"], deep["celery_redis"]["worker_cpu_s_per_1000"]
+        ),
+    }
+
+
+def low_ratios(low: dict[str, Any]) -> dict[str, float | None]:
+    if not low:
+        return {}
+    raw = low["raw_boto3"]["tasks_per_s"]
+    return {
+        "low_depth_before_vs_raw": ratio(low["worker_before"]["tasks_per_s"], raw),
+        "low_depth_fetch_only_vs_raw": ratio(low["worker_fetch_only"]["tasks_per_s"], raw),
+        "low_depth_after_vs_raw": ratio(low["worker"]["tasks_per_s"], raw),
+        "low_depth_after_vs_before": ratio(low["worker"]["tasks_per_s"], low["worker_before"]["tasks_per_s"]),
+        "low_depth_prefetch_vs_raw": ratio(low[PREFETCH_VARIANT]["tasks_per_s"], raw),
+    }
+
+
+def steady_ratios(steady: dict[str, Any]) -> dict[str, float | None]:
+    if not steady:
+        return {}
+    keys = {
+        "worker_one_receive": "steady_one_receive_vs_raw",
+        "worker": "steady_worker_vs_raw",
+        PREFETCH_VARIANT: "steady_prefetch_vs_raw",
+    }
+    ratios = {key: median_round_ratio(steady[name]) for name, key in keys.items() if name in steady}
+    if "worker" in steady and "worker_one_receive" in steady:
+        # After against before issue L item 2, round by round.
+        after_vs_before = sorted(
+            v for v in round_ratios(steady["worker"]["rounds"], steady["worker_one_receive"]["rounds"]) if v
+        )
+        ratios["steady_worker_vs_one_receive"] = after_vs_before[len(after_vs_before) // 2] if after_vs_before else None
+    return ratios
 
 
 def main() -> int:
@@ -201,35 +278,23 @@ def main() -> int:
         f"{PREFETCH_MULTIPLIER}, and raw",
         flush=True,
     )
+    chosen = parts()
+    deep: dict[str, Any] = {}
+    low: dict[str, Any] = {}
+    steady: dict[str, Any] = {}
     with stack("throughput", topology=TOPOLOGY) as bench:
         bench.fresh_queues()
-        deep = {
-            "raw_boto3": drain_raw_boto3(bench, n, progress),
-            "worker": drain_sqs_worker(bench, n, progress, variant="worker"),
-            "celery_redis": drain_redis_worker(bench, n, progress),
-        }
-        low = low_depth_rounds(bench, shallow, rounds, progress)
-        steady = steady_rounds(bench, steady_n, steady_depth, rounds, progress)
-    raw, redis = deep["raw_boto3"]["tasks_per_s"], deep["celery_redis"]["tasks_per_s"]
-    worker = deep["worker"]["tasks_per_s"]
-    ratios = {
-        "worker_vs_raw_boto3": ratio(worker, raw),
-        "worker_vs_celery_redis": ratio(worker, redis),
-        "worker_cpu_vs_celery_redis": ratio(
-            deep["worker"]["worker_cpu_s_per_1000"], deep["celery_redis"]["worker_cpu_s_per_1000"]
-        ),
-        "low_depth_before_vs_raw": ratio(low["worker_before"]["tasks_per_s"], low["raw_boto3"]["tasks_per_s"]),
-        "low_depth_fetch_only_vs_raw": ratio(low["worker_fetch_only"]["tasks_per_s"], low["raw_boto3"]["tasks_per_s"]),
-        "low_depth_after_vs_raw": ratio(low["worker"]["tasks_per_s"], low["raw_boto3"]["tasks_per_s"]),
-        "low_depth_after_vs_before": ratio(low["worker"]["tasks_per_s"], low["worker_before"]["tasks_per_s"]),
-        "low_depth_prefetch_vs_raw": ratio(low[PREFETCH_VARIANT]["tasks_per_s"], low["raw_boto3"]["tasks_per_s"]),
-        "steady_worker_vs_raw": ratio(steady["worker"]["tasks_per_s"], steady["raw_boto3"]["tasks_per_s"]),
-        "steady_prefetch_vs_raw": (
-            ratio(steady[PREFETCH_VARIANT]["tasks_per_s"], steady["raw_boto3"]["tasks_per_s"])
-            if PREFETCH_VARIANT in steady
-            else None
-        ),
-    }
+        if "deep" in chosen:
+            deep = {
+                "raw_boto3": drain_raw_boto3(bench, n, progress),
+                "worker": drain_sqs_worker(bench, n, progress, variant="worker"),
+                "celery_redis": drain_redis_worker(bench, n, progress),
+            }
+        if "low" in chosen:
+            low = low_depth_rounds(bench, shallow, rounds, progress)
+        if "steady" in chosen:
+            steady = steady_rounds(bench, steady_n, steady_depth, rounds, progress)
+    ratios = {**deep_ratios(deep), **low_ratios(low), **steady_ratios(steady)}
     rows = (
         [
             [f"{n} tasks", name, r["tasks_per_s"], r["seconds"], r.get("worker_cpu_s_per_1000"), ""]
@@ -253,9 +318,15 @@ def main() -> int:
                 steady[name]["tasks_per_s"],
                 steady[name]["seconds"],
                 steady[name].get("worker_cpu_s_per_1000"),
-                " ".join(str(v) for v in steady[name]["rounds_tasks_per_s"]),
+                " ".join(str(v) for v in steady[name]["rounds_tasks_per_s"])
+                + (
+                    f" (vs raw: {' '.join(str(v) for v in steady[name]['rounds_vs_raw'])})"
+                    if name in steady and "rounds_vs_raw" in steady[name]
+                    else ""
+                ),
             ]
             for name in steady_contenders()
+            if name in steady
         ]
     )
     print_table(

@@ -11,7 +11,7 @@ from workers.health import poll_liveness
 
 class PollLivenessFile(bootsteps.StartStopStep):
     """A worker is healthy only after its first successful poll, and never once its consumer stops.
-    (The channel touches the file: workers/sqs_transport.py.)"""
+    (The channel touches the file: workers/transport/polls.py.)"""
 
     requires = ("celery.worker.consumer.connection:Connection",)
 

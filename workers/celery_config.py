@@ -11,14 +11,15 @@ from kombu import Exchange, Queue
 
 from core.topology import Topology
 from workers.claim_check import ClaimCheckOptions
-from workers.sqs_transport import (
+from workers.transport import (
     CLAIM_CHECK_OPTION,
     DELETE_BATCH_SECONDS_OPTION,
     FETCH_WHEN_SLOT_FREES_OPTION,
     QUEUE_LIMITS_OPTION,
+    RECEIVE_AHEAD_OPTION,
 )
 
-TRANSPORT = "workers.sqs_transport:Transport"
+TRANSPORT = "workers.transport:Transport"
 LOCAL_ACCOUNT_ID = "123456789012"  # the account moto answers for
 ECS_STOP_TIMEOUT_SECONDS = 120  # the ECS maximum; infra/ sets the worker's stopTimeout to it
 SOFT_SHUTDOWN_SECONDS = 90  # running tasks get this long after SIGTERM; the rest is for hand-back
@@ -91,6 +92,7 @@ def transport_options(
     *,
     fetch_when_slot_frees: bool = True,
     delete_batch_seconds: float = DELETE_BATCH_SECONDS,
+    receive_ahead: bool = True,
 ) -> dict[str, Any]:
     return {
         "region": broker.region,
@@ -98,8 +100,10 @@ def transport_options(
         "wait_time_seconds": WAIT_TIME_SECONDS,
         # After an empty poll, and the fallback while every prefetch slot is busy (see the next option).
         "polling_interval": 1,
-        # Fetch as soon as a task ends instead of up to polling_interval later (workers/sqs_transport.py).
+        # Fetch as soon as a task ends instead of up to polling_interval later (workers/transport/pacer.py).
         FETCH_WHEN_SLOT_FREES_OPTION: fetch_when_slot_frees,
+        # A slot that frees while the queue's receive is in flight gets a receive of its own (pacer.py).
+        RECEIVE_AHEAD_OPTION: receive_ahead,
         # Acks become one DeleteMessageBatch per 10 messages or per this many seconds (0: one DeleteMessage each).
         DELETE_BATCH_SECONDS_OPTION: delete_batch_seconds,
         # No credentials here: boto3's default chain (env, ECS task role) supplies them.
@@ -135,13 +139,18 @@ def build_celery_settings(
     soft_shutdown_seconds: float = SOFT_SHUTDOWN_SECONDS,
     fetch_when_slot_frees: bool = True,
     delete_batch_seconds: float = DELETE_BATCH_SECONDS,
+    receive_ahead: bool = True,
 ) -> dict[str, Any]:
     """Every Celery setting the design depends on, lower-case and without the CELERY_ namespace."""
     settings: dict[str, Any] = {
         "broker_url": broker_url(broker),
         "broker_transport": TRANSPORT,
         "broker_transport_options": transport_options(
-            topology, broker, fetch_when_slot_frees=fetch_when_slot_frees, delete_batch_seconds=delete_batch_seconds
+            topology,
+            broker,
+            fetch_when_slot_frees=fetch_when_slot_frees,
+            delete_batch_seconds=delete_batch_seconds,
+            receive_ahead=receive_ahead,
         ),
         "broker_connection_retry_on_startup": True,
         # A dead endpoint at publish time must surface in about a second, not hang the request.

@@ -86,7 +86,7 @@ def probe_database(timeout: int = PROBE_CONNECT_TIMEOUT) -> str | None:
 
 class DependencyGate:
     """Open while the database answers. close() (on the event loop, from workers/gate_request.py) pauses every
-    queue's receive loop (workers/sqs_transport.py parks it), writes the pause file and starts a probe
+    queue's receive loop (workers/transport/dependency_pause.py parks it), writes the pause file and starts a probe
     thread; when a probe answers, the gate reopens and calls each watcher (the channels resume on their event
     loop). One log line at each change, none per task or probe."""
 
@@ -204,5 +204,5 @@ def clear_stale_pause() -> None:
     pause_file().unlink(missing_ok=True)
 
 
-#: The worker's gate (its main process): closed by workers/gate_request.py, read by workers/sqs_transport.py.
+#: The worker's gate (its main process): closed by workers/gate_request.py, read by workers/transport/.
 dependency_gate = DependencyGate()

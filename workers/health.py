@@ -46,9 +46,6 @@ class Liveness:
         for listener in self.listeners:
             listener(wall)
 
-    # workers/sqs_transport.py (being split into a package on another branch) still calls `poll_heartbeat.beat()`.
-    beat = touch
-
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
 
@@ -62,4 +59,3 @@ def liveness_age(kind: str) -> float | None:
 
 
 poll_liveness = Liveness("worker")
-poll_heartbeat = poll_liveness  # the old name, for workers/sqs_transport.py only (see Liveness.beat)

@@ -11,7 +11,7 @@ from celery.app.defaults import NAMESPACES, flatten
 from core.claim_check_bucket import BUCKET_ENV_VAR
 from core.topology import LONG_DELAY_MARGIN_SECONDS, Topology, longest_delay_seconds
 from workers.celery_config import ECS_STOP_TIMEOUT_SECONDS
-from workers.sqs_transport import CLAIM_CHECK_OPTION
+from workers.transport import CLAIM_CHECK_OPTION, RECEIVE_AHEAD_OPTION
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -144,6 +144,10 @@ def apply_worker_prefetch(worker: Any, topology: Topology) -> list[str]:
         ]
     consumed = [key for key in worker.app.amqp.queues.consume_from if key in topology.queues]
     worker.prefetch_multiplier = topology.prefetch_multiplier_for(consumed)
+    if worker.prefetch_multiplier > 1:
+        # Held messages keep its pool busy: receives ahead would only split receives (workers/transport/pacer.py).
+        options = dict(worker.app.conf.broker_transport_options or {})
+        worker.app.conf.broker_transport_options = {**options, RECEIVE_AHEAD_OPTION: False}
     logger.info(
         "prefetch multiplier %d for queues %s (worker_groups in %s)",
         worker.prefetch_multiplier,

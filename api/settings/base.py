@@ -141,10 +141,12 @@ SQS_BROKER = BrokerEnv(
 RESULT_BACKEND = env_str("RESULT_BACKEND", None)
 # Seconds running tasks get after SIGTERM before the rest is handed back; checked below the ECS stopTimeout.
 WORKER_SOFT_SHUTDOWN_SECONDS = env_int("WORKER_SOFT_SHUTDOWN_SECONDS", SOFT_SHUTDOWN_SECONDS)
-# How the worker keeps up with short tasks (workers/sqs_transport.py): it fetches as soon as a task ends
-# (off: kombu re-checks every polling_interval), and deletes acked messages in batches of up to 10 within
+# How the worker keeps up with short tasks (workers/transport/pacer.py): it fetches as soon as a task ends
+# (off: kombu re-checks every polling_interval), receives ahead for a slot that frees while a receive is in
+# flight (off: one receive per queue at a time), and deletes acked messages in batches of up to 10 within
 # this many seconds (0: one DeleteMessage per ack, as kombu does). Switchable for bench/ side-by-side runs.
 WORKER_FETCH_WHEN_SLOT_FREES = env_bool("WORKER_FETCH_WHEN_SLOT_FREES", True)
+WORKER_RECEIVE_AHEAD = env_bool("WORKER_RECEIVE_AHEAD", True)
 WORKER_DELETE_BATCH_SECONDS = env_float("WORKER_DELETE_BATCH_SECONDS", DELETE_BATCH_SECONDS)
 globals().update(
     as_django_settings(
@@ -155,6 +157,7 @@ globals().update(
             soft_shutdown_seconds=WORKER_SOFT_SHUTDOWN_SECONDS,
             fetch_when_slot_frees=WORKER_FETCH_WHEN_SLOT_FREES,
             delete_batch_seconds=WORKER_DELETE_BATCH_SECONDS,
+            receive_ahead=WORKER_RECEIVE_AHEAD,
         )
     )
 )

@@ -20,12 +20,16 @@ class RecordingHub:
     def __init__(self):
         self.soon: list[tuple] = []
         self.later: list[tuple] = []
+        self.now = 0.0  # a virtual clock: advance() runs the timers due by then
+        self._due: list[tuple[float, tuple]] = []
 
     def call_soon(self, callback, *args):
         self.soon.append((callback, args))
 
     def call_later(self, delay, callback, *args):
-        self.later.append((delay, callback, args))
+        entry = (delay, callback, args)
+        self.later.append(entry)
+        self._due.append((self.now + delay, entry))
 
     def run_soon(self) -> None:
         pending, self.soon = self.soon, []
@@ -33,9 +37,23 @@ class RecordingHub:
             callback(*args)
 
     def run_later(self) -> None:
-        pending, self.later = self.later, []
+        pending, self.later, self._due = self.later, [], []
         for _delay, callback, args in pending:
             callback(*args)
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock on, running each timer as it falls due and what it calls soon (bounded: 1000 rounds)."""
+        self.now += seconds
+        for _ in range(1000):
+            self.run_soon()
+            due = sorted((t for t in self._due if t[0] <= self.now + 1e-9), key=lambda t: t[0])
+            if not due:
+                return
+            at, entry = due[0]
+            self._due.remove((at, entry))
+            self.later = [e for e in self.later if e is not entry]
+            entry[1](*entry[2])
+        raise AssertionError("the event loop never settles")
 
     def fire(self, name: str) -> None:
         """Run the timers scheduled for callback `name` (leaving them scheduled), as if their delay ran out."""
@@ -55,14 +73,21 @@ def make_channel(monkeypatch):
         for spec in topology.queues.values():
             client.create_queue(QueueName=spec.name)
 
-        def make(*, fetch_when_slot_frees: bool = True, delete_batch_seconds: float = 0.1, prefetch: int = 1):
+        def make(
+            *,
+            fetch_when_slot_frees: bool = True,
+            delete_batch_seconds: float = 0.1,
+            prefetch: int = 1,
+            receive_ahead: bool = True,
+        ):
             options = transport_options(
                 topology,
                 BrokerEnv(account_id=ACCOUNT, region=REGION),
                 fetch_when_slot_frees=fetch_when_slot_frees,
                 delete_batch_seconds=delete_batch_seconds,
+                receive_ahead=receive_ahead,
             )
-            conn = Connection("sqs://", transport="workers.sqs_transport:Transport", transport_options=options)
+            conn = Connection("sqs://", transport="workers.transport:Transport", transport_options=options)
             connections.append(conn)
             channel = conn.default_channel
             channel.basic_qos(prefetch_count=prefetch)

@@ -16,7 +16,7 @@ from workers.celery_config import (
     queue_url,
     task_routes,
 )
-from workers.sqs_transport import QUEUE_LIMITS_OPTION
+from workers.transport import QUEUE_LIMITS_OPTION
 
 LOCAL = BrokerEnv(endpoint_url="http://127.0.0.1:9324")
 CREDENTIAL_WORDS = ("access_key", "secret", "session_token", "password", "aws_access", "userid")
@@ -45,7 +45,7 @@ def test_local_endpoint_broker_url_and_transport(local_settings):
     # WHEN the settings are built (fixture)
     # THEN the endpoint is the broker URL's host:port, over plain HTTP, with our transport
     assert local_settings["broker_url"] == "sqs://127.0.0.1:9324"
-    assert local_settings["broker_transport"] == TRANSPORT == "workers.sqs_transport:Transport"
+    assert local_settings["broker_transport"] == TRANSPORT == "workers.transport:Transport"
     options = local_settings["broker_transport_options"]
     assert options["is_secure"] is False
     assert options["wait_time_seconds"] == 20

@@ -52,7 +52,7 @@ def aws(topology, monkeypatch):
 def connection(aws, topology):
     broker = BrokerEnv(account_id=ACCOUNT, region=REGION, claim_check_bucket=BUCKET)
     options = {**transport_options(topology, broker), "delete_batch_seconds": 0}
-    conn = Connection("sqs://", transport="workers.sqs_transport:Transport", transport_options=options)
+    conn = Connection("sqs://", transport="workers.transport:Transport", transport_options=options)
     yield conn
     conn.release()
 

@@ -340,7 +340,7 @@ def test_the_channel_retries_a_delete_for_its_queues_visibility_timeout(make_cha
     channel, _ = make_channel(delete_batch_seconds=0.1)
 
     # WHEN its delete batches are built
-    batches = channel._deletes()
+    batches = channel.deletes.start()
 
     # THEN a failed delete is kept as long as its message may be in flight: its queue's visibility timeout
     for key, spec in topology.queues.items():

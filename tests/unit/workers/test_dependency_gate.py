@@ -174,7 +174,7 @@ def test_a_closed_gate_parks_the_receive_loop_until_it_reopens(make_channel, mon
     # GIVEN a channel consuming `default` and a gate the database has closed
     probe = ProbeScript(failures=1)
     gate, spawned = make_gate(probe)
-    monkeypatch.setattr("workers.sqs_transport.dependency_gate", gate)
+    monkeypatch.setattr("workers.transport.dependency_pause.dependency_gate", gate)
     channel, receives = make_channel()
     channel._active_queues.append("default")
     gate.close("OperationalError: refused")
@@ -186,7 +186,7 @@ def test_a_closed_gate_parks_the_receive_loop_until_it_reopens(make_channel, mon
 
     # THEN no ReceiveMessage: the loop waits, parked (one loop per queue, as for a busy slot)
     assert receives == []
-    assert list(channel._waiting_for_slot) == ["default"]
+    assert list(channel.pacer.waiting) == ["default"]
 
     # WHEN the database answers (the probe thread reopens the gate)
     spawned[0]()
@@ -195,13 +195,33 @@ def test_a_closed_gate_parks_the_receive_loop_until_it_reopens(make_channel, mon
     channel.hub.run_soon()
     channel.hub.run_soon()
     assert receives == ["default"]
-    assert not channel._waiting_for_slot
+    assert not channel.pacer.waiting
+
+
+def test_a_closed_gate_stops_the_receives_ahead_too(make_channel, monkeypatch):
+    from tests.unit.workers.test_fetch_when_slot_frees import consuming_channel
+
+    # GIVEN a worker of 4 slots whose queue is hot: 3 tasks running, the loop's receive out for the 4th
+    gate, _spawned = make_gate(ProbeScript(failures=1))
+    monkeypatch.setattr("workers.transport.dependency_pause.dependency_gate", gate)
+    channel, sqs, delivered = consuming_channel(make_channel, prefetch=4)
+    sqs.answer(3)
+    channel.hub.run_soon()
+    assert [c["count"] for c in sqs.calls] == [4, 1]
+
+    # WHEN the database goes away, and a task ends (handed back, as a DependencyDown is)
+    gate.close("OperationalError: refused")
+    channel.basic_reject(delivered[0].delivery_tag, requeue=False)
+    channel.hub.run_soon()
+
+    # THEN no receive goes out ahead of the loop: an outage spends no receives
+    assert len(sqs.calls) == 2
 
 
 def test_an_open_gate_changes_nothing(make_channel, monkeypatch):
     # GIVEN an open gate
     gate, _spawned = make_gate(ProbeScript(failures=0))
-    monkeypatch.setattr("workers.sqs_transport.dependency_gate", gate)
+    monkeypatch.setattr("workers.transport.dependency_pause.dependency_gate", gate)
     channel, receives = make_channel()
     channel._active_queues.append("default")
     # WHEN the loop comes round THEN it receives at once

@@ -217,7 +217,7 @@ def test_a_far_eta_hops_unchanged_and_only_the_rest_reaches_celery(hop_channel, 
     # WHEN the channel gets them from its receive
     with caplog.at_level(logging.INFO, logger="workers.eta_hop"):
         count = channel._on_messages_ready(url, "default", received)
-        channel._hop_sender.close()  # the hop goes from a thread of its own: wait for it
+        channel.eta_hops.close()  # the hop goes from a thread of its own: wait for it
 
     # THEN only the message without ETA reached Celery, and the loop polls again at once (2 received)
     assert count == 2

@@ -102,7 +102,7 @@ def test_a_hand_back_sqs_refuses_is_logged_not_raised(make_channel, caplog):
     with Stubber(client) as stub, caplog.at_level(logging.WARNING):
         stub.add_client_error("change_message_visibility", "ReceiptHandleIsInvalid", "The receipt handle is invalid")
         # WHEN the worker hands it back (a requeue, a lost child, shutdown)
-        channel._hand_back("default", {"properties": {"delivery_tag": "stale-handle"}})
+        channel.hand_back("default", {"properties": {"delivery_tag": "stale-handle"}})
     # THEN nothing raised, and the warning says what happens to it
     assert any(
         "could not hand back" in r.getMessage() and "ReceiptHandleIsInvalid" in r.getMessage() for r in caplog.records

@@ -1,4 +1,4 @@
-"""Unit tests of workers/sqs_transport.py: a real kombu Connection with our transport, SQS in moto."""
+"""Unit tests of the transport (workers/transport/): a real kombu Connection with our transport, SQS in moto."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from moto.sqs.models import sqs_backends
 from core.topology import DEFAULT_TOPOLOGY_PATH, load_topology
 from workers.celery_config import BrokerEnv, transport_options
 from workers.publish_guards import DelayTooLong, PayloadTooLarge
-from workers.sqs_transport import Channel, Transport
+from workers.transport import Channel, Transport
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -44,7 +44,7 @@ def sqs(topology, monkeypatch):
 @pytest.fixture
 def connection(sqs, topology):
     options = transport_options(topology, BrokerEnv(account_id=ACCOUNT, region=REGION))
-    conn = Connection("sqs://", transport="workers.sqs_transport:Transport", transport_options=options)
+    conn = Connection("sqs://", transport="workers.transport:Transport", transport_options=options)
     yield conn
     conn.release()
 
@@ -219,7 +219,7 @@ def test_queue_outside_topology_is_not_guarded_here(connection):
     channel = connection.default_channel
     message = {"headers": {"eta": (datetime.now(UTC) + timedelta(seconds=5000)).isoformat()}}
     # WHEN the guards run for it THEN they leave it alone (kombu's predefined_queues check refuses it)
-    assert channel._apply_publish_guards("not-a-topology-queue", message) is None
+    assert channel.apply_publish_guards("not-a-topology-queue", message) is None
     assert message["headers"]["eta"] is not None
 
 

@@ -18,6 +18,7 @@ from workers.startup_checks import (
     check_unknown_settings,
     run_startup_checks,
 )
+from workers.transport import RECEIVE_AHEAD_OPTION
 
 
 @pytest.fixture(scope="module")
@@ -271,7 +272,10 @@ def test_tighter_hard_limit_never_gets_a_soft_limit_above_it(topology):
 def _starting_worker(conf: dict, consumed: list[str], cli_multiplier: int | None = None) -> SimpleNamespace:
     """What apply_worker_prefetch reads of a WorkController at worker_init."""
     queues = SimpleNamespace(consume_from={key: object() for key in consumed})
-    app = SimpleNamespace(conf=SimpleNamespace(**conf), amqp=SimpleNamespace(queues=queues))
+    app = SimpleNamespace(
+        conf=SimpleNamespace(**{**conf, "broker_transport_options": dict(conf.get("broker_transport_options") or {})}),
+        amqp=SimpleNamespace(queues=queues),
+    )
     multiplier = conf["worker_prefetch_multiplier"] if cli_multiplier is None else cli_multiplier
     return SimpleNamespace(app=app, prefetch_multiplier=multiplier)
 
@@ -298,6 +302,11 @@ def test_a_worker_gets_the_prefetch_multiplier_of_its_group(conf, raised_topolog
     # THEN each gets its group's multiplier, the strictest when it spans groups
     assert problems == [[], [], []]
     assert (on_main.prefetch_multiplier, on_bulk.prefetch_multiplier, on_all.prefetch_multiplier) == (3, 1, 1)
+    # AND only a worker holding nothing unstarted receives ahead (held messages keep the others' pools busy)
+    receive_ahead = [
+        w.app.conf.broker_transport_options.get(RECEIVE_AHEAD_OPTION, True) for w in (on_main, on_bulk, on_all)
+    ]
+    assert receive_ahead == [False, True, True]
 
 
 def test_a_prefetch_multiplier_from_the_command_line_is_refused(conf, raised_topology):

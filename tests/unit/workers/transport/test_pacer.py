@@ -1,0 +1,302 @@
+"""Unit tests of workers/transport/pacer.py: when a queue's receive loop may receive, on a virtual-clock loop."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.workers.conftest import RecordingHub
+from workers.transport.pacer import FETCH_COALESCE_SECONDS, FetchPacer
+
+POLLING_INTERVAL = 1.0
+
+
+class Slots:
+    """A worker's prefetch slots, as kombu's QoS counts them."""
+
+    def __init__(self, prefetch: int):
+        self.prefetch, self.busy = prefetch, 0
+
+    @property
+    def free(self) -> int:
+        return self.prefetch - self.busy
+
+
+@pytest.fixture
+def make_pacer():
+    def make(prefetch: int = 1, *, ahead: list | None = None, clock=None):
+        hub, slots, resumed = RecordingHub(), Slots(prefetch), []
+
+        def receive_ahead(reservation):
+            ahead.append(reservation)
+            return True
+
+        def resume(queue):
+            """kombu's loop, resumed: it asks the pacer, then receives for the slots reserved."""
+            resumed.append(queue)
+            if pacer.may_receive(queue):
+                pacer.reserve(queue)
+
+        pacer = FetchPacer(
+            hub=lambda: hub,
+            free_slots=lambda: slots.free,
+            prefetch=lambda: slots.prefetch,
+            polling_interval=lambda: POLLING_INTERVAL,
+            resume=resume,
+            receive_ahead=receive_ahead if ahead is not None else None,
+            **({"clock": clock} if clock else {}),
+        )
+        return pacer, hub, slots, resumed
+
+    return make
+
+
+def loop_receives(pacer, slots, queue: str = "default"):
+    """The queue's loop comes round and receives (kombu's _schedule_queue, then _get_bulk_async): its reservation."""
+    assert pacer.may_receive(queue)
+    return pacer.reserve(queue)
+
+
+def test_a_worker_with_every_slot_free_receives_at_once(make_pacer):
+    # GIVEN four slots, all free
+    pacer, _hub, _slots, _resumed = make_pacer(prefetch=4)
+    # WHEN a loop asks THEN it receives now, and nothing waits
+    assert pacer.may_receive("default")
+    assert pacer.waiting == ()
+
+
+def test_a_busy_worker_waits_and_the_freed_slot_resumes_the_loop_at_once(make_pacer):
+    # GIVEN one slot, busy with a running task
+    pacer, hub, slots, resumed = make_pacer(prefetch=1)
+    slots.busy = 1
+    # WHEN the loop comes round
+    assert not pacer.may_receive("default")
+    # THEN it waits
+    assert pacer.waiting == ("default",)
+    # WHEN the task ends and the event loop runs (no time passes)
+    slots.busy = 0
+    pacer.slot_freed()
+    hub.advance(0)
+    # THEN the loop runs again at once, not a polling_interval later, and waits no more
+    assert resumed == ["default"]
+    assert pacer.waiting == ()
+    # AND the fallback timer, when its time comes, resumes nothing more: one loop per queue
+    hub.advance(POLLING_INTERVAL)
+    assert resumed == ["default"]
+
+
+def test_a_loop_asking_twice_while_busy_is_resumed_once(make_pacer):
+    # GIVEN a busy slot and a loop that came round twice
+    pacer, hub, slots, resumed = make_pacer(prefetch=1)
+    slots.busy = 1
+    assert not pacer.may_receive("default")
+    assert not pacer.may_receive("default")
+    # WHEN nothing frees for a polling_interval
+    hub.advance(POLLING_INTERVAL)
+    # THEN kombu's own pace: the loop is resumed once, to look again, and parks again with one timer
+    assert resumed == ["default"]
+    assert pacer.waiting == ("default",)
+    assert len(hub.later) == 1
+
+
+def test_one_free_slot_of_four_waits_briefly_for_company_then_receives(make_pacer):
+    # GIVEN four busy slots and a waiting loop
+    pacer, hub, slots, resumed = make_pacer(prefetch=4)
+    slots.busy = 4
+    assert not pacer.may_receive("default")
+    # WHEN one task ends
+    slots.busy = 3
+    pacer.slot_freed()
+    hub.advance(FETCH_COALESCE_SECONDS / 2)
+    # THEN no receive for one slot yet
+    assert resumed == []
+    # WHEN the short wait ends with nothing else freed
+    hub.advance(FETCH_COALESCE_SECONDS / 2)
+    # THEN the loop is resumed, and receives for the lone slot (it waits no more)
+    assert resumed == ["default"]
+    assert pacer.waiting == ()
+
+
+def test_slots_that_free_together_share_one_receive(make_pacer):
+    # GIVEN four busy slots and a waiting loop
+    pacer, hub, slots, resumed = make_pacer(prefetch=4)
+    slots.busy = 4
+    assert not pacer.may_receive("default")
+    # WHEN all four end within the short wait
+    for busy in (3, 2, 1, 0):
+        slots.busy = busy
+        pacer.slot_freed()
+    hub.advance(0)
+    # THEN the loop is resumed at once, once
+    assert resumed == ["default"]
+    hub.advance(FETCH_COALESCE_SECONDS)
+    assert resumed == ["default"]
+
+
+def test_one_free_slot_resumes_only_the_queue_that_waited_longest(make_pacer):
+    # GIVEN two queues waiting behind one busy slot, `high_priority` first
+    pacer, hub, slots, resumed = make_pacer(prefetch=1)
+    slots.busy = 1
+    assert not pacer.may_receive("high_priority")
+    assert not pacer.may_receive("default")
+    # WHEN the slot frees
+    slots.busy = 0
+    pacer.slot_freed()
+    hub.advance(0)
+    # THEN only the longest-waiting queue runs; the other keeps waiting
+    assert resumed == ["high_priority"]
+    assert pacer.waiting == ("default",)
+
+
+def test_a_parked_queue_resumes_only_when_told(make_pacer):
+    # GIVEN a queue parked from outside (the dependency gate), every slot free
+    pacer, hub, _slots, resumed = make_pacer(prefetch=4)
+    pacer.park("default")
+    # THEN it waits, free slots or not
+    assert pacer.waiting == ("default",)
+    assert resumed == []
+    # WHEN told to resume (the gate reopened)
+    pacer.resume_waiting()
+    hub.advance(0)
+    assert resumed == ["default"]
+    # AND the resumed loop receives for whatever is free (it waits no more)
+    assert pacer.waiting == ()
+
+
+# --- receive ahead (issue L item 2) -------------------------------------------------------------------------
+
+
+def test_a_slot_freed_while_the_loops_receive_is_in_flight_gets_a_receive_at_once(make_pacer):
+    # GIVEN four slots, a hot queue (its last receive brought messages) running 3 tasks, its loop's receive for
+    # the fourth slot in flight
+    ahead = []
+    pacer, hub, slots, _resumed = make_pacer(prefetch=4, ahead=ahead)
+    first = loop_receives(pacer, slots)
+    slots.busy = 3
+    pacer.answered(first, fetched=3)
+    second = loop_receives(pacer, slots)
+    assert second.count == 1
+    # WHEN one task ends, while the other two still run and the loop's receive is still out
+    slots.busy = 2
+    pacer.slot_freed()
+    hub.advance(0)
+    # THEN a receive for that one slot goes out at once, beside the loop's
+    assert [(r.queue, r.count) for r in ahead] == [("default", 1)]
+    assert sorted(r.count for r in pacer.in_flight) == [1, 1]
+
+
+def test_receives_in_flight_never_ask_for_more_than_the_free_slots(make_pacer):
+    # GIVEN one slot (prefetch 1: the worker holds no message it has not started) and a hot queue
+    ahead = []
+    pacer, hub, slots, _resumed = make_pacer(prefetch=1, ahead=ahead)
+    first = loop_receives(pacer, slots)
+    slots.busy = 1
+    pacer.answered(first, fetched=1)
+    # WHEN the loop comes round while the task runs, and slot-freed events come in any number
+    assert not pacer.may_receive("default")
+    slots.busy = 0
+    for _ in range(3):
+        pacer.slot_freed()
+    hub.advance(0)
+    # THEN exactly one receive, for the one slot, is out: the resumed loop's or one ahead, never both
+    assert sum(r.count for r in pacer.in_flight) == 1
+
+
+def test_tasks_that_end_in_the_same_turn_share_one_receive_ahead(make_pacer):
+    # GIVEN four busy slots of a hot queue whose loop's receive is out for none (all held)
+    ahead = []
+    pacer, hub, slots, _resumed = make_pacer(prefetch=4, ahead=ahead)
+    first = loop_receives(pacer, slots)
+    slots.busy = 4
+    pacer.answered(first, fetched=4)
+    # WHEN three tasks end before the event loop turns
+    for busy in (3, 2, 1):
+        slots.busy = busy
+        pacer.slot_freed()
+    hub.advance(0)
+    # THEN one receive asks for the three slots (the parked loop, resumed, asks for them; nothing ahead)
+    assert sum(r.count for r in pacer.in_flight) == 3
+    assert len(pacer.in_flight) == 1
+
+
+def test_a_cold_queue_gets_no_receive_ahead(make_pacer):
+    # GIVEN four slots and a queue whose last answer was empty (idle): its loop long-polls for all four
+    ahead = []
+    pacer, hub, slots, _resumed = make_pacer(prefetch=4, ahead=ahead)
+    first = loop_receives(pacer, slots)
+    pacer.answered(first, fetched=0)
+    loop_receives(pacer, slots)
+    # WHEN slots free and free (a task of another queue ends)
+    pacer.slot_freed()
+    hub.advance(POLLING_INTERVAL)
+    # THEN nothing more goes out: one long poll per idle queue, as before
+    assert ahead == []
+    assert len(pacer.in_flight) == 1
+
+
+def test_an_answer_short_of_what_it_asked_gives_the_slots_back(make_pacer):
+    # GIVEN a hot queue: 3 tasks running, the loop's receive out for the fourth slot
+    ahead = []
+    pacer, hub, slots, _resumed = make_pacer(prefetch=4, ahead=ahead)
+    first = loop_receives(pacer, slots)
+    slots.busy = 3
+    pacer.answered(first, fetched=3)
+    loop_receives(pacer, slots)
+    # AND two tasks end together: a receive ahead for their 2 slots
+    slots.busy = 1
+    pacer.slot_freed()
+    hub.advance(0)
+    assert [r.count for r in ahead] == [2]
+    # WHEN that receive brings one message
+    slots.busy = 2
+    pacer.answered(ahead[0], fetched=1)
+    hub.advance(0)
+    # THEN the slot it did not fill is asked for again, ahead (the loop's receive still holds its own)
+    assert [r.count for r in ahead] == [2, 1]
+    assert sorted(r.count for r in pacer.in_flight) == [1, 1]
+
+
+def test_a_receive_never_answered_stops_holding_its_slots(make_pacer):
+    # GIVEN a hot queue whose loop's receive is never answered (a lost callback)
+    clock = [0.0]
+    ahead = []
+    pacer, hub, slots, _resumed = make_pacer(prefetch=1, ahead=ahead, clock=lambda: clock[0])
+    loop_receives(pacer, slots)
+    assert not pacer.may_receive("default")
+    # WHEN the long poll's wait and the grace have passed
+    clock[0] += 20 + 61
+    # THEN its slot is free to receive for again
+    assert pacer.may_receive("default")
+
+
+def test_without_receive_ahead_there_is_one_receive_per_queue_at_a_time(make_pacer):
+    # GIVEN receive-ahead off (WORKER_RECEIVE_AHEAD=0) and four slots, 3 busy after the last receive
+    pacer, hub, slots, resumed = make_pacer(prefetch=4)
+    assert pacer.reserve("default") is None  # kombu counts the slots itself
+    slots.busy = 3
+    assert not pacer.may_receive("default")  # one free slot: wait for company first
+    # WHEN one more ends THEN nothing goes out before the short wait ends
+    slots.busy = 2
+    pacer.slot_freed()
+    hub.advance(0)
+    assert resumed == []
+    hub.advance(FETCH_COALESCE_SECONDS)
+    assert resumed == ["default"]
+
+
+def test_a_queue_waiting_for_a_slot_is_not_starved_by_another_queues_receives_ahead(make_pacer):
+    # GIVEN 4 slots: `default` hot, running 3 tasks with its loop's receive out for the 4th, and `high_priority`
+    # idle, its loop waiting for a slot
+    ahead = []
+    pacer, hub, slots, resumed = make_pacer(prefetch=4, ahead=ahead)
+    first = loop_receives(pacer, slots)
+    slots.busy = 3
+    pacer.answered(first, fetched=3)
+    loop_receives(pacer, slots)
+    assert not pacer.may_receive("high_priority")
+    # WHEN one of default's tasks ends
+    slots.busy = 2
+    pacer.slot_freed()
+    hub.advance(FETCH_COALESCE_SECONDS)
+    # THEN the waiting queue gets the slot; default receives nothing ahead of it
+    assert resumed == ["high_priority"]
+    assert ahead == []
