@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 
 import pytest
@@ -114,7 +115,10 @@ def test_deletes_throttled_past_the_set_time_make_the_worker_unhealthy_until_the
         failed = processes.wait_for(
             lambda: (r := worker_health(env)).returncode == 1 and r, timeout=20, interval=0.5, what="unhealthy"
         )
-        assert "deletes failing: 1 acked messages not deleted since" in failed.stderr
+        # (1, or 2 when the check first reads the failure after the test queue's short visibility timeout has
+        # handed the job out again and its second ack is refused too)
+        held = re.search(r"deletes failing: (\d+) acked messages not deleted since", failed.stderr)
+        assert held and int(held.group(1)) >= 1, failed.stderr
 
         # WHEN SQS deletes again
         proxy.set_mode("pass")
