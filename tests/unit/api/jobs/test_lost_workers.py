@@ -199,3 +199,63 @@ def test_a_requeued_job_starts_again_on_its_redelivery(now):
     )
     job.refresh_from_db()
     assert (job.state, job.attempts, job.worker_hostname) == (JobState.RUNNING, 2, "worker@b")
+
+
+def test_the_relay_loop_runs_the_lost_sweep_at_most_every_interval():
+    # GIVEN a relay loop with a lost-worker sweep every 10 s (on a clock the test moves), each releasing a Job
+    # (the loop's tick closes the test's connection, so this sweep stands in for the database one)
+    from api.jobs.lost_workers import LostSweep
+    from api.jobs.outbox import Sweep
+    from api.jobs.outbox_config import RelayConfig
+    from api.jobs.relay_loop import RelayLoop
+
+    calls = []
+    clock = [0.0]
+
+    def lost_sweep():
+        calls.append(clock[0])
+        return LostSweep(lost_workers=1, checked=1, requeued=[len(calls)])
+
+    loop = RelayLoop(
+        sweep=lambda: Sweep(),
+        config=RelayConfig(sweep_seconds=1, sweep_max_seconds=8),
+        clock=lambda: clock[0],
+        lost_sweep=lost_sweep,
+        lost_every=10,
+    )
+    # WHEN it sweeps once a second for 25 s
+    for second in range(25):
+        clock[0] = float(second)
+        loop.tick()
+    # THEN the lost sweep ran at 0, 10 and 20 s
+    assert calls == [0.0, 10.0, 20.0]
+    assert loop.released == 3
+
+
+def test_a_failing_lost_sweep_does_not_stop_the_relay(now, caplog):
+    from api.jobs.outbox import Sweep
+    from api.jobs.outbox_config import RelayConfig
+    from api.jobs.relay_loop import RelayLoop
+
+    def broken():
+        raise KeyError("surprise")
+
+    loop = RelayLoop(sweep=lambda: Sweep(), config=RelayConfig(sweep_seconds=1, sweep_max_seconds=8), lost_sweep=broken)
+    # WHEN the lost sweep raises THEN the tick returns its normal delay and the error is logged
+    assert loop.tick() == 1
+    assert "lost-worker sweep failed" in caplog.text
+
+
+def test_manage_workers_sweep_releases_the_jobs_of_lost_workers(now):
+    import io
+
+    from django.core.management import call_command
+
+    register(now, "worker@a", polled_ago=60)
+    job = running_job(now, "worker@a")
+    out, err = io.StringIO(), io.StringIO()
+    call_command("workers", "--sweep", stdout=out, stderr=err)
+    job.refresh_from_db()
+    assert job.state == JobState.QUEUED
+    assert f"back to queued [{job.pk}]" in err.getvalue()
+    assert "LOST" in out.getvalue()
