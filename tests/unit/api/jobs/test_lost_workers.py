@@ -259,3 +259,18 @@ def test_manage_workers_sweep_releases_the_jobs_of_lost_workers(now):
     assert job.state == JobState.QUEUED
     assert f"back to queued [{job.pk}]" in err.getvalue()
     assert "LOST" in out.getvalue()
+
+
+def test_the_outbox_relay_command_releases_the_jobs_of_lost_workers(transactional_db, tmp_path, settings):
+    # GIVEN a Job running on a lost worker, and the relay command (as bin/start-outbox-relay runs it)
+    from django.core.management import call_command
+
+    now = datetime.now(UTC)
+    settings.OUTBOX_RELAY_HEARTBEAT_FILE = str(tmp_path / "heartbeat")
+    register(now, "worker@a", polled_ago=60)
+    job = running_job(now, "worker@a")
+    # WHEN it runs for a moment (one sweep)
+    call_command("outbox_relay", "--max-seconds", "0.5")
+    # THEN its first sweep released the Job
+    job.refresh_from_db()
+    assert job.state == JobState.QUEUED and len(lost_events(job)) == 1
