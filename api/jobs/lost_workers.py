@@ -87,6 +87,13 @@ def sweep_lost_workers(*, now: datetime | None = None, limit: int = SWEEP_LIMIT)
     result = LostSweep(lost_workers=len(lost))
 
     running = Job.objects.filter(state=JobState.RUNNING).exclude(worker_hostname="")
+    # What the loop below skips is excluded here too, so skipped Jobs never fill a sweep's limit.
+    for node, since in alive_since.items():
+        running = running.exclude(worker_hostname=node, started_at__gte=since)
+    for node, row in lost.items():
+        running = running.exclude(
+            worker_hostname=node, started_at__gt=row.last_poll_at + timedelta(seconds=row.lost_after_seconds)
+        )
     candidates = running.filter(worker_hostname__in=list(lost)) if lost else running.none()
     missing = running.exclude(worker_hostname__in=list(known)).filter(
         started_at__lt=now - timedelta(seconds=MISSING_ROW_SECONDS)

@@ -274,3 +274,18 @@ def test_the_outbox_relay_command_releases_the_jobs_of_lost_workers(transactiona
     # THEN its first sweep released the Job
     job.refresh_from_db()
     assert job.state == JobState.QUEUED and len(lost_events(job)) == 1
+
+
+def test_jobs_the_sweep_must_skip_do_not_fill_its_limit(now):
+    # GIVEN worker@b lost 549 s ago, with 3 Jobs on its name started after that (not by it: left alone), older
+    # than the Job of worker@a, lost a moment ago
+    register(now, "worker@b", polled_ago=600)
+    register(now, "worker@a", polled_ago=60)
+    not_by_b = [running_job(now, "worker@b", started_ago=500 - n) for n in range(3)]
+    lost_job = running_job(now, "worker@a", started_ago=100)
+    # WHEN a sweep may look at 1 Job
+    swept = sweep_lost_workers(now=now, limit=1)
+    # THEN it takes worker@a's Job: the skipped ones never count against its limit
+    assert swept.requeued == [lost_job.pk]
+    assert sweep_lost_workers(now=now, limit=1).checked == 0
+    assert {Job.objects.get(pk=j.pk).state for j in not_by_b} == {JobState.RUNNING}
