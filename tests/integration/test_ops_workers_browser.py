@@ -82,7 +82,9 @@ def test_the_workers_page_shows_a_running_task_and_a_killed_worker_turning_lost(
             timeout=60,
         )
         assert swept.returncode == 0 and f"back to queued [{job_id}]" in swept.stderr, swept.stderr
-        # THEN the Job's detail page shows it queued again, with the "worker lost" event naming the worker
+        # THEN the lost worker's row, refreshing, says its Job is queued again
+        page.locator(f"{row}.lost .job-state", has_text="now queued").wait_for(timeout=WAIT_MS)
+        # AND the Job's detail page shows it queued again, with the "worker lost" event naming the worker
         page.goto(f"{api_url}/ops/jobs/{job_id}")
         lost = page.locator('#history tr[data-state="queued"]', has_text="worker lost")
         lost.wait_for(timeout=WAIT_MS)
