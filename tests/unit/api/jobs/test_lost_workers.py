@@ -289,3 +289,15 @@ def test_jobs_the_sweep_must_skip_do_not_fill_its_limit(now):
     assert swept.requeued == [lost_job.pk]
     assert sweep_lost_workers(now=now, limit=1).checked == 0
     assert {Job.objects.get(pk=j.pk).state for j in not_by_b} == {JobState.RUNNING}
+
+
+def test_a_sweep_with_nothing_to_release_costs_two_queries(now, django_assert_num_queries):
+    # GIVEN a fleet of 20 live workers running a Job each, and 5 lost workers whose Jobs were already released
+    for n in range(20):
+        register(now, f"worker@live{n}", polled_ago=2)
+        running_job(now, f"worker@live{n}", started_ago=60)
+    for n in range(5):
+        register(now, f"worker@gone{n}", polled_ago=120)
+    # WHEN the sweep runs THEN it reads the registry once and the running Jobs once
+    with django_assert_num_queries(2):
+        assert sweep_lost_workers(now=now).checked == 0
