@@ -301,3 +301,16 @@ def test_a_sweep_with_nothing_to_release_costs_two_queries(now, django_assert_nu
     # WHEN the sweep runs THEN it reads the registry once and the running Jobs once
     with django_assert_num_queries(2):
         assert sweep_lost_workers(now=now).checked == 0
+
+
+def test_manage_workers_sweep_exits_non_zero_when_the_database_refuses(db, monkeypatch):
+    from django.core.management import CommandError, call_command
+    from django.db import OperationalError
+
+    def refused(**_kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr("api.ops.management.commands.workers.sweep_lost_workers", refused)
+    with pytest.raises(CommandError, match="cannot sweep for lost workers: OperationalError") as raised:
+        call_command("workers", "--sweep")
+    assert raised.value.returncode == 1
