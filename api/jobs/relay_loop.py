@@ -1,4 +1,6 @@
-"""The relay's loop: sweep every few seconds; while the database or SQS is down, back off and say so once."""
+"""The relay's loop: sweep every few seconds; while the database or SQS is down, back off and say so once. It
+also runs the lost-worker sweep (api/jobs/lost_workers.py) every LOST_SWEEP_SECONDS: the relay is one
+service, always running, and that sweep is safe to run from several anyway."""
 
 from __future__ import annotations
 
@@ -13,10 +15,13 @@ from django.conf import settings
 from django.db import Error as DatabaseError
 from django.db import close_old_connections, connection
 
+from api.jobs.lost_workers import LostSweep
 from api.jobs.outbox import Sweep, sweep_once
 from api.jobs.outbox_config import RelayConfig
 
 logger = logging.getLogger(__name__)
+
+LOST_SWEEP_SECONDS = 10.0  # a lost worker's row turns lost after ~55 s (workers/registry/writer.py lost_after)
 
 
 class RelayLoop:
@@ -29,11 +34,17 @@ class RelayLoop:
         config: RelayConfig | None = None,
         clock: Callable[[], float] = time.monotonic,
         heartbeat: Path | None = None,
+        lost_sweep: Callable[[], LostSweep] | None = None,
+        lost_every: float = LOST_SWEEP_SECONDS,
     ):
         self.sweep = sweep
         self.config = config or settings.OUTBOX_RELAY
         self.clock = clock
         self.heartbeat = heartbeat
+        self.lost_sweep = lost_sweep  # None: this loop does not sweep for lost workers
+        self.lost_every = lost_every
+        self.lost_swept_at: float | None = None
+        self.released = 0  # Jobs the lost-worker sweep put back to queued or dead_lettered
         self.delay = self.config.sweep_seconds
         self.failing: str | None = None  # what is down, while it is
         self.failing_since = 0.0
@@ -56,11 +67,40 @@ class RelayLoop:
                 self._failed("SQS", result.broker_error)
             else:
                 self._worked(result)
+            self._sweep_lost()
         self.delay = self.config.next_sweep_delay(self.delay, failing=self.failing is not None)
         if self.heartbeat is not None:
             with contextlib.suppress(OSError):  # a full disk must not stop the relay; the check will say so
                 self.heartbeat.write_text(f"{time.time():.3f}\n")
         return self.delay
+
+    def _sweep_lost(self) -> None:
+        """The lost-worker sweep, at most every `lost_every` seconds; its failure never stops the relay."""
+        now = self.clock()
+        if self.lost_sweep is None or (self.lost_swept_at is not None and now - self.lost_swept_at < self.lost_every):
+            return
+        self.lost_swept_at = now
+        try:
+            swept = self.lost_sweep()
+        except DatabaseError as exc:
+            connection.close()
+            self._failed("the database", exc)
+            return
+        except Exception:
+            logger.exception("outbox relay: the lost-worker sweep failed; it runs again in %g s", self.lost_every)
+            return
+        released = len(swept.requeued) + len(swept.dead_lettered)
+        self.released += released
+        if released:
+            logger.warning(
+                "lost workers: %d Jobs were running on a worker lost past its bound: %d back to queued %s, "
+                "%d dead_lettered %s",
+                released,
+                len(swept.requeued),
+                swept.requeued,
+                len(swept.dead_lettered),
+                swept.dead_lettered,
+            )
 
     def _failed(self, what: str, error: object) -> None:
         self.failed_sweeps += 1

@@ -271,6 +271,49 @@ def job_mark_run_lost(*, job_id: int, exc: BaseException, delivery: Delivery) ->
         job_event(job_id, _state_of(job_id), f"late lost-run report ignored: {error}; {of}", delivery.worker)
 
 
+def job_mark_worker_lost(
+    *, job_id: int, attempts: int, worker_hostname: str, started_at: datetime | None, lost: str, worker: str = ""
+) -> str | None:
+    """The whole worker running the Job died (api/jobs/lost_workers.py found its registry row lost): no handler
+    ran and nothing handed the message back, so SQS delivers it again once its visibility timeout passes, or,
+    when this was the last receive its queue allows, moves it to the DLQ instead. The Job goes back to
+    `queued`, or to `dead_lettered`, with a "worker lost" event; the same rule as job_mark_run_lost.
+
+    A compare-and-set on the attempt seen (state running, that worker, that attempt count and start): a
+    redelivery that started it again meanwhile wins, and a second sweep finds nothing to do. Returns the new
+    state, or None when nothing changed."""
+    job = Job.objects.filter(pk=job_id).only("receive_count", "queue").first()
+    if job is None:
+        return None
+    count = job.receive_count or None
+    max_receive_count = _max_receive_count(job_id)
+    of = f"receive {count if count is not None else '?'} of {max_receive_count or '?'}"
+    last = count is not None and max_receive_count is not None and count >= max_receive_count
+    now = timezone.now()
+    fields: dict = dict(next_attempt_at=None, updated_at=now)
+    if last:
+        error = f"WorkerLost: the worker running it died ({lost})"[:ERROR_CHARS]
+        fields.update(
+            state=JobState.DEAD_LETTERED,
+            error=error,
+            traceback="",
+            dead_lettered_at=now,
+            dlq_receive_count=count,
+            finished_at=now,
+        )
+        detail = f"worker lost: {lost}; {of}; SQS moves it to the DLQ"
+    else:
+        fields.update(state=JobState.QUEUED)
+        detail = f"worker lost: {lost}; {of}; will be redelivered after its visibility timeout"
+    query = Job.objects.filter(
+        pk=job_id, state=JobState.RUNNING, worker_hostname=worker_hostname, attempts=attempts, started_at=started_at
+    )
+    if _set_and_record(job_id, query, fields, state=fields["state"], detail=detail, worker=worker):
+        logger.warning("job %s: %s", job_id, detail)
+        return fields["state"]
+    return None
+
+
 def job_mark_expired(*, job_id: int, detail: str = "") -> None:
     """A worker deleted the Job's message unrun because its `expires` had passed. A Job already finished (by an
     earlier copy of the message) keeps its outcome."""

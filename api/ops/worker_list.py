@@ -19,6 +19,7 @@ class RunningTask:
     since: str
     job_id: int | None = None
     running_for: str = ""  # "12 s", "3 min": for the page and the command
+    job_state: str = ""  # its Job's state now: a lost worker's Job is `queued` again once the sweep released it
 
 
 @dataclass
@@ -66,16 +67,17 @@ def status_of(row: WorkerRegistration, now: datetime) -> str:
     return ALIVE
 
 
-def _job_ids(task_ids: set[str]) -> dict[str, int]:
-    """The Job (if any) of each running task, read by task id."""
+def _job_ids(task_ids: set[str]) -> dict[str, tuple[int, str]]:
+    """The Job (if any) of each running task and its state now, read by task id."""
     if not task_ids:
         return {}
     from api.jobs.models import Job
 
-    return {str(task_id): pk for pk, task_id in Job.objects.filter(task_id__in=task_ids).values_list("pk", "task_id")}
+    jobs = Job.objects.filter(task_id__in=task_ids).values_list("pk", "task_id", "state")
+    return {str(task_id): (pk, state) for pk, task_id, state in jobs}
 
 
-def _row(row: WorkerRegistration, status: str, now: datetime, jobs: dict[str, int]) -> WorkerRow:
+def _row(row: WorkerRegistration, status: str, now: datetime, jobs: dict[str, tuple[int, str]]) -> WorkerRow:
     # A lost or stopped worker's times end at its last poll: its tasks ran that long when it was last seen.
     until = now if status == ALIVE else row.last_poll_at
     return WorkerRow(
@@ -100,7 +102,12 @@ def _row(row: WorkerRegistration, status: str, now: datetime, jobs: dict[str, in
         stopped_at=row.stopped_at.isoformat() if row.stopped_at else None,
         counts=dict(row.counts),
         running=[
-            RunningTask(**task, job_id=jobs.get(task["task_id"]), running_for=_age(task["since"], until))
+            RunningTask(
+                **task,
+                job_id=jobs.get(task["task_id"], (None, ""))[0],
+                job_state=jobs.get(task["task_id"], (None, ""))[1],
+                running_for=_age(task["since"], until),
+            )
             for task in row.running
         ],
     )
@@ -137,5 +144,7 @@ def format_text(report: WorkersReport) -> str:
         )
         for t in w.running:
             job = f" job {t.job_id}" if t.job_id is not None else ""
+            if job and w.status == LOST:
+                job += f" (now {t.job_state})"
             lines.append(f"         running {t.name}[{t.task_id}]{job} for {t.running_for}")
     return "\n".join(lines)

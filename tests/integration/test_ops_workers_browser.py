@@ -1,10 +1,12 @@
 """End to end in a real browser: /ops/workers shows a worker running a Job's task, and after a SIGKILL of that
-worker the same row turns "lost", still showing the task it was running."""
+worker the same row turns "lost", still showing the task it was running; once the lost-worker sweep ran, the
+Job's detail page shows the "worker lost" event and the Job queued again."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 from devstack import processes
 from devstack.processes import REPO_ROOT
 from tests.integration.browser import chromium_page
-from tests.integration.conftest import post_job, wait_for_job
+from tests.integration.conftest import database_env, post_job, wait_for_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.long_running, pytest.mark.timeout(300), pytest.mark.exclusive]
 
@@ -70,3 +72,22 @@ def test_the_workers_page_shows_a_running_task_and_a_killed_worker_turning_lost(
         assert f"Job {job_id}" in page.locator(row).inner_text()
         assert "refresh failed" not in page.locator("#status").inner_text()
         page.screenshot(path=str(ARTIFACTS / "workers-lost.png"), full_page=True)
+
+        # WHEN the lost-worker sweep runs (as the relay does every 10 s)
+        swept = subprocess.run(
+            [sys.executable, str(REPO_ROOT / "manage.py"), "workers", "--sweep"],
+            env={"PATH": processes.venv_path(), "DJANGO_SETTINGS_MODULE": "api.settings.test", **database_env()},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert swept.returncode == 0 and f"back to queued [{job_id}]" in swept.stderr, swept.stderr
+        # THEN the lost worker's row, refreshing, says its Job is queued again
+        page.locator(f"{row}.lost .job-state", has_text="now queued").wait_for(timeout=WAIT_MS)
+        # AND the Job's detail page shows it queued again, with the "worker lost" event naming the worker
+        page.goto(f"{api_url}/ops/jobs/{job_id}")
+        lost = page.locator('#history tr[data-state="queued"]', has_text="worker lost")
+        lost.wait_for(timeout=WAIT_MS)
+        assert f"pid {worker.proc.pid}" in lost.inner_text()
+        assert "redelivered after its visibility timeout" in lost.inner_text()
+        page.screenshot(path=str(ARTIFACTS / "job-worker-lost.png"), full_page=True)

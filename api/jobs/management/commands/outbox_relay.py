@@ -1,4 +1,5 @@
-"""`manage.py outbox_relay`: publish committed Jobs the request did not publish (safe to run several)."""
+"""`manage.py outbox_relay`: publish committed Jobs the request did not publish, and release the Jobs of lost
+workers (api/jobs/lost_workers.py); safe to run several."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from api.jobs.lost_workers import sweep_lost_workers
 from api.jobs.relay_loop import RelayLoop, heartbeat_problem
 
 logger = logging.getLogger("api.jobs.relay_loop")
@@ -39,6 +41,11 @@ class Command(BaseCommand):
             config.sweep_max_seconds,
             settings.PUBLISH_BUDGET.seconds,
         )
-        loop = RelayLoop(heartbeat=heartbeat)
+        loop = RelayLoop(heartbeat=heartbeat, lost_sweep=sweep_lost_workers)
         loop.run(stop, max_seconds=max_seconds)
-        logger.info("outbox relay stopped after %d sweeps; published %d", loop.sweeps, loop.published)
+        logger.info(
+            "outbox relay stopped after %d sweeps; published %d; released %d Jobs of lost workers",
+            loop.sweeps,
+            loop.published,
+            loop.released,
+        )

@@ -185,3 +185,27 @@ def test_the_command_refuses_a_bad_watch(db):
 
 def _refused(*args, **kwargs):
     raise OperationalError("connection refused")
+
+
+def test_a_lost_workers_task_shows_its_job_now_released_by_the_sweep(staff_client, db):
+    # GIVEN a lost worker whose task's Job the lost-worker sweep put back to queued
+    from api.jobs.lost_workers import sweep_lost_workers
+
+    job = Job.objects.create(
+        kind="sleep", payload={"seconds": 30}, state="running", worker_hostname="worker@lost", attempts=1,
+        started_at=NOW - timedelta(seconds=70),
+    )  # fmt: skip
+    since = (NOW - timedelta(seconds=70)).isoformat()
+    register(
+        "worker@lost", renewed_ago=60, running=[{"task_id": str(job.task_id), "name": "jobs.sleep", "since": since}]
+    )
+    sweep_lost_workers(now=NOW)
+    # WHEN the registry is shown
+    [lost] = workers_report(now=NOW).workers
+    page = staff_client.get(PAGE).content.decode()
+    out = io.StringIO()
+    call_command("workers", stdout=out)
+    # THEN the lost worker's task links to its Job's detail page and says the Job's state now
+    assert (lost.running[0].job_id, lost.running[0].job_state) == (job.pk, "queued")
+    assert f'href="/ops/jobs/{job.pk}"' in page and "now queued" in page
+    assert f"job {job.pk} (now queued)" in out.getvalue()

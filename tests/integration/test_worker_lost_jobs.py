@@ -1,0 +1,108 @@
+"""A whole worker dies (SIGKILL of its main process and pool children) while it runs a Job: once its registry row
+is lost, the lost-worker sweep (`manage.py workers --sweep`, as the relay runs it) puts the Job back to queued
+with a "worker lost" event, and after SQS delivers the message again a second worker finishes it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from api.jobs.models import Job, JobEvent
+from devstack import processes
+from devstack.processes import REPO_ROOT
+from tests.integration.conftest import database_env, post_job, wait_for_job
+from workers.models import WorkerRegistration
+
+pytestmark = pytest.mark.integration
+
+QUEUE = "high_priority"  # visibility timeout 6 s on the test topology: the redelivery comes soon after
+REGISTRY = {"WORKER_REGISTRY_SECONDS": "1"}
+LOST_AFTER = 28  # 2 renewals + one long poll (20 s) + polling_interval (1 s) + 5 s (workers/registry/writer.py)
+
+
+def children_of(pid: int) -> list[int]:
+    """The worker's pool processes, read from /proc by its PID."""
+    try:
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def kill_whole_worker(proc: subprocess.Popen) -> None:
+    """SIGKILL the main process and its pool children, each by PID: no shutdown code runs anywhere."""
+    pids = [proc.pid, *children_of(proc.pid)]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
+def sweep() -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "manage.py"), "workers", "--sweep"],
+        env={"PATH": processes.venv_path(), "DJANGO_SETTINGS_MODULE": "api.settings.test", **database_env()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def lost_events(job_id: int) -> list[JobEvent]:
+    return list(JobEvent.objects.filter(job_id=job_id, detail__startswith="worker lost"))
+
+
+@pytest.mark.long_running
+def test_a_job_of_a_sigkilled_worker_is_released_and_finished_by_another(client, start_worker, queues):
+    # GIVEN a worker running a 6 s sleep Job
+    first = start_worker(env=REGISTRY)
+    processes.wait_for(
+        lambda: WorkerRegistration.objects.filter(pid=first.proc.pid).exists(), timeout=30, what="its row"
+    )
+    job_id = post_job(client, kind="sleep", payload={"seconds": 6}, queue=QUEUE).json()["job_id"]
+    running = wait_for_job(job_id, {"running"})
+    assert children_of(first.proc.pid), "the worker has pool processes"
+
+    # WHEN the whole worker is SIGKILLed
+    kill_whole_worker(first.proc)
+    # THEN a sweep while its row is still within its bound leaves the Job running
+    early = sweep()
+    assert early.returncode == 0, early.stderr
+    assert Job.objects.get(pk=job_id).state == "running" and lost_events(job_id) == []
+
+    # WHEN its row turns lost and the sweep runs
+    processes.wait_for(
+        lambda: (row := WorkerRegistration.objects.get(pid=first.proc.pid)) and row.last_poll_at and _lost(row),
+        timeout=LOST_AFTER + 15,
+        interval=0.5,
+        what="the killed worker's row to turn lost",
+    )
+    swept = sweep()
+    assert swept.returncode == 0, swept.stderr
+    # THEN the Job is back to queued, its history naming the lost worker
+    job = Job.objects.get(pk=job_id)
+    assert job.state == "queued", swept.stderr
+    [event] = lost_events(job_id)
+    assert running.worker_hostname in event.detail and f"pid {first.proc.pid}" in event.detail
+    assert "redelivered after its visibility timeout" in event.detail
+    # AND a second sweep records nothing more
+    assert sweep().returncode == 0 and len(lost_events(job_id)) == 1
+
+    # WHEN SQS delivers the message again, to a second worker
+    second = start_worker(env=REGISTRY)
+    # THEN that worker finishes it: succeeded on its second attempt
+    done = wait_for_job(job_id, {"succeeded"}, timeout=60)
+    assert done.attempts == 2
+    assert done.worker_pid in children_of(second.proc.pid) or done.worker_pid == second.proc.pid
+    assert len(lost_events(job_id)) == 1
+
+
+def _lost(row: WorkerRegistration) -> bool:
+    from datetime import UTC, datetime
+
+    return (datetime.now(UTC) - row.last_poll_at).total_seconds() > row.lost_after_seconds
