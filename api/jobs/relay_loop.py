@@ -33,14 +33,14 @@ class RelayLoop:
         sweep: Callable[[], Sweep] = sweep_once,
         config: RelayConfig | None = None,
         clock: Callable[[], float] = time.monotonic,
-        heartbeat: Path | None = None,
+        liveness: Path | None = None,
         lost_sweep: Callable[[], LostSweep] | None = None,
         lost_every: float = LOST_SWEEP_SECONDS,
     ):
         self.sweep = sweep
         self.config = config or settings.OUTBOX_RELAY
         self.clock = clock
-        self.heartbeat = heartbeat
+        self.liveness = liveness
         self.lost_sweep = lost_sweep  # None: this loop does not sweep for lost workers
         self.lost_every = lost_every
         self.lost_swept_at: float | None = None
@@ -69,9 +69,9 @@ class RelayLoop:
                 self._worked(result)
             self._sweep_lost()
         self.delay = self.config.next_sweep_delay(self.delay, failing=self.failing is not None)
-        if self.heartbeat is not None:
+        if self.liveness is not None:
             with contextlib.suppress(OSError):  # a full disk must not stop the relay; the check will say so
-                self.heartbeat.write_text(f"{time.time():.3f}\n")
+                self.liveness.write_text(f"{time.time():.3f}\n")
         return self.delay
 
     def _sweep_lost(self) -> None:
@@ -140,13 +140,13 @@ class RelayLoop:
             stop.wait(delay)
 
 
-def heartbeat_problem(path: Path, config: RelayConfig, now: float | None = None) -> str | None:
+def liveness_problem(path: Path, config: RelayConfig, now: float | None = None) -> str | None:
     """Why the relay looks dead (no sweep for two of its longest intervals plus a minute), or None."""
     limit = 2 * config.sweep_max_seconds + 60
     try:
         age = (now or time.time()) - float(path.read_text().strip())
     except (OSError, ValueError):
-        return f"no outbox relay heartbeat in {path}"
+        return f"no outbox relay liveness file in {path}"
     if age > limit:
         return f"the outbox relay last swept {age:.0f} s ago (more than {limit:g} s)"
     return None

@@ -182,8 +182,11 @@ OUTBOX_RELAY = RelayConfig(
 # After SQS failed a request's publish, the process's requests skip theirs for one budget (false: every
 # request tries; bench/ compares the two).
 PUBLISH_FAST_PATH_PAUSE = env_bool("PUBLISH_FAST_PATH_PAUSE", True)
-# Touched after every sweep, working or failing; `manage.py outbox_relay --check` is the ECS health check.
-OUTBOX_RELAY_HEARTBEAT_FILE = env_str("OUTBOX_RELAY_HEARTBEAT_FILE", "/tmp/outbox-relay-heartbeat")  # noqa: S108
+# The relay's liveness file: touched after every sweep, working or failing; `manage.py outbox_relay --check` is
+# the ECS health check. (OUTBOX_RELAY_HEARTBEAT_FILE, its earlier documented name, still works.)
+OUTBOX_RELAY_LIVENESS_FILE = env_str(
+    "OUTBOX_RELAY_LIVENESS_FILE", env_str("OUTBOX_RELAY_HEARTBEAT_FILE", "/tmp/outbox-relay-liveness")  # noqa: S108
+)
 
 # --- Operations: the queues page and `manage.py queues` (api/ops) ------------------------------------
 # Age of the oldest message and throughput are CloudWatch AWS/SQS metrics: on AWS its default endpoint;

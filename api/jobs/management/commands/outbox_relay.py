@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from api.jobs.lost_workers import sweep_lost_workers
-from api.jobs.relay_loop import RelayLoop, heartbeat_problem
+from api.jobs.relay_loop import RelayLoop, liveness_problem
 
 logger = logging.getLogger("api.jobs.relay_loop")
 
@@ -25,9 +25,9 @@ class Command(BaseCommand):
         parser.add_argument("--check", action="store_true", help="health check: exit 1 unless a relay swept lately")
 
     def handle(self, *args, max_seconds: float | None = None, check: bool = False, **options) -> None:
-        heartbeat = Path(settings.OUTBOX_RELAY_HEARTBEAT_FILE)
+        liveness = Path(settings.OUTBOX_RELAY_LIVENESS_FILE)
         if check:
-            if problem := heartbeat_problem(heartbeat, settings.OUTBOX_RELAY):
+            if problem := liveness_problem(liveness, settings.OUTBOX_RELAY):
                 raise CommandError(problem, returncode=1)
             self.stdout.write("outbox relay: healthy")
             return
@@ -41,7 +41,7 @@ class Command(BaseCommand):
             config.sweep_max_seconds,
             settings.PUBLISH_BUDGET.seconds,
         )
-        loop = RelayLoop(heartbeat=heartbeat, lost_sweep=sweep_lost_workers)
+        loop = RelayLoop(liveness=liveness, lost_sweep=sweep_lost_workers)
         loop.run(stop, max_seconds=max_seconds)
         logger.info(
             "outbox relay stopped after %d sweeps; published %d; released %d Jobs of lost workers",

@@ -266,7 +266,7 @@ def test_the_outbox_relay_command_releases_the_jobs_of_lost_workers(transactiona
     from django.core.management import call_command
 
     now = datetime.now(UTC)
-    settings.OUTBOX_RELAY_HEARTBEAT_FILE = str(tmp_path / "heartbeat")
+    settings.OUTBOX_RELAY_LIVENESS_FILE = str(tmp_path / "liveness")
     register(now, "worker@a", polled_ago=60)
     job = running_job(now, "worker@a")
     # WHEN it runs for a moment (one sweep)

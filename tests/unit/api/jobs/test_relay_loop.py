@@ -10,7 +10,7 @@ from django.db import OperationalError
 
 from api.jobs.outbox import Sweep
 from api.jobs.outbox_config import RelayConfig
-from api.jobs.relay_loop import RelayLoop, heartbeat_problem
+from api.jobs.relay_loop import RelayLoop, liveness_problem
 
 CONFIG = RelayConfig(sweep_seconds=1, sweep_max_seconds=8)
 
@@ -78,30 +78,30 @@ def test_an_idle_relay_keeps_its_interval_and_logs_nothing(caplog, db):
 
 
 def test_every_sweep_touches_the_heartbeat_even_a_failing_one(tmp_path, db):
-    # GIVEN a relay whose database fails, with a heartbeat file
-    heartbeat = tmp_path / "relay-heartbeat"
-    loop = RelayLoop(sweep=ScriptedSweep([OperationalError("down")]), config=CONFIG, heartbeat=heartbeat)
+    # GIVEN a relay whose database fails, with a liveness file
+    liveness = tmp_path / "relay-liveness"
+    loop = RelayLoop(sweep=ScriptedSweep([OperationalError("down")]), config=CONFIG, liveness=liveness)
     # WHEN it sweeps once
     loop.tick()
-    # THEN the heartbeat is fresh: a relay waiting out an outage is alive (a new task would not help)
-    assert heartbeat_problem(heartbeat, CONFIG) is None
+    # THEN the liveness is fresh: a relay waiting out an outage is alive (a new task would not help)
+    assert liveness_problem(liveness, CONFIG) is None
 
 
 def test_the_health_check_fails_on_a_stale_or_missing_heartbeat(tmp_path):
-    # GIVEN a heartbeat written at t=1000, and the relay's longest interval 8 s (limit 2 x 8 + 60 = 76 s)
-    heartbeat = tmp_path / "relay-heartbeat"
+    # GIVEN a liveness written at t=1000, and the relay's longest interval 8 s (limit 2 x 8 + 60 = 76 s)
+    liveness = tmp_path / "relay-liveness"
     # WHEN there is none THEN it says so
-    assert "no outbox relay heartbeat" in heartbeat_problem(heartbeat, CONFIG, now=1000)
-    heartbeat.write_text("1000.0\n")
+    assert "no outbox relay liveness file" in liveness_problem(liveness, CONFIG, now=1000)
+    liveness.write_text("1000.0\n")
     # AND within the limit it is healthy, past it not
-    assert heartbeat_problem(heartbeat, CONFIG, now=1070) is None
-    assert heartbeat_problem(heartbeat, CONFIG, now=1080) == "the outbox relay last swept 80 s ago (more than 76 s)"
+    assert liveness_problem(liveness, CONFIG, now=1070) is None
+    assert liveness_problem(liveness, CONFIG, now=1080) == "the outbox relay last swept 80 s ago (more than 76 s)"
 
 
 def test_the_check_command_exits_1_without_a_heartbeat(tmp_path, settings):
-    # GIVEN no heartbeat file
-    settings.OUTBOX_RELAY_HEARTBEAT_FILE = str(tmp_path / "missing")
+    # GIVEN no liveness file
+    settings.OUTBOX_RELAY_LIVENESS_FILE = str(tmp_path / "missing")
     # WHEN `manage.py outbox_relay --check` runs THEN it fails with the reason
-    with pytest.raises(CommandError, match="no outbox relay heartbeat") as failed:
+    with pytest.raises(CommandError, match="no outbox relay liveness file") as failed:
         call_command("outbox_relay", "--check")
     assert failed.value.returncode == 1
