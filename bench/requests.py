@@ -118,12 +118,19 @@ def main() -> int:
     n = size("BENCH_REQUESTS_TASKS", 300, 20)
     idle_seconds = size("BENCH_IDLE_SECONDS", 180, 25)
     progress = Progress("requests")
-    print(f"requests: {n} tasks drained six ways, counted at the endpoint; then an idle worker for {idle_seconds} s")
+    print(f"requests: {n} tasks drained seven ways, counted at the endpoint; then an idle worker for {idle_seconds} s")
     with stack("requests", proxy=True) as bench:
         drains = {
             **{
                 variant: drain_with_worker(bench, n, progress, variant=variant)
-                for variant in ("worker", "worker_one_receive", "worker_fetch_only", "worker_before", PREFETCH_VARIANT)
+                for variant in (
+                    "worker",
+                    "worker_eager_ahead",
+                    "worker_one_receive",
+                    "worker_fetch_only",
+                    "worker_before",
+                    PREFETCH_VARIANT,
+                )
             },
             "raw_boto3": drain_raw_boto3(bench, n, progress),
         }
