@@ -39,11 +39,13 @@ class FetchPacer:
 
     With `receive_ahead` (a callable sending one extra receive: the channel's) a queue whose last answer brought
     messages ("hot") does not wait for its loop's receive to come back: a slot that frees while that receive is
-    in flight gets a receive of its own at once, so at a round trip of 15 ms the next message is already on its
-    way while the other tasks run. Every receive in flight holds the slots it asked for (a Reservation), and no
-    receive asks for more than the slots free and not held, so the worker never receives a message no slot can
-    start at once: prefetch 1 still means no message held unstarted. A queue whose answer was empty is cold
-    again: only its loop polls it (one long poll at a time), so an idle worker costs what it did.
+    in flight gets a receive of its own, so at a round trip of 15 ms the next message is already on its way while
+    the other tasks run. That receive waits up to `ahead_coalesce_seconds` (or until the queue's receive in flight
+    is answered, whichever first) for more slots to free and share it: eager, it was nearly one receive per task.
+    Every receive in flight holds the slots it asked for (a Reservation), and no receive asks for more than the
+    slots free and not held, so the worker never receives a message no slot can start at once: prefetch 1 still
+    means no message held unstarted. A queue whose answer was empty is cold again: only its loop polls it (one
+    long poll at a time), so an idle worker costs what it did.
 
     `hub` returns the event loop (call_soon, call_later); `free_slots` kombu's estimate (None: unlimited);
     `resume(queue)` runs the queue's loop again (the channel's _schedule_queue).
