@@ -119,6 +119,7 @@ def summary_rows(results: dict[str, dict]) -> list[list]:
         raw, steady_n = f"raw boto3 {steady['raw_boto3']['tasks_per_s']}", steady["raw_boto3"]["tasks"]
         variants = (
             ("worker_one_receive", "steady_one_receive_vs_raw"),
+            ("worker_eager_ahead", "steady_eager_ahead_vs_raw"),
             ("worker", "steady_worker_vs_raw"),
             (prefetch, "steady_prefetch_vs_raw"),
         )

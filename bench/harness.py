@@ -33,6 +33,8 @@ WORKER_VARIANTS: dict[str, dict[str, str]] = {
     "worker_fetch_only": {"WORKER_DELETE_BATCH_SECONDS": "0"},  # one DeleteMessage per ack, as kombu does
     "worker_before": {"WORKER_FETCH_WHEN_SLOT_FREES": "0", "WORKER_DELETE_BATCH_SECONDS": "0"},  # kombu's pace
     "worker_one_receive": {"WORKER_RECEIVE_AHEAD": "0"},  # before issue L item 2: one receive per queue at a time
+    # Receive ahead without the coalesce window: a receive for every slot freed while one is out (before the window).
+    "worker_eager_ahead": {"WORKER_RECEIVE_AHEAD_COALESCE_MS": "0"},
 }
 WORKER_READY = " ready."
 PROFILE = "bench"

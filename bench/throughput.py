@@ -131,8 +131,9 @@ def low_depth_rounds(bench: Stack, n: int, rounds: int, progress: Progress) -> d
     return low
 
 
-# worker_one_receive: the worker before issue L item 2 (one receive per queue at a time, WORKER_RECEIVE_AHEAD=0).
-STEADY_CONTENDERS = ("raw_boto3", "worker_one_receive", "worker", PREFETCH_VARIANT)
+# worker_one_receive: the worker before issue L item 2 (one receive per queue at a time, WORKER_RECEIVE_AHEAD=0);
+# worker_eager_ahead: receive ahead with no coalesce window (WORKER_RECEIVE_AHEAD_COALESCE_MS=0).
+STEADY_CONTENDERS = ("raw_boto3", "worker_one_receive", "worker_eager_ahead", "worker", PREFETCH_VARIANT)
 
 
 def steady_contenders() -> tuple[str, ...]:
@@ -253,6 +254,7 @@ def steady_ratios(steady: dict[str, Any]) -> dict[str, float | None]:
         return {}
     keys = {
         "worker_one_receive": "steady_one_receive_vs_raw",
+        "worker_eager_ahead": "steady_eager_ahead_vs_raw",
         "worker": "steady_worker_vs_raw",
         PREFETCH_VARIANT: "steady_prefetch_vs_raw",
     }

@@ -12,10 +12,12 @@ from kombu import Exchange, Queue
 from core.topology import Topology
 from workers.claim_check import ClaimCheckOptions
 from workers.transport import (
+    AHEAD_COALESCE_SECONDS,
     CLAIM_CHECK_OPTION,
     DELETE_BATCH_SECONDS_OPTION,
     FETCH_WHEN_SLOT_FREES_OPTION,
     QUEUE_LIMITS_OPTION,
+    RECEIVE_AHEAD_COALESCE_OPTION,
     RECEIVE_AHEAD_OPTION,
 )
 
@@ -93,7 +95,11 @@ def transport_options(
     fetch_when_slot_frees: bool = True,
     delete_batch_seconds: float = DELETE_BATCH_SECONDS,
     receive_ahead: bool = True,
+    receive_ahead_coalesce_seconds: float = AHEAD_COALESCE_SECONDS,
 ) -> dict[str, Any]:
+    if not 0 <= receive_ahead_coalesce_seconds <= 1:
+        ms = receive_ahead_coalesce_seconds * 1000
+        raise ValueError(f"WORKER_RECEIVE_AHEAD_COALESCE_MS must be 0 to 1000, got {ms:g}")
     return {
         "region": broker.region,
         "is_secure": not (broker.endpoint_url or "https").startswith("http:"),
@@ -104,6 +110,8 @@ def transport_options(
         FETCH_WHEN_SLOT_FREES_OPTION: fetch_when_slot_frees,
         # A slot that frees while the queue's receive is in flight gets a receive of its own (pacer.py).
         RECEIVE_AHEAD_OPTION: receive_ahead,
+        # A slot freed while its queue's receive is out waits this long for company (pacer.py).
+        RECEIVE_AHEAD_COALESCE_OPTION: receive_ahead_coalesce_seconds,
         # Acks become one DeleteMessageBatch per 10 messages or per this many seconds (0: one DeleteMessage each).
         DELETE_BATCH_SECONDS_OPTION: delete_batch_seconds,
         # No credentials here: boto3's default chain (env, ECS task role) supplies them.
@@ -140,6 +148,7 @@ def build_celery_settings(
     fetch_when_slot_frees: bool = True,
     delete_batch_seconds: float = DELETE_BATCH_SECONDS,
     receive_ahead: bool = True,
+    receive_ahead_coalesce_seconds: float = AHEAD_COALESCE_SECONDS,
 ) -> dict[str, Any]:
     """Every Celery setting the design depends on, lower-case and without the CELERY_ namespace."""
     settings: dict[str, Any] = {
@@ -151,6 +160,7 @@ def build_celery_settings(
             fetch_when_slot_frees=fetch_when_slot_frees,
             delete_batch_seconds=delete_batch_seconds,
             receive_ahead=receive_ahead,
+            receive_ahead_coalesce_seconds=receive_ahead_coalesce_seconds,
         ),
         "broker_connection_retry_on_startup": True,
         # A dead endpoint at publish time must surface in about a second, not hang the request.

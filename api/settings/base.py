@@ -14,6 +14,7 @@ from core.claim_check_bucket import bucket_name as claim_check_bucket_name
 from core.env import env_bool, env_float, env_int, env_list, env_str
 from core.topology import get_topology
 from workers.celery_config import (
+    AHEAD_COALESCE_SECONDS,
     DELETE_BATCH_SECONDS,
     SOFT_SHUTDOWN_SECONDS,
     BrokerEnv,
@@ -143,10 +144,12 @@ RESULT_BACKEND = env_str("RESULT_BACKEND", None)
 WORKER_SOFT_SHUTDOWN_SECONDS = env_int("WORKER_SOFT_SHUTDOWN_SECONDS", SOFT_SHUTDOWN_SECONDS)
 # How the worker keeps up with short tasks (workers/transport/pacer.py): it fetches as soon as a task ends
 # (off: kombu re-checks every polling_interval), receives ahead for a slot that frees while a receive is in
-# flight (off: one receive per queue at a time), and deletes acked messages in batches of up to 10 within
+# flight (off: one receive per queue at a time) after waiting up to WORKER_RECEIVE_AHEAD_COALESCE_MS for other
+# slots to free while that receive is out (0: at once), and deletes acked messages in batches of up to 10 within
 # this many seconds (0: one DeleteMessage per ack, as kombu does). Switchable for bench/ side-by-side runs.
 WORKER_FETCH_WHEN_SLOT_FREES = env_bool("WORKER_FETCH_WHEN_SLOT_FREES", True)
 WORKER_RECEIVE_AHEAD = env_bool("WORKER_RECEIVE_AHEAD", True)
+WORKER_RECEIVE_AHEAD_COALESCE_MS = env_float("WORKER_RECEIVE_AHEAD_COALESCE_MS", AHEAD_COALESCE_SECONDS * 1000)
 WORKER_DELETE_BATCH_SECONDS = env_float("WORKER_DELETE_BATCH_SECONDS", DELETE_BATCH_SECONDS)
 globals().update(
     as_django_settings(
@@ -158,6 +161,7 @@ globals().update(
             fetch_when_slot_frees=WORKER_FETCH_WHEN_SLOT_FREES,
             delete_batch_seconds=WORKER_DELETE_BATCH_SECONDS,
             receive_ahead=WORKER_RECEIVE_AHEAD,
+            receive_ahead_coalesce_seconds=WORKER_RECEIVE_AHEAD_COALESCE_MS / 1000,
         )
     )
 )

@@ -9,16 +9,19 @@ from workers.transport.options import (
     DELETE_BATCH_SECONDS_OPTION,
     FETCH_WHEN_SLOT_FREES_OPTION,
     QUEUE_LIMITS_OPTION,
+    RECEIVE_AHEAD_COALESCE_OPTION,
     RECEIVE_AHEAD_OPTION,
 )
-from workers.transport.pacer import FETCH_COALESCE_SECONDS, FetchPacer
+from workers.transport.pacer import AHEAD_COALESCE_SECONDS, FETCH_COALESCE_SECONDS, FetchPacer
 
 __all__ = [
     "CLAIM_CHECK_OPTION",
+    "AHEAD_COALESCE_SECONDS",
     "DELETE_BATCH_SECONDS_OPTION",
     "FETCH_COALESCE_SECONDS",
     "FETCH_WHEN_SLOT_FREES_OPTION",
     "QUEUE_LIMITS_OPTION",
+    "RECEIVE_AHEAD_COALESCE_OPTION",
     "RECEIVE_AHEAD_OPTION",
     "Channel",
     "FetchPacer",

@@ -18,10 +18,11 @@ from workers.transport.options import (
     DELETE_BATCH_SECONDS_OPTION,
     FETCH_WHEN_SLOT_FREES_OPTION,
     QUEUE_LIMITS_OPTION,
+    RECEIVE_AHEAD_COALESCE_OPTION,
     RECEIVE_AHEAD_OPTION,
     queue_limits,
 )
-from workers.transport.pacer import FetchPacer, Reservation
+from workers.transport.pacer import AHEAD_COALESCE_SECONDS, FetchPacer, Reservation
 from workers.transport.polls import PollHealth, guard_receives
 from workers.transport.publishing import guard_publish
 
@@ -66,6 +67,7 @@ class Channel(SQS.Channel):
             receive_ahead=self._receive_ahead if ahead else None,
             wait_seconds=lambda: self.wait_time_seconds,
             max_per_receive=SQS_MAX_MESSAGES,
+            ahead_coalesce_seconds=float(options.get(RECEIVE_AHEAD_COALESCE_OPTION, AHEAD_COALESCE_SECONDS)),
         )
         self.dependency_pause = DependencyPause(
             call_soon=lambda callback: self.hub.call_soon(callback), on_reopen=self._resume_after_gate

@@ -9,6 +9,8 @@ FETCH_WHEN_SLOT_FREES_OPTION = "fetch_when_slot_frees"
 # With fetch_when_slot_frees: a slot that frees while the queue's receive is in flight gets a receive of its own
 # (workers/transport/pacer.py, receive ahead); off: one receive per queue at a time.
 RECEIVE_AHEAD_OPTION = "receive_ahead"
+# With receive_ahead: seconds a freed slot waits for company while a receive of its queue is in flight (0: none).
+RECEIVE_AHEAD_COALESCE_OPTION = "receive_ahead_coalesce_seconds"
 # Seconds an acked message may wait to be deleted in a batch (0: one DeleteMessage per ack).
 DELETE_BATCH_SECONDS_OPTION = "delete_batch_seconds"
 # The claim check's bucket and per-queue ceilings (workers/claim_check.py ClaimCheckOptions).

@@ -9,6 +9,9 @@ from typing import Any
 
 # With some slots still busy, wait this long for more to free, so one receive fills them together.
 FETCH_COALESCE_SECONDS = 0.02
+# A slot that frees while a receive of its hot queue is in flight waits this long (or until that receive's answer,
+# whichever first) for more slots to free, so they share one receive ahead (WORKER_RECEIVE_AHEAD_COALESCE_MS).
+AHEAD_COALESCE_SECONDS = 0.005
 # A receive whose answer never came (a bug, a lost callback) stops holding its slots this long after it went out:
 # kombu's async client answers within its read timeout, so this is only a safety net.
 RESERVATION_GRACE_SECONDS = 60.0
@@ -36,11 +39,13 @@ class FetchPacer:
 
     With `receive_ahead` (a callable sending one extra receive: the channel's) a queue whose last answer brought
     messages ("hot") does not wait for its loop's receive to come back: a slot that frees while that receive is
-    in flight gets a receive of its own at once, so at a round trip of 15 ms the next message is already on its
-    way while the other tasks run. Every receive in flight holds the slots it asked for (a Reservation), and no
-    receive asks for more than the slots free and not held, so the worker never receives a message no slot can
-    start at once: prefetch 1 still means no message held unstarted. A queue whose answer was empty is cold
-    again: only its loop polls it (one long poll at a time), so an idle worker costs what it did.
+    in flight gets a receive of its own, so at a round trip of 15 ms the next message is already on its way while
+    the other tasks run. That receive waits up to `ahead_coalesce_seconds` (or until the queue's receive in flight
+    is answered, whichever first) for more slots to free and share it: eager, it was nearly one receive per task.
+    Every receive in flight holds the slots it asked for (a Reservation), and no receive asks for more than the
+    slots free and not held, so the worker never receives a message no slot can start at once: prefetch 1 still
+    means no message held unstarted. A queue whose answer was empty is cold again: only its loop polls it (one
+    long poll at a time), so an idle worker costs what it did.
 
     `hub` returns the event loop (call_soon, call_later); `free_slots` kombu's estimate (None: unlimited);
     `resume(queue)` runs the queue's loop again (the channel's _schedule_queue).
@@ -57,6 +62,7 @@ class FetchPacer:
         receive_ahead: Callable[[Reservation], bool] | None = None,
         wait_seconds: Callable[[], float] = lambda: 20,
         coalesce_seconds: float = FETCH_COALESCE_SECONDS,
+        ahead_coalesce_seconds: float = AHEAD_COALESCE_SECONDS,
         max_per_receive: int = 10,
         clock: Callable[[], float] = time.monotonic,
     ):
@@ -64,6 +70,7 @@ class FetchPacer:
         self._polling_interval, self._resume_loop = polling_interval, resume
         self._receive_ahead, self._wait_seconds, self._clock = receive_ahead, wait_seconds, clock
         self.coalesce_seconds, self.max_per_receive = coalesce_seconds, max_per_receive
+        self.ahead_coalesce_seconds = ahead_coalesce_seconds
         self._waiting: dict[str, None] = {}  # an ordered set: the longest waiting first
         self._fallback_timers: set[str] = set()  # at most one fallback timer per queue
         self._coalescing = False  # a resume is due coalesce_seconds after the first freed slot
@@ -71,6 +78,7 @@ class FetchPacer:
         self._reservations: list[Reservation] = []
         self._hot: set[str] = set()  # queues whose last answer brought messages
         self._ahead_due = False  # a receive-ahead pass is scheduled on the event loop
+        self._ahead_timer = False  # a pass is due ahead_coalesce_seconds after a slot freed beside a receive
 
     @property
     def waiting(self) -> tuple[str, ...]:
@@ -169,7 +177,14 @@ class FetchPacer:
             self._ahead_due = True
             self._hub().call_soon(self._receive_ahead_pass)
 
-    def _receive_ahead_pass(self) -> None:
+    def _on_ahead_timer(self) -> None:
+        self._ahead_timer = False
+        self._receive_ahead_pass(coalesce=False)
+
+    def _receive_ahead_pass(self, *, coalesce: bool = True) -> None:
+        """A receive ahead for each hot queue's free, unasked slots. While a receive of that queue is still out
+        (`coalesce`), wait up to ahead_coalesce_seconds first: more slots may free by then, or its answer come
+        (answered() runs a pass at once), and one receive serves them all (SQS bills each request)."""
         self._ahead_due = False
         if self._receive_ahead is None or any(q not in self._hot for q in self._waiting):
             return  # a queue waiting for a slot (another queue, or one gone cold) has the first claim on it
@@ -179,6 +194,11 @@ class FetchPacer:
             free = self._available(queue)
             if free is None or free <= 0:
                 return
+            if coalesce and self.ahead_coalesce_seconds > 0 and any(r.queue == queue for r in self._live()):
+                if not self._ahead_timer:
+                    self._ahead_timer = True
+                    self._hub().call_later(self.ahead_coalesce_seconds, self._on_ahead_timer)
+                continue
             reservation = self._hold(queue, min(free, self.max_per_receive), ahead=True)
             if not self._receive_ahead(reservation):
                 self._reservations.remove(reservation)

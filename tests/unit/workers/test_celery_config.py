@@ -207,3 +207,17 @@ def test_as_django_settings_prefixes_names(local_settings):
     assert django_settings["CELERY_BROKER_URL"] == "sqs://127.0.0.1:9324"
     assert len(django_settings) == len(local_settings)
     assert all(k.startswith("CELERY_") for k in django_settings)
+
+
+@pytest.mark.parametrize("seconds", [-0.001, 1.5])
+def test_a_receive_ahead_coalesce_window_out_of_range_is_refused_at_start_up(topology, seconds):
+    # GIVEN WORKER_RECEIVE_AHEAD_COALESCE_MS below 0 or above 1000
+    # WHEN the settings are built THEN the setting is refused by name
+    with pytest.raises(ValueError, match="WORKER_RECEIVE_AHEAD_COALESCE_MS"):
+        build_celery_settings(topology, LOCAL, receive_ahead_coalesce_seconds=seconds)
+
+
+def test_the_receive_ahead_coalesce_window_reaches_the_transport(topology):
+    # GIVEN a 3 ms window WHEN the settings are built THEN the channel's option carries it
+    settings = build_celery_settings(topology, LOCAL, receive_ahead_coalesce_seconds=0.003)
+    assert settings["broker_transport_options"]["receive_ahead_coalesce_seconds"] == 0.003

@@ -190,6 +190,37 @@ def test_one_request_per_queue_per_window_however_many_acks():
     assert batches.deleted == 15
 
 
+def test_acks_that_keep_coming_within_the_window_share_one_batch():
+    # GIVEN a window of 0.3 s after the last ack, and a cap far away
+    client = RecordingClient()
+    batches = DeleteBatches(client_for=lambda queue: client, window=0.3, max_hold=5)
+    # WHEN six acks arrive 0.1 s apart (0.5 s from first to last: longer than the window)
+    for i in range(6):
+        batches.add(PendingDelete(queue="a", url="https://sqs/a", receipt_handle=f"a{i}"))
+        time.sleep(0.1)
+    # THEN they go out together, once the acks stop, in one DeleteMessageBatch
+    assert wait_until(lambda: client.requests, timeout=5)
+    batches.close()
+    assert client.requests == [("https://sqs/a", 6)]
+
+
+def test_a_steady_trickle_of_acks_is_sent_when_the_cap_runs_out():
+    # GIVEN a window of 0.3 s after the last ack, capped at 0.5 s after the batch's first ack
+    client = RecordingClient()
+    sent_before: list[int] = []
+    batches = DeleteBatches(client_for=lambda queue: client, window=0.3, max_hold=0.5)
+    # WHEN nine acks arrive 0.15 s apart (never a quiet window; 1.2 s from first to last)
+    for i in range(9):
+        batches.add(PendingDelete(queue="a", url="https://sqs/a", receipt_handle=f"a{i}"))
+        sent_before.append(len(client.requests))
+        time.sleep(0.15)
+    batches.close()
+    # THEN a batch went out before the last ack came (the cap, not the quiet window, sent it), none of them late
+    assert sent_before[-1] >= 1
+    assert sum(n for _url, n in client.requests) == 9
+    assert all(n < 9 for _url, n in client.requests)
+
+
 class FlakyClient:
     """Fails the first `failures` requests with `error`, then deletes everything."""
 

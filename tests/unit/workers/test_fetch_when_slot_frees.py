@@ -5,6 +5,7 @@ from __future__ import annotations
 from kombu import Producer
 
 from workers.transport import FETCH_COALESCE_SECONDS, FETCH_WHEN_SLOT_FREES_OPTION
+from workers.transport.pacer import AHEAD_COALESCE_SECONDS
 
 
 def hold_one_message(channel, queue: str = "default") -> int:
@@ -232,8 +233,10 @@ def test_a_slot_freed_while_the_queues_receive_is_in_flight_gets_a_receive_of_it
     # WHEN one task ends while that receive is out and the other two tasks still run
     channel.basic_ack(delivered[0].delivery_tag)
     channel.hub.run_soon()
+    channel.hub.advance(AHEAD_COALESCE_SECONDS)  # no other slot frees to share it
 
-    # THEN its slot gets a receive of its own at once, with a short wait (not a second long-polling loop)
+    # THEN its slot gets a receive of its own within the coalesce window, with a short wait (not a second
+    # long-polling loop)
     assert [(c["count"], c["wait"]) for c in sqs.calls[2:]] == [(1, 1)]
     # WHEN both are answered with a message each THEN both reach Celery: 4 running, none held unstarted
     sqs.answer(1, start=3)

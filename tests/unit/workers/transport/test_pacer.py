@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.workers.conftest import RecordingHub
-from workers.transport.pacer import FETCH_COALESCE_SECONDS, FetchPacer
+from workers.transport.pacer import AHEAD_COALESCE_SECONDS, FETCH_COALESCE_SECONDS, FetchPacer
 
 POLLING_INTERVAL = 1.0
 
@@ -23,7 +23,7 @@ class Slots:
 
 @pytest.fixture
 def make_pacer():
-    def make(prefetch: int = 1, *, ahead: list | None = None, clock=None):
+    def make(prefetch: int = 1, *, ahead: list | None = None, clock=None, ahead_coalesce: float | None = None):
         hub, slots, resumed = RecordingHub(), Slots(prefetch), []
 
         def receive_ahead(reservation):
@@ -44,6 +44,7 @@ def make_pacer():
             resume=resume,
             receive_ahead=receive_ahead if ahead is not None else None,
             **({"clock": clock} if clock else {}),
+            **({"ahead_coalesce_seconds": ahead_coalesce} if ahead_coalesce is not None else {}),
         )
         return pacer, hub, slots, resumed
 
@@ -165,23 +166,119 @@ def test_a_parked_queue_resumes_only_when_told(make_pacer):
 # --- receive ahead (issue L item 2) -------------------------------------------------------------------------
 
 
-def test_a_slot_freed_while_the_loops_receive_is_in_flight_gets_a_receive_at_once(make_pacer):
-    # GIVEN four slots, a hot queue (its last receive brought messages) running 3 tasks, its loop's receive for
-    # the fourth slot in flight
-    ahead = []
-    pacer, hub, slots, _resumed = make_pacer(prefetch=4, ahead=ahead)
+def hot_with_loop_receive_out(make_pacer, *, busy: int, **kwargs):
+    """Four slots, a hot queue (its last receive brought messages) running `busy` tasks, its loop's receive out for
+    the rest."""
+    ahead: list = []
+    pacer, hub, slots, resumed = make_pacer(prefetch=4, ahead=ahead, **kwargs)
     first = loop_receives(pacer, slots)
-    slots.busy = 3
-    pacer.answered(first, fetched=3)
-    second = loop_receives(pacer, slots)
-    assert second.count == 1
+    slots.busy = busy
+    pacer.answered(first, fetched=busy)
+    loop = loop_receives(pacer, slots)
+    assert loop.count == 4 - busy
+    return pacer, hub, slots, ahead, loop
+
+
+def test_a_slot_freed_while_the_loops_receive_is_in_flight_gets_a_receive_within_the_coalesce_window(make_pacer):
+    # GIVEN a hot queue running 3 tasks, its loop's receive for the fourth slot in flight
+    pacer, hub, slots, ahead, _loop = hot_with_loop_receive_out(make_pacer, busy=3)
     # WHEN one task ends, while the other two still run and the loop's receive is still out
     slots.busy = 2
     pacer.slot_freed()
     hub.advance(0)
-    # THEN a receive for that one slot goes out at once, beside the loop's
+    # THEN nothing goes out at once (another slot may free and share the receive)
+    assert ahead == []
+    # AND once the short window has passed, a receive for that one slot goes out beside the loop's
+    hub.advance(AHEAD_COALESCE_SECONDS)
     assert [(r.queue, r.count) for r in ahead] == [("default", 1)]
     assert sorted(r.count for r in pacer.in_flight) == [1, 1]
+
+
+def test_without_a_coalesce_window_a_slot_freed_while_a_receive_is_out_gets_one_at_once(make_pacer):
+    # GIVEN the window off (0), a hot queue running 3 tasks, its loop's receive for the fourth slot in flight
+    pacer, hub, slots, ahead, _loop = hot_with_loop_receive_out(make_pacer, busy=3, ahead_coalesce=0)
+    # WHEN one task ends
+    slots.busy = 2
+    pacer.slot_freed()
+    hub.advance(0)
+    # THEN a receive for that one slot goes out at once
+    assert [(r.queue, r.count) for r in ahead] == [("default", 1)]
+
+
+def test_slots_freed_a_moment_apart_while_a_receive_is_out_share_one_receive_ahead(make_pacer):
+    # GIVEN a hot queue running 3 tasks, its loop's receive for the fourth slot in flight
+    pacer, hub, slots, ahead, _loop = hot_with_loop_receive_out(make_pacer, busy=3)
+    # WHEN two tasks end a moment apart (in different turns of the event loop), within the window
+    slots.busy = 2
+    pacer.slot_freed()
+    hub.advance(AHEAD_COALESCE_SECONDS / 3)
+    slots.busy = 1
+    pacer.slot_freed()
+    hub.advance(AHEAD_COALESCE_SECONDS)
+    # THEN one receive ahead asks for both slots
+    assert [r.count for r in ahead] == [2]
+    assert sorted(r.count for r in pacer.in_flight) == [1, 2]
+
+
+def test_a_slot_freed_while_a_receive_is_out_goes_with_its_answer_if_that_comes_first(make_pacer):
+    # GIVEN a hot queue running 2 tasks, its loop's receive out for 2 slots, and a receive ahead out for a third
+    # slot freed since (the loop's answered with 2 messages: 3 tasks run, only the receive ahead is out)
+    pacer, hub, slots, ahead, loop = hot_with_loop_receive_out(make_pacer, busy=2)
+    slots.busy = 1
+    pacer.slot_freed()
+    hub.advance(0)
+    hub.advance(AHEAD_COALESCE_SECONDS)
+    assert [r.count for r in ahead] == [1]
+    slots.busy = 3
+    pacer.answered(loop, fetched=2)
+    # WHEN a task ends, and the receive ahead comes back with a message before the window ends
+    slots.busy = 2
+    pacer.slot_freed()
+    hub.advance(0)
+    assert [r.count for r in ahead] == [1]
+    slots.busy = 3
+    pacer.answered(ahead[0], fetched=1)
+    hub.advance(0)
+    # THEN the freed slot's receive goes out at once, with the answer
+    assert [r.count for r in ahead] == [1, 1]
+    # AND the window's end sends nothing more (no slot is left unasked)
+    hub.advance(AHEAD_COALESCE_SECONDS)
+    assert [r.count for r in ahead] == [1, 1]
+    assert sum(r.count for r in pacer.in_flight) == 1
+
+
+def test_a_slot_freed_with_no_receive_out_gets_a_receive_at_once(make_pacer):
+    # GIVEN a hot queue whose four tasks run and whose loop waits (parked, nothing in flight)
+    ahead = []
+    pacer, hub, slots, resumed = make_pacer(prefetch=4, ahead=ahead)
+    first = loop_receives(pacer, slots)
+    slots.busy = 4
+    pacer.answered(first, fetched=4)
+    assert not pacer.may_receive("default")
+    # WHEN one task ends
+    slots.busy = 3
+    pacer.slot_freed()
+    hub.advance(0)
+    # THEN the loop is resumed at once and receives for the slot: no window when nothing is on its way
+    assert resumed == ["default"]
+    assert [r.count for r in pacer.in_flight] == [1]
+
+
+def test_prefetch_1_never_holds_an_unstarted_message_with_the_window(make_pacer):
+    # GIVEN one slot and a hot queue whose task runs, its loop parked
+    ahead = []
+    pacer, hub, slots, _resumed = make_pacer(prefetch=1, ahead=ahead)
+    first = loop_receives(pacer, slots)
+    slots.busy = 1
+    pacer.answered(first, fetched=1)
+    assert not pacer.may_receive("default")
+    # WHEN the task ends, slot-freed events repeat, and the window passes again and again
+    slots.busy = 0
+    for _ in range(3):
+        pacer.slot_freed()
+        hub.advance(AHEAD_COALESCE_SECONDS)
+    # THEN one receive for the one slot is out, never two
+    assert sum(r.count for r in pacer.in_flight) == 1
 
 
 def test_receives_in_flight_never_ask_for_more_than_the_free_slots(make_pacer):
@@ -245,11 +342,13 @@ def test_an_answer_short_of_what_it_asked_gives_the_slots_back(make_pacer):
     slots.busy = 1
     pacer.slot_freed()
     hub.advance(0)
+    hub.advance(AHEAD_COALESCE_SECONDS)
     assert [r.count for r in ahead] == [2]
     # WHEN that receive brings one message
     slots.busy = 2
     pacer.answered(ahead[0], fetched=1)
     hub.advance(0)
+    hub.advance(AHEAD_COALESCE_SECONDS)
     # THEN the slot it did not fill is asked for again, ahead (the loop's receive still holds its own)
     assert [r.count for r in ahead] == [2, 1]
     assert sorted(r.count for r in pacer.in_flight) == [1, 1]
