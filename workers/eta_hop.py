@@ -9,7 +9,7 @@ import logging
 import math
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +17,8 @@ from typing import Any
 from kombu.utils.json import loads
 
 from core.envelope import header_time
-from core.topology import SQS_MAX_DELAY_SECONDS, SQS_MAX_MESSAGE_BYTES
+from core.sqs_batches import batches_within
+from core.topology import SQS_MAX_DELAY_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +26,6 @@ logger = logging.getLogger(__name__)
 # timeout, so SQS never hands the held message out again (Celery's timer holds it outside the heartbeat).
 HOLD_MAX_SECONDS = 5.0
 HOLD_VISIBILITY_FRACTION = 0.25
-SQS_BATCH = 10
 STOP_TIMEOUT_SECONDS = 15  # close() waits this long for hops still being sent
 
 
@@ -112,27 +112,13 @@ def _size(hop: Hop) -> int:
     return len(hop.message["Body"].encode("utf-8")) + len(json.dumps(attributes, default=str))
 
 
-def _batches(hops: list[Hop]) -> Iterator[list[Hop]]:
-    """Up to 10 hops per SendMessageBatch, and no more than SQS's 1 MiB per batch (a single large one alone)."""
-    batch: list[Hop] = []
-    size = 0
-    for hop in hops:
-        hop_size = _size(hop)
-        if batch and (len(batch) == SQS_BATCH or size + hop_size > SQS_MAX_MESSAGE_BYTES):
-            yield batch
-            batch, size = [], 0
-        batch.append(hop)
-        size += hop_size
-    if batch:
-        yield batch
-
-
 def send_hops(client, *, queue: str, queue_url: str, hops: list[Hop]) -> int:
     """Send each hop's message back (body and attributes unchanged, DelaySeconds set), then delete the received
     copies that were sent; returns how many hopped. Never raises: what was not sent is not deleted and comes
     back after its visibility timeout; a copy sent but not deleted is a duplicate, which idempotency absorbs."""
     hopped = 0
-    for batch in _batches(hops):
+    # up to 10 hops per SendMessageBatch and no more than SQS's 1 MiB per batch (a single large one alone)
+    for batch in batches_within(hops, size_of=_size):
         entries = []
         for index, hop in enumerate(batch):
             entry = {"Id": str(index), "MessageBody": hop.message["Body"], "DelaySeconds": hop.delay}
