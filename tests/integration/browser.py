@@ -78,7 +78,7 @@ def live_api(transactional_db, start_process) -> str:
     port = processes.free_port()
     start_process(
         "api",
-        [sys.executable, "-m", "gunicorn", "api.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2"],
+        [sys.executable, "-m", "gunicorn", "api.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2", "--no-control-socket"],
         env={"OPS_REFRESH_SECONDS": "1"},
         ready="Booting worker",
     )

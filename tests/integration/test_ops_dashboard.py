@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from api.jobs.models import Job
 from devstack import processes
 from devstack.processes import REPO_ROOT
-from tests.integration.browser import chromium_page
+from tests.integration.browser import STAFF_PASSWORD, STAFF_USERNAME, chromium_page
 from tests.integration.conftest import post_job, wait_for_job
 
 # The first run on a fresh machine installs chromium with apt-get (about 20 s here, more with apt-get update).
@@ -23,29 +22,16 @@ ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", REPO_ROOT / "test-artifact
 WAIT_MS = 30_000
 
 
-@pytest.fixture
-def api_url(transactional_db, start_process) -> str:
-    """The api served by gunicorn (as in production) against the test database and the emulator."""
-    port = processes.free_port()
-    start_process(
-        "api",
-        [sys.executable, "-m", "gunicorn", "api.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2", "--no-control-socket"],
-        env={"OPS_REFRESH_SECONDS": "1"},
-        ready="Booting worker",
-    )
-    return f"http://127.0.0.1:{port}"
-
-
-def _log_in(page, api_url: str) -> None:
-    page.goto(f"{api_url}/ops/queues")
+def _log_in(page, live_api: str) -> None:
+    page.goto(f"{live_api}/ops/queues")
     page.wait_for_url("**/admin/login/**")  # staff only: the admin login first
     # The admin's stylesheet applied (whitenoise serves it): its header colour, not the browser's transparent
     header = page.evaluate("getComputedStyle(document.querySelector('#header')).backgroundColor")
     assert header not in ("rgba(0, 0, 0, 0)", "transparent"), f"the admin is unstyled: #header {header}"
-    page.fill("#id_username", "operator")
-    page.fill("#id_password", "operator-pw")
+    page.fill("#id_username", STAFF_USERNAME)
+    page.fill("#id_password", STAFF_PASSWORD)
     page.click("input[type=submit]")
-    page.wait_for_url(f"{api_url}/ops/queues")
+    page.wait_for_url(f"{live_api}/ops/queues")
 
 
 def _cell(page, queue: str, css: str):
@@ -53,7 +39,7 @@ def _cell(page, queue: str, css: str):
 
 
 def test_operator_replays_a_failed_job_from_the_dlq_row(
-    client, django_user_model, start_worker, queues, api_url, tmp_path
+    client, staff_user, start_worker, queues, live_api, tmp_path
 ):
     # GIVEN a worker running code in which `fail` always fails, and a job whose message reached the DLQ
     broken = start_worker()
@@ -63,13 +49,12 @@ def test_operator_replays_a_failed_job_from_the_dlq_row(
     # AND the fix deployed (a worker without the failure replaces the broken one), and a staff account
     processes.stop(broken.proc, grace=10)
     start_worker(env={"DEMO_FAILURES_FIXED": "true"})
-    django_user_model.objects.create_user("operator", password="operator-pw", is_staff=True)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
     # (no ORM inside: Playwright's sync API runs an event loop, where Django refuses database calls)
     with chromium_page(tmp_path / "chromium-profile") as page:
         # WHEN the operator logs in and opens the queues page
-        _log_in(page, api_url)
+        _log_in(page, live_api)
 
         # THEN the default queue's DLQ row shows the message, the failed job is listed
         dlq = _cell(page, "default", "td.dlq")

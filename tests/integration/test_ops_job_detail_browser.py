@@ -4,7 +4,6 @@ replay path and went back: its states, receive count, replayed ×1, last error a
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from devstack import processes
 from devstack.processes import REPO_ROOT
-from tests.integration.browser import chromium_page
+from tests.integration.browser import chromium_page, log_in
 from tests.integration.conftest import post_job, wait_for_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.long_running, pytest.mark.timeout(600), pytest.mark.exclusive]
@@ -20,27 +19,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.long_running, pytest.mark.tim
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", REPO_ROOT / "test-artifacts"))
 WAIT_MS = 30_000
 RELOADS = 60  # the replayed copy fails on two receives, 5 s visibility apart: well within a minute
-
-
-@pytest.fixture
-def api_url(transactional_db, start_process) -> str:
-    """The api served by gunicorn (as in production) against the test database and the emulator."""
-    port = processes.free_port()
-    start_process(
-        "api",
-        [sys.executable, "-m", "gunicorn", "api.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2", "--no-control-socket"],
-        ready="Booting worker",
-    )
-    return f"http://127.0.0.1:{port}"
-
-
-def _log_in(page, url: str) -> None:
-    page.goto(url)
-    page.wait_for_url("**/admin/login/**")  # staff only
-    page.fill("#id_username", "operator")
-    page.fill("#id_password", "operator-pw")
-    page.click("input[type=submit]")
-    page.wait_for_url(url)
 
 
 def _reload_until(page, css: str, text: str) -> None:
@@ -54,24 +32,23 @@ def _reload_until(page, css: str, text: str) -> None:
 
 
 def test_the_detail_of_a_job_that_went_to_the_dlq_and_was_replayed(
-    client, django_user_model, start_worker, queues, api_url, tmp_path
+    client, staff_user, start_worker, queues, live_api, tmp_path
 ):
     # GIVEN a worker running code in which `fail` always fails, and a job whose message reached the DLQ
     start_worker()
     job_id = post_job(client, kind="fail", payload={"message": "bug #7"}).json()["job_id"]
     processes.wait_for(lambda: queues.dlq_depth("default")["visible"] == 1, timeout=90, what="the DLQ")
     wait_for_job(job_id, {"dead_lettered"})
-    django_user_model.objects.create_user("operator", password="operator-pw", is_staff=True)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     from api.ops.services import dlq_replay_run
 
     # (no ORM inside: Playwright's sync API runs an event loop, where Django refuses database calls)
     with chromium_page(tmp_path / "chromium-profile") as page:
         # WHEN the operator lists the dead-lettered jobs and opens this one
-        _log_in(page, f"{api_url}/ops/jobs?state=dead_lettered")
+        log_in(page, live_api, "/ops/jobs?state=dead_lettered")
         page.screenshot(path=str(ARTIFACTS / "jobs-list-dead-lettered.png"), full_page=True)
         page.click(f'#jobs tr[data-job="{job_id}"] a')
-        page.wait_for_url(f"{api_url}/ops/jobs/{job_id}")
+        page.wait_for_url(f"{live_api}/ops/jobs/{job_id}")
 
         # THEN it is dead-lettered: failed on receive 2 of 2, never replayed, with its error and traceback
         assert page.locator("#job-state").inner_text() == "dead_lettered"

@@ -14,7 +14,7 @@ import pytest
 
 from devstack import processes
 from devstack.processes import REPO_ROOT
-from tests.integration.browser import chromium_page
+from tests.integration.browser import chromium_page, log_in
 from tests.integration.conftest import database_env, post_job, wait_for_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.long_running, pytest.mark.timeout(300), pytest.mark.exclusive]
@@ -24,39 +24,20 @@ WAIT_MS = 30_000
 LOST_MS = 60_000  # the worker's lost bound (28 s with 1 s renewals) plus page refreshes, on a busy machine
 
 
-@pytest.fixture
-def api_url(transactional_db, start_process) -> str:
-    """The api served by gunicorn (as in production) against the test database, refreshing pages every 1 s."""
-    port = processes.free_port()
-    start_process(
-        "api",
-        [sys.executable, "-m", "gunicorn", "api.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2", "--no-control-socket"],
-        env={"OPS_REFRESH_SECONDS": "1"},
-        ready="Booting worker",
-    )
-    return f"http://127.0.0.1:{port}"
-
-
 def test_the_workers_page_shows_a_running_task_and_a_killed_worker_turning_lost(
-    client, django_user_model, start_worker, api_url, tmp_path
+    client, staff_user, start_worker, live_api, tmp_path
 ):
     # GIVEN a worker (renewing its registry row every second) running a 25 s sleep Job, and a staff account
     worker = start_worker(env={"WORKER_REGISTRY_SECONDS": "1"})
     job_id = post_job(client, kind="sleep", payload={"seconds": 24}, queue="high_priority").json()["job_id"]
     wait_for_job(job_id, {"running"})
-    django_user_model.objects.create_user("operator", password="operator-pw", is_staff=True)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     row = f'#workers tr[data-pid="{worker.proc.pid}"]'
 
     # (no ORM inside: Playwright's sync API runs an event loop, where Django refuses database calls)
     with chromium_page(tmp_path / "chromium-profile") as page:
         # WHEN the operator logs in from the workers page
-        page.goto(f"{api_url}/ops/workers")
-        page.wait_for_url("**/admin/login/**")
-        page.fill("#id_username", "operator")
-        page.fill("#id_password", "operator-pw")
-        page.click("input[type=submit]")
-        page.wait_for_url(f"{api_url}/ops/workers")
+        log_in(page, live_api, "/ops/workers")
 
         # THEN the worker's row is alive and lists the sleep task with its Job
         page.locator(f"{row}.alive li[data-task]", has_text="jobs.sleep").wait_for(timeout=WAIT_MS)
@@ -85,7 +66,7 @@ def test_the_workers_page_shows_a_running_task_and_a_killed_worker_turning_lost(
         # THEN the lost worker's row, refreshing, says its Job is queued again
         page.locator(f"{row}.lost .job-state", has_text="now queued").wait_for(timeout=WAIT_MS)
         # AND the Job's detail page shows it queued again, with the "worker lost" event naming the worker
-        page.goto(f"{api_url}/ops/jobs/{job_id}")
+        page.goto(f"{live_api}/ops/jobs/{job_id}")
         lost = page.locator('#history tr[data-state="queued"]', has_text="worker lost")
         lost.wait_for(timeout=WAIT_MS)
         assert f"pid {worker.proc.pid}" in lost.inner_text()
