@@ -217,9 +217,9 @@ class Chaos:
         except ProcessLookupError:
             return False
         self._pause = _Pause(victim.pid, now + seconds)
-        self.tally.pauses += 1
         longer = seconds > self.lease_seconds
-        self.tally.long_pauses += longer
+        self.tally.long_pauses += longer  # before `pauses`: a reader that sees the pause sees its kind
+        self.tally.pauses += 1
         past = " (past the lease)" if longer else ""
         self.log(f"soak: {_clock()} paused worker pid {victim.pid} for {seconds:.1f} s{past}")
         return True

@@ -202,7 +202,6 @@ class DeleteBatches:
         self._release(batch)
         failures = response.get("Failed") or []
         failed_ids = {str(f.get("Id")) for f in failures}
-        self.deleted += len(batch) - len(failed_ids)
         retry = []
         for failure in failures:
             item = batch[int(failure.get("Id"))]
@@ -223,6 +222,8 @@ class DeleteBatches:
         elif not self._retries:
             self._given_up_in_streak = 0
             self.failures.recovered()
+        # Counted last: a reader that sees the count also sees the health it left (the tests wait on it).
+        self.deleted += len(batch) - len(failed_ids)
 
     def _release(self, batch: list[PendingDelete]) -> None:
         sent = {id(item) for item in batch}

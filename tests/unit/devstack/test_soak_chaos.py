@@ -60,6 +60,8 @@ def test_a_pause_stops_a_whole_process_group_and_close_resumes_it(sleepers):
     try:
         # WHEN the first pause starts
         processes.wait_for(lambda: chaos.tally.pauses == 1, timeout=10, what="a pause")
+        # (the tally counts the SIGSTOP once sent; the kernel marks the group stopped a moment later)
+        processes.wait_for(lambda: any(_state(proc) == "T" for proc in sleepers), timeout=10, what="a stop")
         paused = [proc for proc in sleepers if _state(proc) == "T"]
         # THEN exactly one of the two is stopped (the other keeps working), and it counts as past the lease
         assert len(paused) == 1
