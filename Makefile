@@ -14,12 +14,13 @@ run:
 	@echo "run: install (bin/bootstrap: uv, uv sync into .venv) ..."
 	@export RUN_STARTED_AT=$$(date +%s.%N) && bin/bootstrap && $(PY) -m devstack.run
 
-## test: lint, every test (unit, infra, integration: real processes) on TEST_WORKERS parallel pytest workers
-## (default 3: integration tests mostly wait on queues and timeouts) with every benchmark at smoke size beside them
-## (BENCH_BESIDE=0: after them; smoke figures mean nothing, so sharing the CPU costs nothing but time), then the
-## `exclusive` tests (soak, database outage, fencing pauses, browser) one at a time with the machine to themselves.
-## Fails if any of the three fails; the smoke benchmarks' output is in test-artifacts/bench-smoke.log.
-TEST_WORKERS ?= 3
+## test: lint, then every test (unit, infra, integration: real processes) on TEST_WORKERS parallel pytest workers
+## (default 5: integration tests mostly wait on queues and timeouts), with every benchmark at smoke size beside them
+## (BENCH_BESIDE=0: after them; smoke figures mean nothing, so sharing the CPU costs nothing but time). One worker
+## runs the node tools' tests (npm, CDK synth, osls) and one the `serial` tests (soak, database outage, fencing
+## pauses, browser), each group one test after another (tests/conftest.py). Fails if the tests or the smoke
+## benchmarks fail; the smoke benchmarks' output is in test-artifacts/bench-smoke.log.
+TEST_WORKERS ?= 5
 BENCH_BESIDE ?= 1
 test: bootstrap lint
 	@mkdir -p test-artifacts
@@ -28,15 +29,14 @@ test: bootstrap lint
 	  BENCH_SMOKE=1 $(PY) -m bench > test-artifacts/bench-smoke.log 2>&1 & bench=$$!; \
 	  trap 'kill $$bench 2>/dev/null' INT TERM; \
 	fi; \
-	$(PY) -m pytest -n $(TEST_WORKERS) -m "not exclusive"; parallel=$$?; \
+	$(PY) -m pytest -n $(TEST_WORKERS); tests=$$?; \
 	if [ "$(BENCH_BESIDE)" = 1 ]; then \
 	  wait $$bench; smoke=$$?; \
 	else \
 	  BENCH_SMOKE=1 $(PY) -m bench > test-artifacts/bench-smoke.log 2>&1; smoke=$$?; \
 	fi; \
 	tail -n 40 test-artifacts/bench-smoke.log; echo "bench-smoke: exit $$smoke"; \
-	$(PY) -m pytest -m exclusive; exclusive=$$?; \
-	exit $$(( parallel || smoke || exclusive ))
+	exit $$(( tests || smoke ))
 
 lint: bootstrap
 	.venv/bin/ruff check .

@@ -18,6 +18,24 @@ NODE_TOOLS_PATHS = (
 )
 
 
+# Tests marked `serial` (several workers, pauses, a browser each): one xdist worker runs them one after another,
+# beside the rest, so no two of them load the machine at once. Listed by file because the scheduler sees node ids,
+# not markers; pytest_collection_modifyitems refuses a run where the marker and this list disagree.
+SERIAL_GROUP = "serial"
+SERIAL_PATHS = tuple(
+    TESTS / "integration" / f"test_{name}.py"
+    for name in (
+        "soak",
+        "database_outage",
+        "fencing",
+        "ops_dashboard",
+        "ops_job_detail_browser",
+        "ops_login_browser",
+        "ops_workers_browser",
+    )
+)
+
+
 def _in(path: Path, places: tuple[Path, ...]) -> bool:
     return any(path == place or place in path.parents for place in places)
 
@@ -28,16 +46,19 @@ def _parallel(config: pytest.Config) -> bool:
 
 
 def scope_of(nodeid: str) -> str:
-    """The unit the scheduler hands to one xdist worker: the node-tools group, else the test alone."""
+    """The unit the scheduler hands to one xdist worker: the node-tools group, the serial group, else the test
+    alone."""
     path = (TESTS.parent / nodeid.split("::", 1)[0]).resolve()
-    return NODE_TOOLS_GROUP if _in(path, NODE_TOOLS_PATHS) else nodeid
+    if _in(path, NODE_TOOLS_PATHS):
+        return NODE_TOOLS_GROUP
+    return SERIAL_GROUP if _in(path, SERIAL_PATHS) else nodeid
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """`pytest -n N` (dist "load"): xdist's loadscope scheduler with scope_of() as the scope. (xdist's own
     `--dist loadgroup` marks the nodeid, which pytest 9 no longer lets a plugin change.) The largest scope
-    (the node-tools group) goes out first, then single tests in collection order."""
+    (the node-tools group) goes out first, then the serial group, then single tests in collection order."""
     if config.getvalue("dist") != "load":
         return None
     from xdist.scheduler import LoadScopeScheduling
@@ -49,7 +70,20 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
     return Scheduling(config, log)
 
 
+def check_serial_marks(items: list[pytest.Item]) -> None:
+    """A test is marked `serial` exactly when its file is in SERIAL_PATHS: else the scheduler would run a marked
+    test beside the others, or group an unmarked one."""
+    wrong = [
+        item.nodeid
+        for item in items
+        if (item.get_closest_marker("serial") is not None) != _in(Path(str(item.path)).resolve(), SERIAL_PATHS)
+    ]
+    if wrong:
+        raise pytest.UsageError(f"marked `serial` but not in SERIAL_PATHS, or the other way round: {wrong}")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    check_serial_marks(items)
     if not _parallel(config):
         return  # a plain run keeps the testpaths order: fast failures first
     # Long tests first, so the last worker to finish is not the one that drew one at the end; then the

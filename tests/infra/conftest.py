@@ -1,4 +1,7 @@
-"""The CDK stack synthesized once for the whole session, and helpers to find things in its template."""
+"""The CDK stack synthesized once for the whole session, and helpers to find things in its template.
+
+The CDK (and every infra module that imports it) is imported inside the functions that use it: each pytest worker
+collects every test, and importing the CDK costs about 8 s of CPU (jsii); only the worker that runs these pays."""
 
 from __future__ import annotations
 
@@ -9,16 +12,11 @@ from typing import Any
 
 import pytest
 
+from core.topology import DEFAULT_TOPOLOGY_PATH, Topology, load_topology
+from infra.config import cdk_json_context
+
 # jsii (the CDK's Node runtime) prints a banner on every start under Node 20; bin/synth silences it too.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-
-import aws_cdk as cdk  # noqa: E402
-import aws_cdk.cx_api as cxapi  # noqa: E402
-from aws_cdk.assertions import Template  # noqa: E402
-
-from core.topology import DEFAULT_TOPOLOGY_PATH, Topology, load_topology  # noqa: E402
-from infra.app import build_app  # noqa: E402
-from infra.config import cdk_json_context  # noqa: E402
 
 STAGE = "ci"  # the stage tests/integration/test_serverless_package.py packages the Lambdas for
 PREFIX = f"celery-sqs-{STAGE}-"
@@ -29,6 +27,11 @@ ALARM_EMAIL = "oncall@example.com"  # the context every deploy must give (or dec
 
 def synthesize(tmp_dir: Path, **context: Any) -> Synthesized:
     """Build the app as `cdk synth` would (infra/cdk.json's context plus `context`) into tmp_dir."""
+    import aws_cdk as cdk
+    import aws_cdk.cx_api as cxapi
+
+    from infra.app import build_app
+
     full = {**cdk_json_context(), "stage": STAGE, "alarmEmail": ALARM_EMAIL, **context}
     app = cdk.App(context={k: v for k, v in full.items() if v is not None}, outdir=str(tmp_dir))
     stack = build_app(app)
@@ -140,5 +143,7 @@ def synthesized(tmp_path_factory) -> Synthesized:
 
 
 @pytest.fixture(scope="session")
-def template(synthesized) -> Template:
+def template(synthesized):
+    from aws_cdk.assertions import Template
+
     return Template.from_json(synthesized.template)

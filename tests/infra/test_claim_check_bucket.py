@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.claim_check import REPLAYS_COVERED, expiration_days
 from tests.infra.conftest import actions, env_of, resources
 
 
@@ -34,6 +33,8 @@ def _role_running(synthesized, command: list[str], worker_queues: str | None = N
 
 
 def test_the_bucket_is_private_encrypted_tls_only_and_expires_after_every_dlq_retention(synthesized, topology):
+    from infra.claim_check import REPLAYS_COVERED, expiration_days
+
     # GIVEN the synthesized stack (queues.yml's `default` has a claim check)
     logical_id, bucket = _bucket(synthesized)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from infra.permissions import CONSUME_ACTIONS, METRICS_ACTIONS, PUBLISH_ACTIONS, REPLAY_DLQ_ACTIONS
 from tests.infra.conftest import PREFIX, actions, env_of, resources
 
 GUARDED_SERVICES = ("sqs:", "secretsmanager:", "ssm:")
@@ -44,6 +43,8 @@ def _task_role_running(synthesized, command: list[str], worker_queues: str | Non
 
 
 def test_beat_may_only_publish_to_the_task_queues(synthesized, topology):
+    from infra.permissions import PUBLISH_ACTIONS
+
     # GIVEN the task role of beat
     role_id = _task_role_running(synthesized, ["bin/start-beat"])
 
@@ -60,6 +61,8 @@ def test_beat_may_only_publish_to_the_task_queues(synthesized, topology):
 
 
 def test_api_publishes_replays_the_dlqs_and_reads_queue_metrics_only(synthesized, topology):
+    from infra.permissions import METRICS_ACTIONS, PUBLISH_ACTIONS, REPLAY_DLQ_ACTIONS
+
     # GIVEN the task role of the api
     role_id = _task_role_running(synthesized, ["bin/start-api"])
 
@@ -82,6 +85,8 @@ def test_api_publishes_replays_the_dlqs_and_reads_queue_metrics_only(synthesized
 
 
 def test_each_worker_consumes_only_its_own_queues_and_publishes_to_the_task_queues(synthesized, topology):
+    from infra.permissions import CONSUME_ACTIONS, PUBLISH_ACTIONS
+
     for group in topology.worker_groups.values():
         # GIVEN the task role of the group's worker service
         role_id = _task_role_running(synthesized, ["bin/start-worker"], ",".join(group.queues))
@@ -121,6 +126,8 @@ def test_no_role_but_the_apis_touches_a_dlq(synthesized, topology):
 
 
 def test_the_only_wildcard_resources_are_actions_without_resource_level_permissions(synthesized):
+    from infra.permissions import METRICS_ACTIONS
+
     # GIVEN every Allow statement of every policy document
     wildcards = [
         statement

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-from infra.image import ASSET_EXCLUDE
-
 NEEDED = {
     *("Dockerfile", "pyproject.toml", "uv.lock", "manage.py", "queues.yml"),
     *("api", "workers", "core", "lambdas", "bin"),
@@ -13,6 +11,8 @@ NEEDED = {
 
 
 def test_the_staged_build_context_holds_the_app_and_nothing_big(synthesized):
+    from infra.image import ASSET_EXCLUDE
+
     # GIVEN the assets manifest of the synthesized stack
     manifest = json.loads((synthesized.outdir / f"{synthesized.stack_name}.assets.json").read_text())
 

@@ -8,7 +8,6 @@ import pytest
 
 from core.topology import DEFAULT_TOPOLOGY_PATH, load_topology
 from infra.naming import resource_name
-from infra.scaling import backlog_expression
 from tests.infra.conftest import PREFIX, STAGE, env_of
 
 GROUPS = list(load_topology(DEFAULT_TOPOLOGY_PATH, profile="").worker_groups)
@@ -16,6 +15,8 @@ GROUPS = list(load_topology(DEFAULT_TOPOLOGY_PATH, profile="").worker_groups)
 
 @pytest.mark.parametrize("name", GROUPS)
 def test_each_worker_group_tracks_its_backlog_per_running_task(synthesized, topology, name):
+    from infra.scaling import backlog_expression
+
     # GIVEN the worker group and its ECS service
     group = topology.worker_groups[name]
     [task_id] = [
@@ -66,6 +67,8 @@ def test_each_worker_group_tracks_its_backlog_per_running_task(synthesized, topo
 
 
 def test_the_backlog_expression_sums_every_queue_then_divides_once():
+    from infra.scaling import backlog_expression
+
     # GIVEN two queue metric ids
     # WHEN the expression is built
     expression = backlog_expression(["visible0", "visible1"])

@@ -22,7 +22,7 @@ from devstack.queues import create_queues, dlq_url, queue_depth
 from tests.integration.conftest import worker_health
 from workers.celery_app import app
 
-pytestmark = [pytest.mark.integration, pytest.mark.exclusive]
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 TOPOLOGY = REPO_ROOT / "tests" / "fixtures" / "queues.outage.yml"  # visibility 8 s, maxReceiveCount 5
 TASKS = env_int("OUTAGE_TASKS", 200)

@@ -17,7 +17,7 @@ from tests.integration.topology_files import write_topology
 from workers.celery_app import app
 from workers.models import ExecutionState, TaskExecution
 
-pytestmark = [pytest.mark.integration, pytest.mark.exclusive]
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 # A claim's lease is the hard time limit plus the margin (1 s): 5 s. The heartbeat keeps a running task's
 # message invisible; a frozen worker's heartbeat stops, so its message returns 5 s after the last one.

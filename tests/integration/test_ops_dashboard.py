@@ -16,7 +16,7 @@ from tests.integration.browser import STAFF_PASSWORD, STAFF_USERNAME, chromium_p
 from tests.integration.conftest import post_job, wait_for_job
 
 # The first run on a fresh machine installs chromium with apt-get (about 20 s here, more with apt-get update).
-pytestmark = [pytest.mark.integration, pytest.mark.long_running, pytest.mark.timeout(600), pytest.mark.exclusive]
+pytestmark = [pytest.mark.integration, pytest.mark.long_running, pytest.mark.timeout(600), pytest.mark.serial]
 
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", REPO_ROOT / "test-artifacts"))
 WAIT_MS = 30_000

@@ -20,7 +20,7 @@ from devstack.processes import REPO_ROOT
 from devstack.run import API_WORKERS
 from tests.integration.browser import chromium_page
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(300), pytest.mark.exclusive]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300), pytest.mark.serial]
 
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", REPO_ROOT / "test-artifacts"))
 WAIT_MS = 30_000

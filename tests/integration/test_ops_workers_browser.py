@@ -17,7 +17,7 @@ from devstack.processes import REPO_ROOT
 from tests.integration.browser import chromium_page, log_in
 from tests.integration.conftest import database_env, post_job, wait_for_job
 
-pytestmark = [pytest.mark.integration, pytest.mark.long_running, pytest.mark.timeout(300), pytest.mark.exclusive]
+pytestmark = [pytest.mark.integration, pytest.mark.long_running, pytest.mark.timeout(300), pytest.mark.serial]
 
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", REPO_ROOT / "test-artifacts"))
 WAIT_MS = 30_000

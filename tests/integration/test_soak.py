@@ -14,7 +14,7 @@ import pytest
 from devstack.processes import REPO_ROOT
 from devstack.soak_report import parse_last_line
 
-pytestmark = [pytest.mark.integration, pytest.mark.long_running, pytest.mark.exclusive]
+pytestmark = [pytest.mark.integration, pytest.mark.long_running, pytest.mark.serial]
 
 TIMEOUT = 900  # the soak's own bound; generous, the machine running it is shared and loaded
 # Most pauses outlast the soak profile's 4 s lease and 6 s visibility timeout: the other worker takes the claim
