@@ -113,14 +113,19 @@ def job_cancel(*, job_id: int) -> Job | None:
 
     A Job running or finished keeps its state; the caller tells by reading it.
     """
-    now = timezone.now()
-    seen = Job.objects.filter(pk=job_id).values_list("state", flat=True).first()
-    if seen in CANCELLABLE:  # compare-and-set on the state seen: a worker that started it meanwhile wins
+    for _ in range(CAS_ATTEMPTS):
+        now = timezone.now()
+        seen = Job.objects.filter(pk=job_id).values_list("state", flat=True).first()
+        if seen not in CANCELLABLE:
+            break
+        # A compare-and-set on the state seen: a worker that started it meanwhile wins; a move to another state
+        # that has not started (the relay's publish: pending -> queued) is looked at again.
         fields = dict(
             state=JobState.CANCELLED, next_publish_at=None, next_attempt_at=None, finished_at=now, updated_at=now
         )
         query = Job.objects.filter(pk=job_id, state=seen)
-        _set_and_record(job_id, query, fields, state=JobState.CANCELLED, detail=f"cancelled while {seen}")
+        if _set_and_record(job_id, query, fields, state=JobState.CANCELLED, detail=f"cancelled while {seen}"):
+            break
     return Job.objects.filter(pk=job_id).first()
 
 

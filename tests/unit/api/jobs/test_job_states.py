@@ -330,3 +330,30 @@ def test_a_late_lost_run_does_not_regress_a_success():
     job_mark_run_lost(job_id=job.pk, exc=WorkerLostError("signal 9"), delivery=_delivery(receive_count=2))
     # THEN it stays succeeded
     assert Job.objects.get(pk=job.pk).state == JobState.SUCCEEDED
+
+
+# --- cancel racing a publish ------------------------------------------------------------------------------
+
+
+def test_a_cancel_that_loses_its_race_to_a_late_publish_cancels_the_queued_job(monkeypatch):
+    # GIVEN a pending Job whose publish, late past the budget, lands between the cancel's read and its
+    # compare-and-set (pending -> queued)
+    from api.jobs import services
+
+    job = _job(JobState.PENDING)
+    real = services._set_and_record
+    calls = []
+
+    def publish_lands_first(*args, **kwargs):
+        calls.append(kwargs["detail"])
+        if len(calls) == 1:
+            record(job.pk, Attempt(published=True))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(services, "_set_and_record", publish_lands_first)
+    # WHEN it is cancelled
+    cancelled = job_cancel(job_id=job.pk)
+    # THEN it is cancelled all the same (queued has not started either): the cancel looked again
+    assert cancelled.state == JobState.CANCELLED
+    assert calls == ["cancelled while pending", "cancelled while queued"]
+    assert _history(cancelled)[-2:] == [JobState.QUEUED, JobState.CANCELLED]
