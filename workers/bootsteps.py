@@ -118,15 +118,15 @@ class WorkerRegistryStep(bootsteps.StartStopStep):
 
         from celery import signals
 
-        from workers.celery_config import WAIT_TIME_SECONDS
         from workers.registry import store
         from workers.registry.snapshot import WorkerIdentity, take_snapshot
         from workers.registry.tally import task_tally
         from workers.registry.writer import RegistryWriter, lost_after, registry_interval, registry_keep, stopped
 
         interval, keep = registry_interval(), registry_keep()  # a bad value stops the worker here
-        polling = float(parent.app.conf.broker_transport_options.get("polling_interval", 1))
-        bound = lost_after(interval, WAIT_TIME_SECONDS + polling)
+        options = parent.app.conf.broker_transport_options
+        polling = float(options.get("polling_interval", 1))
+        bound = lost_after(interval, float(options["wait_time_seconds"]) + polling)
         identity = WorkerIdentity.of_consumer(parent)
         snapshot = partial(take_snapshot, identity, task_tally)
         self.writer = RegistryWriter(

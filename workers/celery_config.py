@@ -26,6 +26,7 @@ LOCAL_ACCOUNT_ID = "123456789012"  # the account moto answers for
 ECS_STOP_TIMEOUT_SECONDS = 120  # the ECS maximum; infra/ sets the worker's stopTimeout to it
 SOFT_SHUTDOWN_SECONDS = 90  # running tasks get this long after SIGTERM; the rest is for hand-back
 WAIT_TIME_SECONDS = 20  # SQS long poll maximum: the fewest empty receives
+LONG_POLL_ENV = "WORKER_LONG_POLL_SECONDS"  # shorter only in tests: a worker turns "lost" sooner (registry)
 # How long an acked message may wait for its DeleteMessageBatch: a worker killed in this window runs the
 # task again after the visibility timeout (at least once, as always), so it stays far below any task's length.
 DELETE_BATCH_SECONDS = 0.1
@@ -88,6 +89,13 @@ def broker_url(broker: BrokerEnv) -> str:
     return f"sqs://{hostport}"
 
 
+def configured_long_poll_seconds() -> int:
+    """WORKER_LONG_POLL_SECONDS, else 20 (checked by transport_options and again at worker start-up)."""
+    from core.env import env_int
+
+    return env_int(LONG_POLL_ENV, WAIT_TIME_SECONDS)
+
+
 def transport_options(
     topology: Topology,
     broker: BrokerEnv,
@@ -96,14 +104,19 @@ def transport_options(
     delete_batch_seconds: float = DELETE_BATCH_SECONDS,
     receive_ahead: bool = True,
     receive_ahead_coalesce_seconds: float = AHEAD_COALESCE_SECONDS,
+    long_poll_seconds: int = WAIT_TIME_SECONDS,
 ) -> dict[str, Any]:
     if not 0 <= receive_ahead_coalesce_seconds <= 1:
         ms = receive_ahead_coalesce_seconds * 1000
         raise ValueError(f"WORKER_RECEIVE_AHEAD_COALESCE_MS must be 0 to 1000, got {ms:g}")
+    if isinstance(long_poll_seconds, bool) or not isinstance(long_poll_seconds, int):
+        raise ValueError(f"{LONG_POLL_ENV} must be a whole number of seconds, got {long_poll_seconds!r}")
+    if not 1 <= long_poll_seconds <= WAIT_TIME_SECONDS:
+        raise ValueError(f"{LONG_POLL_ENV} must be 1 to {WAIT_TIME_SECONDS}, got {long_poll_seconds}")
     return {
         "region": broker.region,
         "is_secure": not (broker.endpoint_url or "https").startswith("http:"),
-        "wait_time_seconds": WAIT_TIME_SECONDS,
+        "wait_time_seconds": long_poll_seconds,
         # After an empty poll, and the fallback while every prefetch slot is busy (see the next option).
         "polling_interval": 1,
         # Fetch as soon as a task ends instead of up to polling_interval later (workers/transport/pacer.py).
@@ -149,6 +162,7 @@ def build_celery_settings(
     delete_batch_seconds: float = DELETE_BATCH_SECONDS,
     receive_ahead: bool = True,
     receive_ahead_coalesce_seconds: float = AHEAD_COALESCE_SECONDS,
+    long_poll_seconds: int = WAIT_TIME_SECONDS,
 ) -> dict[str, Any]:
     """Every Celery setting the design depends on, lower-case and without the CELERY_ namespace."""
     settings: dict[str, Any] = {
@@ -161,6 +175,7 @@ def build_celery_settings(
             delete_batch_seconds=delete_batch_seconds,
             receive_ahead=receive_ahead,
             receive_ahead_coalesce_seconds=receive_ahead_coalesce_seconds,
+            long_poll_seconds=long_poll_seconds,
         ),
         "broker_connection_retry_on_startup": True,
         # A dead endpoint at publish time must surface in about a second, not hang the request.

@@ -10,7 +10,7 @@ from celery.app.defaults import NAMESPACES, flatten
 
 from core.claim_check_bucket import BUCKET_ENV_VAR
 from core.topology import LONG_DELAY_MARGIN_SECONDS, Topology, longest_delay_seconds
-from workers.celery_config import ECS_STOP_TIMEOUT_SECONDS
+from workers.celery_config import ECS_STOP_TIMEOUT_SECONDS, LONG_POLL_ENV, configured_long_poll_seconds
 from workers.transport import CLAIM_CHECK_OPTION, RECEIVE_AHEAD_OPTION
 
 if TYPE_CHECKING:
@@ -63,10 +63,11 @@ def check_required_settings(conf: Mapping[str, Any]) -> list[str]:
         if actual != wanted:
             problems.append(f"{key} is {actual!r}, must be {wanted!r}: {why}")
     options = conf.get("broker_transport_options") or {}
-    if options.get("wait_time_seconds") != 20:
+    wanted_poll = configured_long_poll_seconds()
+    if options.get("wait_time_seconds") != wanted_poll:
         problems.append(
             f"broker_transport_options.wait_time_seconds is {options.get('wait_time_seconds')!r}, "
-            "must be 20 (long polling; empty receives cost money)"
+            f"must be {wanted_poll} ({LONG_POLL_ENV}, default 20: long polling; empty receives cost money)"
         )
     soft = conf.get("worker_soft_shutdown_timeout") or 0
     if not 0 < soft < ECS_STOP_TIMEOUT_SECONDS - 10:

@@ -20,6 +20,7 @@ from workers.celery_config import (
     BrokerEnv,
     as_django_settings,
     build_celery_settings,
+    configured_long_poll_seconds,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -151,6 +152,9 @@ WORKER_FETCH_WHEN_SLOT_FREES = env_bool("WORKER_FETCH_WHEN_SLOT_FREES", True)
 WORKER_RECEIVE_AHEAD = env_bool("WORKER_RECEIVE_AHEAD", True)
 WORKER_RECEIVE_AHEAD_COALESCE_MS = env_float("WORKER_RECEIVE_AHEAD_COALESCE_MS", AHEAD_COALESCE_SECONDS * 1000)
 WORKER_DELETE_BATCH_SECONDS = env_float("WORKER_DELETE_BATCH_SECONDS", DELETE_BATCH_SECONDS)
+# Each receive's long poll, 1-20 s. Leave it at 20 (SQS's longest: the fewest empty receives, which cost money);
+# tests shorten it where a worker must turn "lost" sooner: the registry's bound follows the poll.
+WORKER_LONG_POLL_SECONDS = configured_long_poll_seconds()
 globals().update(
     as_django_settings(
         build_celery_settings(
@@ -162,6 +166,7 @@ globals().update(
             delete_batch_seconds=WORKER_DELETE_BATCH_SECONDS,
             receive_ahead=WORKER_RECEIVE_AHEAD,
             receive_ahead_coalesce_seconds=WORKER_RECEIVE_AHEAD_COALESCE_MS / 1000,
+            long_poll_seconds=WORKER_LONG_POLL_SECONDS,
         )
     )
 )

@@ -21,14 +21,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.long_running, pytest.mark.tim
 
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", REPO_ROOT / "test-artifacts"))
 WAIT_MS = 30_000
-LOST_MS = 60_000  # the worker's lost bound (28 s with 1 s renewals) plus page refreshes, on a busy machine
+LOST_MS = 60_000  # the worker's lost bound (10 s with 1 s renewals and 2 s polls) plus page refreshes, on a busy machine
 
 
 def test_the_workers_page_shows_a_running_task_and_a_killed_worker_turning_lost(
     client, staff_user, start_worker, live_api, tmp_path
 ):
-    # GIVEN a worker (renewing its registry row every second) running a 25 s sleep Job, and a staff account
-    worker = start_worker(env={"WORKER_REGISTRY_SECONDS": "1"})
+    # GIVEN a worker (renewing its registry row every second, long polls of 2 s: lost 10 s after its last poll,
+    # not 28) running a 25 s sleep Job, and a staff account
+    worker = start_worker(env={"WORKER_REGISTRY_SECONDS": "1", "WORKER_LONG_POLL_SECONDS": "2"})
     job_id = post_job(client, kind="sleep", payload={"seconds": 24}, queue="high_priority").json()["job_id"]
     wait_for_job(job_id, {"running"})
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

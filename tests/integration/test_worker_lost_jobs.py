@@ -22,8 +22,10 @@ from workers.models import WorkerRegistration
 pytestmark = pytest.mark.integration
 
 QUEUE = "high_priority"  # visibility timeout 6 s on the test topology: the redelivery comes soon after
-REGISTRY = {"WORKER_REGISTRY_SECONDS": "1"}
-LOST_AFTER = 28  # 2 renewals + one long poll (20 s) + polling_interval (1 s) + 5 s (workers/registry/writer.py)
+# One renewal a second and a 2 s long poll: lost after 2 renewals + one long poll + polling_interval (1 s) + 5 s
+# (workers/registry/writer.py lost_after): 10 s, where the production poll of 20 s makes it 28 s.
+REGISTRY = {"WORKER_REGISTRY_SECONDS": "1", "WORKER_LONG_POLL_SECONDS": "2"}
+LOST_AFTER = 10
 
 
 def children_of(pid: int) -> list[int]:

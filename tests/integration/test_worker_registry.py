@@ -24,8 +24,10 @@ pytestmark = pytest.mark.integration
 
 QUEUE = "high_priority"  # its tasks may run 25 s (soft limit): long enough to be seen running
 REGISTRY = {"WORKER_REGISTRY_SECONDS": "1"}  # one renewal a second, so the test sees changes in seconds
-# 2 renewals + one long poll (20 s) + polling_interval (1 s) + 5 s: workers/registry/writer.py lost_after
-LOST_AFTER = 28
+# A 2 s long poll where the test waits for "lost": 2 renewals + one long poll (2 s) + polling_interval (1 s) + 5 s
+# (workers/registry/writer.py lost_after): 10 s, where the production poll of 20 s makes it 28 s.
+LOSES_SOON = {**REGISTRY, "WORKER_LONG_POLL_SECONDS": "2"}
+LOST_AFTER = 10
 
 
 def row_of(proc) -> WorkerRegistration | None:
@@ -53,7 +55,7 @@ def manage_workers(env: dict[str, str]) -> subprocess.CompletedProcess:
 @pytest.mark.long_running
 def test_a_sigkilled_worker_turns_lost_with_the_task_it_was_running(client, start_worker, queues):
     # GIVEN a worker, registered at its first poll with who it is
-    worker = start_worker(env=REGISTRY)
+    worker = start_worker(env=LOSES_SOON)
     entry = processes.wait_for(lambda: worker_entry(worker.proc), timeout=30, what="the worker's row")
     assert entry.status == "alive"
     assert (entry.queues, entry.concurrency, entry.prefetch) == (sorted(settings_queues()), 2, 2)

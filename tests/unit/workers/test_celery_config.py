@@ -13,6 +13,7 @@ from workers.celery_config import (
     BrokerEnv,
     as_django_settings,
     build_celery_settings,
+    configured_long_poll_seconds,
     queue_url,
     task_routes,
 )
@@ -221,3 +222,23 @@ def test_the_receive_ahead_coalesce_window_reaches_the_transport(topology):
     # GIVEN a 3 ms window WHEN the settings are built THEN the channel's option carries it
     settings = build_celery_settings(topology, LOCAL, receive_ahead_coalesce_seconds=0.003)
     assert settings["broker_transport_options"]["receive_ahead_coalesce_seconds"] == 0.003
+
+
+@pytest.mark.parametrize("seconds", [0, 21, 2.5, True])
+def test_a_long_poll_outside_1_to_20_whole_seconds_is_refused_at_start_up(topology, seconds):
+    # GIVEN WORKER_LONG_POLL_SECONDS of 0 (short polling: an empty receive each time), over SQS's 20, or not whole
+    # WHEN the settings are built THEN the setting is refused by name
+    with pytest.raises(ValueError, match="WORKER_LONG_POLL_SECONDS"):
+        build_celery_settings(topology, LOCAL, long_poll_seconds=seconds)
+
+
+def test_a_shorter_long_poll_reaches_the_transport_and_the_default_is_20(topology, monkeypatch):
+    # GIVEN a 2 s long poll (as the tests that wait for a worker to turn lost use)
+    # WHEN the settings are built THEN the receive waits that long
+    settings = build_celery_settings(topology, LOCAL, long_poll_seconds=2)
+    assert settings["broker_transport_options"]["wait_time_seconds"] == 2
+    # AND without the variable it is SQS's longest
+    monkeypatch.delenv("WORKER_LONG_POLL_SECONDS", raising=False)
+    assert configured_long_poll_seconds() == 20
+    monkeypatch.setenv("WORKER_LONG_POLL_SECONDS", "2")
+    assert configured_long_poll_seconds() == 2

@@ -84,6 +84,17 @@ def test_wait_time_not_20(conf):
     assert "must be 20" in problem
 
 
+def test_wait_time_is_checked_against_worker_long_poll_seconds(conf, monkeypatch):
+    # GIVEN WORKER_LONG_POLL_SECONDS=2 (a test's worker)
+    monkeypatch.setenv("WORKER_LONG_POLL_SECONDS", "2")
+    # WHEN the options carry 2 THEN nothing is refused; WHEN they carry 20 THEN the variable is named
+    conf["broker_transport_options"]["wait_time_seconds"] = 2
+    assert check_required_settings(conf) == []
+    conf["broker_transport_options"]["wait_time_seconds"] = 20
+    [problem] = check_required_settings(conf)
+    assert "wait_time_seconds is 20" in problem and "must be 2 (WORKER_LONG_POLL_SECONDS" in problem
+
+
 @pytest.mark.parametrize("soft", [0, 0.0, None, 110, 115, 120])
 def test_soft_shutdown_outside_window(conf, soft):
     # GIVEN a soft shutdown of none or too close to the ECS stopTimeout
