@@ -25,13 +25,13 @@ LONG_PAUSES = re.compile(r"; (\d+) of the pauses past the ")
 
 def test_soak_at_ci_size_with_kills_pauses_and_faults_loses_nothing_and_repeats_nothing():
     # GIVEN the soak harness at 300 tasks of 0.2 s, SIGKILLing a worker or pool child every 4 s, pausing a whole
-    # worker (SIGSTOP of its process group) for 1 to 10 s, 8 s after the last pause ended, and breaking the
+    # worker (SIGSTOP of its process group) for 1 to 10 s, 5 s after the last pause ended, and breaking the
     # workers' SQS endpoint every 4 s for 1 to 3 s (5xx, throttling, lost answers, black hole, latency)
     env = {
         "SOAK_TASKS": "300",
         "SOAK_TASK_SECONDS": "0.2",
         "SOAK_KILL_EVERY": "4",
-        "SOAK_PAUSE_EVERY": "8",
+        "SOAK_PAUSE_EVERY": "5",
         "SOAK_PAUSE_MIN_SECONDS": "1",
         "SOAK_PAUSE_MAX_SECONDS": PAUSE_MAX_SECONDS,
         "SOAK_FAULT_EVERY": "4",
