@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.long_running, pytest.mark.tim
 
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", REPO_ROOT / "test-artifacts"))
 WAIT_MS = 30_000
-LOST_MS = 60_000  # the worker's lost bound (10 s with 1 s renewals and 2 s polls) plus page refreshes, on a busy machine
+LOST_MS = 60_000  # the lost bound (10 s with 1 s renewals and 2 s polls) plus page refreshes, on a busy machine
 
 
 def test_the_workers_page_shows_a_running_task_and_a_killed_worker_turning_lost(
