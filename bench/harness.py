@@ -35,6 +35,8 @@ WORKER_VARIANTS: dict[str, dict[str, str]] = {
     "worker_one_receive": {"WORKER_RECEIVE_AHEAD": "0"},  # before issue L item 2: one receive per queue at a time
     # Receive ahead without the coalesce window: a receive for every slot freed while one is out (before the window).
     "worker_eager_ahead": {"WORKER_RECEIVE_AHEAD_COALESCE_MS": "0"},
+    # Receive ahead for free slots only, none for the busy ones predicted free (before the slot forecast).
+    "worker_no_predict": {"WORKER_RECEIVE_AHEAD_PREDICT": "0"},
 }
 WORKER_READY = " ready."
 PROFILE = "bench"

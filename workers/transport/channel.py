@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from kombu.log import get_logger
 from kombu.transport import SQS
 from kombu.transport.SQS import SQS_MAX_MESSAGES
@@ -20,11 +22,13 @@ from workers.transport.options import (
     QUEUE_LIMITS_OPTION,
     RECEIVE_AHEAD_COALESCE_OPTION,
     RECEIVE_AHEAD_OPTION,
+    RECEIVE_AHEAD_PREDICT_OPTION,
     queue_limits,
 )
 from workers.transport.pacer import AHEAD_COALESCE_SECONDS, FetchPacer, Reservation
 from workers.transport.polls import PollHealth, guard_receives
 from workers.transport.publishing import guard_publish
+from workers.transport.slot_forecast import SlotForecast
 
 logger = get_logger(__name__)
 
@@ -37,12 +41,21 @@ class QoS(SQS.QoS):
     """kombu's SQS QoS that tells its channel when a prefetch slot frees (an ack or a reject)."""
 
     def ack(self, delivery_tag):
+        queue = self._queue_of(delivery_tag)
         super().ack(delivery_tag)
-        self.channel.slot_freed()
+        self.channel.slot_freed(queue)
 
     def reject(self, delivery_tag, requeue=False):
+        queue = self._queue_of(delivery_tag)
         super().reject(delivery_tag, requeue=requeue)
-        self.channel.slot_freed()
+        self.channel.slot_freed(queue)
+
+    def _queue_of(self, delivery_tag) -> str | None:
+        """The queue a delivered message came from (its routing key), for the pacer's forecast."""
+        try:
+            return (self.get(delivery_tag).delivery_info or {}).get("routing_key")
+        except (KeyError, AttributeError):
+            return None
 
 
 class Channel(SQS.Channel):
@@ -58,6 +71,7 @@ class Channel(SQS.Channel):
         options = self.transport_options
         self.polls = PollHealth()
         ahead = options.get(RECEIVE_AHEAD_OPTION, True) and self._fetch_when_slot_frees()
+        predict = ahead and options.get(RECEIVE_AHEAD_PREDICT_OPTION, True)
         self.pacer = FetchPacer(
             hub=lambda: self.hub,
             free_slots=lambda: self.qos.can_consume_max_estimate(),
@@ -68,6 +82,8 @@ class Channel(SQS.Channel):
             wait_seconds=lambda: self.wait_time_seconds,
             max_per_receive=SQS_MAX_MESSAGES,
             ahead_coalesce_seconds=float(options.get(RECEIVE_AHEAD_COALESCE_OPTION, AHEAD_COALESCE_SECONDS)),
+            clock=time.monotonic,
+            forecast=SlotForecast(time.monotonic) if predict else None,
         )
         self.dependency_pause = DependencyPause(
             call_soon=lambda callback: self.hub.call_soon(callback), on_reopen=self._resume_after_gate
@@ -179,9 +195,9 @@ class Channel(SQS.Channel):
     def _fetch_when_slot_frees(self) -> bool:
         return bool(self.transport_options.get(FETCH_WHEN_SLOT_FREES_OPTION, True))
 
-    def slot_freed(self) -> None:
+    def slot_freed(self, queue: str | None = None) -> None:
         if self.hub is not None:
-            self.pacer.slot_freed()
+            self.pacer.slot_freed(queue)
 
     def _resume_after_gate(self) -> None:
         self.pacer.resume_waiting(release=True)

@@ -9,6 +9,9 @@ FETCH_WHEN_SLOT_FREES_OPTION = "fetch_when_slot_frees"
 # With fetch_when_slot_frees: a slot that frees while the queue's receive is in flight gets a receive of its own
 # (workers/transport/pacer.py, receive ahead); off: one receive per queue at a time.
 RECEIVE_AHEAD_OPTION = "receive_ahead"
+# With receive_ahead: a hot queue whose tasks are shorter than its round trip also receives for the busy slots
+# predicted free when the receive comes back (pacer.py, slot_forecast.py); off: only for slots free now.
+RECEIVE_AHEAD_PREDICT_OPTION = "receive_ahead_predict"
 # With receive_ahead: seconds a freed slot waits for company while a receive of its queue is in flight (0: none).
 RECEIVE_AHEAD_COALESCE_OPTION = "receive_ahead_coalesce_seconds"
 # Seconds an acked message may wait to be deleted in a batch (0: one DeleteMessage per ack).

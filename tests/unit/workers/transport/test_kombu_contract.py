@@ -67,6 +67,8 @@ def test_the_qos_counts_slots_as_the_pacer_reads_them():
     # GIVEN kombu's virtual QoS THEN it has the names the pacer and the acks read
     for name in ("can_consume_max_estimate", "prefetch_count", "get"):
         assert hasattr(SQS.QoS, name), name
+    # AND get() finds a delivered message by its tag (the forecast reads its queue before the ack)
+    assert "return self._delivered[delivery_tag]" in source(virtual.QoS.get)
 
 
 def test_a_restored_message_comes_back_through_put_marked_redelivered():
