@@ -10,6 +10,8 @@ RUNTIME_SAMPLES = 20  # the longest of a queue's last 20 slot occupancies is its
 ROUND_TRIP_SAMPLES = 10  # the shortest and longest of its last 10 non-empty receives bound its round trip
 MIN_RUNTIME_SAMPLES = 5
 MIN_ROUND_TRIP_SAMPLES = 3
+# Acks and answers reach the event loop a turn apart: a receive out for a task's time less this has been out for it.
+SLACK_SECONDS = 0.001
 
 
 class InFlight(Protocol):
@@ -70,7 +72,8 @@ class SlotForecast:
         """The busy slots of `queue` (its running tasks, its receives in flight) predicted free when a receive sent
         now comes back: 0 without enough samples, when its tasks run longer than its shortest round trip, or while
         one of them has run longer than that. A receive in flight counts only if it is not late (younger than the
-        longest round trip) and its messages' tasks should end before the new receive's answer."""
+        longest round trip) and its messages' tasks should end before the new receive's answer (it has been out
+        for a task's time)."""
         runtime, round_trip = self.runtime(queue), self.round_trip(queue)
         if runtime is None or round_trip is None:
             return 0
@@ -83,7 +86,9 @@ class SlotForecast:
             return 0
         count = len(running)
         for receive in in_flight:
-            age = now - receive.sent
-            if receive.queue == queue and age <= longest and receive.sent + longest + runtime <= now + shortest:
+            # Out for at least a task's time: at the same round trip, its answer comes that much before the new
+            # receive's and its tasks end before that one is back. Older than the longest round trip: late, hung
+            # perhaps; its slots stay busy.
+            if receive.queue == queue and runtime - SLACK_SECONDS <= now - receive.sent <= longest:
                 count += receive.count
         return count
