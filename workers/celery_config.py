@@ -123,6 +123,7 @@ def transport_options(
         QUEUE_LIMITS_OPTION: {
             key: {
                 "visibility_timeout": q.visibility_timeout,
+                "visibility_heartbeat_seconds": q.visibility_heartbeat_seconds,
                 "max_message_bytes": q.max_message_bytes,
                 "retention_seconds": q.retention_seconds,
             }

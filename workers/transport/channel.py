@@ -84,6 +84,7 @@ class Channel(SQS.Channel):
             ahead_coalesce_seconds=float(options.get(RECEIVE_AHEAD_COALESCE_OPTION, AHEAD_COALESCE_SECONDS)),
             clock=time.monotonic,
             forecast=SlotForecast(time.monotonic) if predict else None,
+            may_predict=self._heartbeat_covers,
         )
         self.dependency_pause = DependencyPause(
             call_soon=lambda callback: self.hub.call_soon(callback), on_reopen=self._resume_after_gate
@@ -191,6 +192,11 @@ class Channel(SQS.Channel):
             logger.exception("a receive ahead on %s could not be sent; the queue's loop receives as before", queue)
             return False
         return True
+
+    def _heartbeat_covers(self, queue: str) -> bool:
+        """Whether the visibility heartbeat keeps `queue`'s held messages invisible (the pacer predicts only then)."""
+        limits = queue_limits(self.transport_options, queue) or {}
+        return bool(limits.get("visibility_heartbeat_seconds"))
 
     def _fetch_when_slot_frees(self) -> bool:
         return bool(self.transport_options.get(FETCH_WHEN_SLOT_FREES_OPTION, True))

@@ -55,7 +55,9 @@ class FetchPacer:
     after. A prediction that misses leaves messages held unstarted (reserved: covered by the visibility heartbeat,
     handed back at SIGTERM), so the receives in flight never ask for more than would leave `max_held` (default:
     the prefetch) held if every one came back full and no task ended; a queue whose tasks run longer than its
-    round trip, or one of them does now, gets no prediction: it receives only for free slots, as without one.
+    round trip, or one of them does now, gets no prediction: it receives only for free slots, as without one; so
+    does a queue `may_predict` refuses (the channel's: one without a visibility heartbeat, whose held message could
+    outlive its visibility timeout behind a long task).
 
     `hub` returns the event loop (call_soon, call_later); `free_slots` kombu's estimate (None: unlimited);
     `resume(queue)` runs the queue's loop again (the channel's _schedule_queue).
@@ -77,6 +79,7 @@ class FetchPacer:
         clock: Callable[[], float] = time.monotonic,
         forecast: SlotForecast | None = None,
         max_held: Callable[[], int] | None = None,
+        may_predict: Callable[[str], bool] = lambda queue: True,
     ):
         self._hub, self._free_slots, self._prefetch = hub, free_slots, prefetch
         self._polling_interval, self._resume_loop = polling_interval, resume
@@ -85,6 +88,7 @@ class FetchPacer:
         self.ahead_coalesce_seconds = ahead_coalesce_seconds
         self._forecast = forecast if receive_ahead is not None else None
         self._max_held = max_held or (lambda: self._prefetch() or 0)
+        self._may_predict = may_predict
         self._waiting: dict[str, None] = {}  # an ordered set: the longest waiting first
         self._fallback_timers: set[str] = set()  # at most one fallback timer per queue
         self._coalescing = False  # a resume is due coalesce_seconds after the first freed slot
@@ -245,7 +249,7 @@ class FetchPacer:
             return free
         live = self._live()
         available = free - sum(r.count for r in live if r.queue == queue or r.queue in self._hot)
-        if self._forecast is None or queue not in self._hot:
+        if self._forecast is None or queue not in self._hot or not self._may_predict(queue):
             return available
         predicted = self._forecast.free_by_return(queue, live)
         if predicted <= 0:
@@ -259,7 +263,7 @@ class FetchPacer:
     def _too_few_beside_a_receive(self, queue: str, free: int) -> bool:
         """While predictions are made for `queue` and one of its receives is in flight (its answer brings work), a
         receive waits until it can ask for enough_slots(): small receives ahead would multiply the requests."""
-        if self._forecast is None or free >= self.enough_slots():
+        if self._forecast is None or free >= self.enough_slots() or not self._may_predict(queue):
             return False
         live = self._live()
         return any(r.queue == queue for r in live) and self._forecast.free_by_return(queue, live) > 0

@@ -421,6 +421,7 @@ class SimulatedWorker:
         runtime=lambda now: 0.005,
         round_trip=lambda now: 0.02,
         throttled=lambda now: False,
+        heartbeat=True,
     ):
         self.hub, self.slots = RecordingHub(), Slots(prefetch)
         self.runtime, self.round_trip, self.throttled = runtime, round_trip, throttled
@@ -438,6 +439,7 @@ class SimulatedWorker:
             receive_ahead=self.send,
             clock=lambda: self.hub.now,
             forecast=SlotForecast(lambda: self.hub.now) if predict else None,
+            may_predict=lambda queue: heartbeat,
         )
         self.hub.call_soon(self.loop, "default")
 
@@ -569,5 +571,17 @@ def test_without_enough_samples_nothing_is_predicted(make_pacer):
     before.run(0.03)
     after.run(0.03)
     # THEN it receives as without the forecast
+    assert after.sent == before.sent
+    assert after.max_held == 0
+
+
+def test_a_queue_without_a_visibility_heartbeat_gets_no_prediction(make_pacer):
+    # GIVEN short tasks on a queue without a visibility heartbeat (nothing would keep a held message invisible)
+    before = SimulatedWorker(predict=False)
+    after = SimulatedWorker(predict=True, heartbeat=False)
+    # WHEN each drains for 2 s
+    before.run(2.0)
+    after.run(2.0)
+    # THEN it receives only for free slots, exactly as without the forecast: nothing is ever held unstarted
     assert after.sent == before.sent
     assert after.max_held == 0
