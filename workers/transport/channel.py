@@ -12,6 +12,7 @@ from vine import promise, transform
 from workers.finished_messages import finished_messages
 from workers.transport.acks import BatchedDeletes
 from workers.transport.claim_checks import ChannelClaimChecks
+from workers.transport.curl_timer import install_http_client
 from workers.transport.dependency_pause import DependencyPause
 from workers.transport.eta_hops import EtaHops
 from workers.transport.hand_back import hand_back
@@ -126,7 +127,9 @@ class Channel(SQS.Channel):
     # --- receiving ------------------------------------------------------------------------------------------
 
     def asynsqs(self, queue=None):
-        """kombu's async client, whose failed receives arrive as FailedReceive instead of raising."""
+        """kombu's async client, whose failed receives arrive as FailedReceive instead of raising, on the event
+        loop's HTTP client with curl's timer honoured (curl_timer)."""
+        install_http_client()
         return guard_receives(super().asynsqs(queue))
 
     def _on_messages_ready(self, queue, qname, messages):
