@@ -1,6 +1,7 @@
 """Where a worker's CPU goes: BENCH_PROFILE_TASKS (1000) no-op tasks drained by the project's worker on SQS and by
 the same worker on Celery's Redis transport, each sampled by py-spy; CPU per 1000 tasks (main process and pool
-children apart) and the top functions of each, side by side in one run (issue 17 item 3).
+children apart) and the top functions of each, side by side in one run (issue 17 item 3). The SQS workers' connections
+are kept alive by a proxy, as SQS keeps them (BENCH_PROFILE_KEEP_ALIVE=0: moto directly, a new one per request).
 
     python -m bench.cpu_profile            # BENCH_SMOKE=1 for a tiny run; BENCH_PROFILE_ROUNDS (2) rounds
 """
@@ -44,6 +45,10 @@ REDIS = "celery on redis"
 # BENCH_PROFILE_VARIANTS="name:VAR=value,VAR=value;name2:...": more SQS workers, each with these environment
 # variables, drained in the same rounds (e.g. "window_0.5:WORKER_DELETE_BATCH_SECONDS=0.5").
 VARIANTS_ENV = "BENCH_PROFILE_VARIANTS"
+# The SQS workers reach the emulator through a proxy that keeps their connections alive, as SQS does (moto's
+# werkzeug closes every connection after one answer: a new TCP connection per request, which SQS never costs);
+# BENCH_PROFILE_KEEP_ALIVE=0: they talk to moto directly, as before 2026-12-02.
+KEEP_ALIVE = os.environ.get("BENCH_PROFILE_KEEP_ALIVE", "1") != "0"
 
 
 def variants(text: str | None = None) -> dict[str, dict[str, str]]:
@@ -245,7 +250,7 @@ def main() -> int:
     progress = Progress("cpu_profile")
     sqs_workers = variants()
     runs: list[dict[str, Any]] = []
-    with stack("cpu_profile", topology={}) as bench:
+    with stack("cpu_profile", topology={}, keep_alive=KEEP_ALIVE) as bench:
         for round_no in range(rounds):
             progress(f"round {round_no + 1}/{rounds}", force=True)
             run = {name: drain_sqs(bench, n, progress, name=name, env=env) for name, env in sqs_workers.items()}
@@ -267,15 +272,22 @@ def main() -> int:
     if not is_smoke():
         for name, r in runs[-1].items():
             print_profile(f"{name} (round {len(runs)})", r)
-    spy = "on" if PROFILING else "off"
+    spy, kept = ("on" if PROFILING else "off"), ("kept alive" if KEEP_ALIVE else "one per request")
     print_table(
-        f"worker CPU per 1000 no-op tasks ({n} tasks, concurrency {CONCURRENCY}, py-spy {spy})",
+        f"worker CPU per 1000 no-op tasks ({n} tasks, concurrency {CONCURRENCY}, py-spy {spy}, connections {kept})",
         ["round", "worker", "seconds", "cpu s / 1000", "vs redis", "main", "children"],
         rows,
     )
     write_results(
         "cpu_profile",
-        {"tasks": n, "concurrency": CONCURRENCY, "py_spy": PROFILING, "sqs_workers": sqs_workers, "rounds": runs},
+        {
+            "tasks": n,
+            "concurrency": CONCURRENCY,
+            "py_spy": PROFILING,
+            "keep_alive_proxy": KEEP_ALIVE,
+            "sqs_workers": sqs_workers,
+            "rounds": runs,
+        },
     )
     return 0
 

@@ -35,6 +35,8 @@ WORKER_VARIANTS: dict[str, dict[str, str]] = {
     "worker_one_receive": {"WORKER_RECEIVE_AHEAD": "0"},  # before issue L item 2: one receive per queue at a time
     # Receive ahead without the coalesce window: a receive for every slot freed while one is out (before the window).
     "worker_eager_ahead": {"WORKER_RECEIVE_AHEAD_COALESCE_MS": "0"},
+    # Receive ahead for free slots only, none for the busy ones predicted free (before the slot forecast).
+    "worker_no_predict": {"WORKER_RECEIVE_AHEAD_PREDICT": "0"},
 }
 WORKER_READY = " ready."
 PROFILE = "bench"
@@ -272,9 +274,11 @@ class Stack:
         return sum(self.depth(key).values())
 
 
-def start_latency_proxy(local: Processes, moto_port: int, latency_ms: float) -> str:
-    """The endpoint measured clients use: moto itself at 0 ms, else a latency proxy the stack started."""
-    if not latency_ms:
+def start_latency_proxy(local: Processes, moto_port: int, latency_ms: float, *, keep_alive: bool = False) -> str:
+    """The endpoint measured clients use: moto itself at 0 ms (unless `keep_alive`), else a latency proxy the stack
+    started. moto's werkzeug server answers every request with `Connection: close`, so each request of a client
+    talking to it directly opens a new TCP connection; the proxy keeps its clients' connections open, as SQS does."""
+    if not latency_ms and not keep_alive:
         return f"http://127.0.0.1:{moto_port}"
     from bench.latency_proxy import argv
 
@@ -289,9 +293,15 @@ def _raise_interrupt(*_args) -> None:
 
 @contextlib.contextmanager
 def stack(
-    name: str, *, topology: dict[str, Any] | None = None, proxy: bool = False, extra_env: dict[str, str] | None = None
+    name: str,
+    *,
+    topology: dict[str, Any] | None = None,
+    proxy: bool = False,
+    extra_env: dict[str, str] | None = None,
+    keep_alive: bool = False,
 ) -> Iterator[Stack]:
-    """Start a private stack, set this process up as its Django client, and stop everything (by PID) after."""
+    """Start a private stack, set this process up as its Django client, and stop everything (by PID) after.
+    `keep_alive`: measured clients reach the emulator through the proxy at 0 ms too (start_latency_proxy)."""
     # SIGTERM (a CI timeout, `kill`) must run the clean-up below like Ctrl-C does, not orphan the processes.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     workdir = Path(tempfile.mkdtemp(prefix=f"celery-sqs-bench-{name}-"))
@@ -316,7 +326,7 @@ def stack(
         with local_stack(workdir, env=env, emulator=False, first=signal.SIGKILL, grace=5) as local:
             moto_endpoint = local.start_emulator()
             moto_port = int(moto_endpoint.rsplit(":", 1)[1])
-            sqs_endpoint = start_latency_proxy(local, moto_port, injected_latency_ms())
+            sqs_endpoint = start_latency_proxy(local, moto_port, injected_latency_ms(), keep_alive=keep_alive)
             endpoint = sqs_endpoint
             if proxy:
                 from bench.counting_proxy import CountingProxy

@@ -17,9 +17,11 @@ ENV = "BENCH_INJECTED_LATENCY_MS"  # set by `python -m bench` for each run; read
 
 
 def latency_proxy(target_port: int, latency_ms: float, *, port: int = 0) -> FaultProxy:
-    """A started FaultProxy(http=True) that waits `latency_ms` before forwarding each request."""
+    """A started FaultProxy(http=True) that waits `latency_ms` before forwarding each request (0: at once). Either
+    way it keeps its clients' connections alive, as SQS does, though moto's werkzeug closes each of its own."""
     proxy = FaultProxy(target_port, port=port, http=True).start()
-    proxy.set_mode("latency", latency_ms=latency_ms)
+    if latency_ms > 0:
+        proxy.set_mode("latency", latency_ms=latency_ms)
     return proxy
 
 

@@ -132,12 +132,21 @@ def low_depth_rounds(bench: Stack, n: int, rounds: int, progress: Progress) -> d
 
 
 # worker_one_receive: the worker before issue L item 2 (one receive per queue at a time, WORKER_RECEIVE_AHEAD=0);
-# worker_eager_ahead: receive ahead with no coalesce window (WORKER_RECEIVE_AHEAD_COALESCE_MS=0).
-STEADY_CONTENDERS = ("raw_boto3", "worker_one_receive", "worker_eager_ahead", "worker", PREFETCH_VARIANT)
+# worker_no_predict: receive ahead for free slots only (WORKER_RECEIVE_AHEAD_PREDICT=0); BENCH_STEADY_CONTENDERS
+# (comma-separated) picks others, e.g. worker_eager_ahead (WORKER_RECEIVE_AHEAD_COALESCE_MS=0).
+STEADY_CONTENDERS = ("raw_boto3", "worker_one_receive", "worker_no_predict", "worker", PREFETCH_VARIANT)
 
 
 def steady_contenders() -> tuple[str, ...]:
     """Smoke runs keep the raw loop and the worker as shipped: two worker starts less in `make test`."""
+    listed = os.environ.get("BENCH_STEADY_CONTENDERS")
+    if listed:
+        chosen = tuple(name.strip() for name in listed.split(",") if name.strip())
+        unknown = [name for name in chosen if name != "raw_boto3" and name not in WORKER_VARIANTS]
+        if unknown or "raw_boto3" not in chosen:
+            names = sorted(WORKER_VARIANTS)
+            raise ValueError(f"BENCH_STEADY_CONTENDERS: raw_boto3 and names of {names}, got {listed!r}")
+        return chosen
     return ("raw_boto3", "worker") if is_smoke() else STEADY_CONTENDERS
 
 
@@ -255,6 +264,7 @@ def steady_ratios(steady: dict[str, Any]) -> dict[str, float | None]:
     keys = {
         "worker_one_receive": "steady_one_receive_vs_raw",
         "worker_eager_ahead": "steady_eager_ahead_vs_raw",
+        "worker_no_predict": "steady_no_predict_vs_raw",
         "worker": "steady_worker_vs_raw",
         PREFETCH_VARIANT: "steady_prefetch_vs_raw",
     }

@@ -19,6 +19,7 @@ from workers.transport import (
     QUEUE_LIMITS_OPTION,
     RECEIVE_AHEAD_COALESCE_OPTION,
     RECEIVE_AHEAD_OPTION,
+    RECEIVE_AHEAD_PREDICT_OPTION,
 )
 
 TRANSPORT = "workers.transport:Transport"
@@ -105,6 +106,7 @@ def transport_options(
     receive_ahead: bool = True,
     receive_ahead_coalesce_seconds: float = AHEAD_COALESCE_SECONDS,
     long_poll_seconds: int = WAIT_TIME_SECONDS,
+    receive_ahead_predict: bool = True,
 ) -> dict[str, Any]:
     if not 0 <= receive_ahead_coalesce_seconds <= 1:
         ms = receive_ahead_coalesce_seconds * 1000
@@ -125,6 +127,8 @@ def transport_options(
         RECEIVE_AHEAD_OPTION: receive_ahead,
         # A slot freed while its queue's receive is out waits this long for company (pacer.py).
         RECEIVE_AHEAD_COALESCE_OPTION: receive_ahead_coalesce_seconds,
+        # With receive_ahead: a queue of tasks shorter than its round trip receives for the slots predicted free.
+        RECEIVE_AHEAD_PREDICT_OPTION: receive_ahead_predict,
         # Acks become one DeleteMessageBatch per 10 messages or per this many seconds (0: one DeleteMessage each).
         DELETE_BATCH_SECONDS_OPTION: delete_batch_seconds,
         # No credentials here: boto3's default chain (env, ECS task role) supplies them.
@@ -132,6 +136,7 @@ def transport_options(
         QUEUE_LIMITS_OPTION: {
             key: {
                 "visibility_timeout": q.visibility_timeout,
+                "visibility_heartbeat_seconds": q.visibility_heartbeat_seconds,
                 "max_message_bytes": q.max_message_bytes,
                 "retention_seconds": q.retention_seconds,
             }
@@ -163,6 +168,7 @@ def build_celery_settings(
     receive_ahead: bool = True,
     receive_ahead_coalesce_seconds: float = AHEAD_COALESCE_SECONDS,
     long_poll_seconds: int = WAIT_TIME_SECONDS,
+    receive_ahead_predict: bool = True,
 ) -> dict[str, Any]:
     """Every Celery setting the design depends on, lower-case and without the CELERY_ namespace."""
     settings: dict[str, Any] = {
@@ -176,6 +182,7 @@ def build_celery_settings(
             receive_ahead=receive_ahead,
             receive_ahead_coalesce_seconds=receive_ahead_coalesce_seconds,
             long_poll_seconds=long_poll_seconds,
+            receive_ahead_predict=receive_ahead_predict,
         ),
         "broker_connection_retry_on_startup": True,
         # A dead endpoint at publish time must surface in about a second, not hang the request.

@@ -146,10 +146,13 @@ WORKER_SOFT_SHUTDOWN_SECONDS = env_int("WORKER_SOFT_SHUTDOWN_SECONDS", SOFT_SHUT
 # How the worker keeps up with short tasks (workers/transport/pacer.py): it fetches as soon as a task ends
 # (off: kombu re-checks every polling_interval), receives ahead for a slot that frees while a receive is in
 # flight (off: one receive per queue at a time) after waiting up to WORKER_RECEIVE_AHEAD_COALESCE_MS for other
-# slots to free while that receive is out (0: at once), and deletes acked messages in batches of up to 10 within
-# this many seconds (0: one DeleteMessage per ack, as kombu does). Switchable for bench/ side-by-side runs.
+# slots to free while that receive is out (0: at once), also for the busy slots predicted free when it comes back
+# while the queue's tasks are shorter than its round trip (WORKER_RECEIVE_AHEAD_PREDICT; off: free slots only),
+# and deletes acked messages in batches of up to 10 within this many seconds (0: one DeleteMessage per ack, as
+# kombu does). Switchable for bench/ side-by-side runs.
 WORKER_FETCH_WHEN_SLOT_FREES = env_bool("WORKER_FETCH_WHEN_SLOT_FREES", True)
 WORKER_RECEIVE_AHEAD = env_bool("WORKER_RECEIVE_AHEAD", True)
+WORKER_RECEIVE_AHEAD_PREDICT = env_bool("WORKER_RECEIVE_AHEAD_PREDICT", True)
 WORKER_RECEIVE_AHEAD_COALESCE_MS = env_float("WORKER_RECEIVE_AHEAD_COALESCE_MS", AHEAD_COALESCE_SECONDS * 1000)
 WORKER_DELETE_BATCH_SECONDS = env_float("WORKER_DELETE_BATCH_SECONDS", DELETE_BATCH_SECONDS)
 # Each receive's long poll, 1-20 s. Leave it at 20 (SQS's longest: the fewest empty receives, which cost money);
@@ -167,6 +170,7 @@ globals().update(
             receive_ahead=WORKER_RECEIVE_AHEAD,
             receive_ahead_coalesce_seconds=WORKER_RECEIVE_AHEAD_COALESCE_MS / 1000,
             long_poll_seconds=WORKER_LONG_POLL_SECONDS,
+            receive_ahead_predict=WORKER_RECEIVE_AHEAD_PREDICT,
         )
     )
 )

@@ -11,6 +11,7 @@ from workers.transport.options import (
     QUEUE_LIMITS_OPTION,
     RECEIVE_AHEAD_COALESCE_OPTION,
     RECEIVE_AHEAD_OPTION,
+    RECEIVE_AHEAD_PREDICT_OPTION,
 )
 from workers.transport.pacer import AHEAD_COALESCE_SECONDS, FETCH_COALESCE_SECONDS, FetchPacer
 
@@ -23,6 +24,7 @@ __all__ = [
     "QUEUE_LIMITS_OPTION",
     "RECEIVE_AHEAD_COALESCE_OPTION",
     "RECEIVE_AHEAD_OPTION",
+    "RECEIVE_AHEAD_PREDICT_OPTION",
     "Channel",
     "FetchPacer",
     "QoS",

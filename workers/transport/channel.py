@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from kombu.log import get_logger
 from kombu.transport import SQS
 from kombu.transport.SQS import SQS_MAX_MESSAGES
@@ -10,6 +12,7 @@ from vine import promise, transform
 from workers.finished_messages import finished_messages
 from workers.transport.acks import BatchedDeletes
 from workers.transport.claim_checks import ChannelClaimChecks
+from workers.transport.curl_timer import install_http_client
 from workers.transport.dependency_pause import DependencyPause
 from workers.transport.eta_hops import EtaHops
 from workers.transport.hand_back import hand_back
@@ -20,11 +23,13 @@ from workers.transport.options import (
     QUEUE_LIMITS_OPTION,
     RECEIVE_AHEAD_COALESCE_OPTION,
     RECEIVE_AHEAD_OPTION,
+    RECEIVE_AHEAD_PREDICT_OPTION,
     queue_limits,
 )
 from workers.transport.pacer import AHEAD_COALESCE_SECONDS, FetchPacer, Reservation
 from workers.transport.polls import PollHealth, guard_receives
 from workers.transport.publishing import guard_publish
+from workers.transport.slot_forecast import SlotForecast
 
 logger = get_logger(__name__)
 
@@ -37,12 +42,21 @@ class QoS(SQS.QoS):
     """kombu's SQS QoS that tells its channel when a prefetch slot frees (an ack or a reject)."""
 
     def ack(self, delivery_tag):
+        queue = self._queue_of(delivery_tag)
         super().ack(delivery_tag)
-        self.channel.slot_freed()
+        self.channel.slot_freed(queue)
 
     def reject(self, delivery_tag, requeue=False):
+        queue = self._queue_of(delivery_tag)
         super().reject(delivery_tag, requeue=requeue)
-        self.channel.slot_freed()
+        self.channel.slot_freed(queue)
+
+    def _queue_of(self, delivery_tag) -> str | None:
+        """The queue a delivered message came from (its routing key), for the pacer's forecast."""
+        try:
+            return (self.get(delivery_tag).delivery_info or {}).get("routing_key")
+        except (KeyError, AttributeError):
+            return None
 
 
 class Channel(SQS.Channel):
@@ -58,6 +72,7 @@ class Channel(SQS.Channel):
         options = self.transport_options
         self.polls = PollHealth()
         ahead = options.get(RECEIVE_AHEAD_OPTION, True) and self._fetch_when_slot_frees()
+        predict = ahead and options.get(RECEIVE_AHEAD_PREDICT_OPTION, True)
         self.pacer = FetchPacer(
             hub=lambda: self.hub,
             free_slots=lambda: self.qos.can_consume_max_estimate(),
@@ -68,6 +83,9 @@ class Channel(SQS.Channel):
             wait_seconds=lambda: self.wait_time_seconds,
             max_per_receive=SQS_MAX_MESSAGES,
             ahead_coalesce_seconds=float(options.get(RECEIVE_AHEAD_COALESCE_OPTION, AHEAD_COALESCE_SECONDS)),
+            clock=time.monotonic,
+            forecast=SlotForecast(time.monotonic) if predict else None,
+            may_predict=self._heartbeat_covers,
         )
         self.dependency_pause = DependencyPause(
             call_soon=lambda callback: self.hub.call_soon(callback), on_reopen=self._resume_after_gate
@@ -109,7 +127,9 @@ class Channel(SQS.Channel):
     # --- receiving ------------------------------------------------------------------------------------------
 
     def asynsqs(self, queue=None):
-        """kombu's async client, whose failed receives arrive as FailedReceive instead of raising."""
+        """kombu's async client, whose failed receives arrive as FailedReceive instead of raising, on the event
+        loop's HTTP client with curl's timer honoured (curl_timer)."""
+        install_http_client()
         return guard_receives(super().asynsqs(queue))
 
     def _on_messages_ready(self, queue, qname, messages):
@@ -176,12 +196,17 @@ class Channel(SQS.Channel):
             return False
         return True
 
+    def _heartbeat_covers(self, queue: str) -> bool:
+        """Whether the visibility heartbeat keeps `queue`'s held messages invisible (the pacer predicts only then)."""
+        limits = queue_limits(self.transport_options, queue) or {}
+        return bool(limits.get("visibility_heartbeat_seconds"))
+
     def _fetch_when_slot_frees(self) -> bool:
         return bool(self.transport_options.get(FETCH_WHEN_SLOT_FREES_OPTION, True))
 
-    def slot_freed(self) -> None:
+    def slot_freed(self, queue: str | None = None) -> None:
         if self.hub is not None:
-            self.pacer.slot_freed()
+            self.pacer.slot_freed(queue)
 
     def _resume_after_gate(self) -> None:
         self.pacer.resume_waiting(release=True)

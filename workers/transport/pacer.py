@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from workers.transport.slot_forecast import SlotForecast
+
 # With some slots still busy, wait this long for more to free, so one receive fills them together.
 FETCH_COALESCE_SECONDS = 0.02
 # A slot that frees while a receive of its hot queue is in flight waits this long (or until that receive's answer,
@@ -25,6 +27,7 @@ class Reservation:
     count: int
     expires: float
     ahead: bool = False  # a receive ahead (not the queue's loop, which kombu's _loop1 runs again itself)
+    sent: float = 0.0  # when it went out (the pacer's clock)
 
 
 class FetchPacer:
@@ -47,6 +50,15 @@ class FetchPacer:
     means no message held unstarted. A queue whose answer was empty is cold again: only its loop polls it (one
     long poll at a time), so an idle worker costs what it did.
 
+    With `forecast` (a SlotForecast), a hot queue's receive also asks for the busy slots predicted free by the time
+    it comes back: while its tasks are shorter than its round trip, the next receive goes out while they run, not
+    after. A prediction that misses leaves messages held unstarted (reserved: covered by the visibility heartbeat,
+    handed back at SIGTERM), so the receives in flight never ask for more than would leave `max_held` (default:
+    the prefetch) held if every one came back full and no task ended; a queue whose tasks run longer than its
+    round trip, or one of them does now, gets no prediction: it receives only for free slots, as without one; so
+    does a queue `may_predict` refuses (the channel's: one without a visibility heartbeat, whose held message could
+    outlive its visibility timeout behind a long task).
+
     `hub` returns the event loop (call_soon, call_later); `free_slots` kombu's estimate (None: unlimited);
     `resume(queue)` runs the queue's loop again (the channel's _schedule_queue).
     """
@@ -65,12 +77,18 @@ class FetchPacer:
         ahead_coalesce_seconds: float = AHEAD_COALESCE_SECONDS,
         max_per_receive: int = 10,
         clock: Callable[[], float] = time.monotonic,
+        forecast: SlotForecast | None = None,
+        max_held: Callable[[], int] | None = None,
+        may_predict: Callable[[str], bool] = lambda queue: True,
     ):
         self._hub, self._free_slots, self._prefetch = hub, free_slots, prefetch
         self._polling_interval, self._resume_loop = polling_interval, resume
         self._receive_ahead, self._wait_seconds, self._clock = receive_ahead, wait_seconds, clock
         self.coalesce_seconds, self.max_per_receive = coalesce_seconds, max_per_receive
         self.ahead_coalesce_seconds = ahead_coalesce_seconds
+        self._forecast = forecast if receive_ahead is not None else None
+        self._max_held = max_held or (lambda: self._prefetch() or 0)
+        self._may_predict = may_predict
         self._waiting: dict[str, None] = {}  # an ordered set: the longest waiting first
         self._fallback_timers: set[str] = set()  # at most one fallback timer per queue
         self._coalescing = False  # a resume is due coalesce_seconds after the first freed slot
@@ -106,6 +124,9 @@ class FetchPacer:
         if free < self.enough_slots() and queue not in self._released and not hot:
             self.park(queue, coalesce=True)
             return False
+        if queue not in self._released and self._too_few_beside_a_receive(queue, free):
+            self.park(queue, coalesce=False)
+            return False
         self._released.discard(queue)
         return True
 
@@ -125,6 +146,8 @@ class FetchPacer:
             return
         if reservation in self._reservations:
             self._reservations.remove(reservation)
+        if self._forecast is not None:
+            self._forecast.delivered(reservation.queue, fetched, sent=reservation.sent)
         if fetched:
             self._hot.add(reservation.queue)
         else:
@@ -145,9 +168,13 @@ class FetchPacer:
         """No receives ahead for `queue` until its loop's answer brings messages again (the gate closed)."""
         self._hot.discard(queue)
 
-    def slot_freed(self) -> None:
-        """A task's message was acked or rejected: resume the waiting loops, at once when every slot is free
-        (or the queue is hot), else coalesce_seconds later; and receive ahead for the hot queues."""
+    def slot_freed(self, queue: str | None = None) -> None:
+        """A task's message (of `queue`, if known) was acked or rejected: resume the waiting loops, at once when
+        every slot is free (or the queue is hot), else coalesce_seconds later; and receive ahead for the hot
+        queues."""
+        if self._forecast is not None:
+            free, prefetch = self._free_slots(), self._prefetch()
+            self._forecast.freed(queue, busy=None if free is None or not prefetch or free <= 0 else prefetch - free)
         if self._waiting:
             free = self._free_slots()
             hot_waiting = self._receive_ahead is not None and any(q in self._hot for q in self._waiting)
@@ -194,6 +221,8 @@ class FetchPacer:
             free = self._available(queue)
             if free is None or free <= 0:
                 return
+            if self._too_few_beside_a_receive(queue, free):
+                continue
             if coalesce and self.ahead_coalesce_seconds > 0 and any(r.queue == queue for r in self._live()):
                 if not self._ahead_timer:
                     self._ahead_timer = True
@@ -218,12 +247,30 @@ class FetchPacer:
         free = self._free_slots()
         if free is None or self._receive_ahead is None:
             return free
-        held = sum(r.count for r in self._live() if r.queue == queue or r.queue in self._hot)
-        return free - held
+        live = self._live()
+        available = free - sum(r.count for r in live if r.queue == queue or r.queue in self._hot)
+        if self._forecast is None or queue not in self._hot or not self._may_predict(queue):
+            return available
+        predicted = self._forecast.free_by_return(queue, live)
+        if predicted <= 0:
+            return available
+        # If every receive in flight came back full and no task ended, at most max_held messages wait unstarted.
+        prefetch = self._prefetch() or 0
+        delivered = max(prefetch - free, self._forecast.tracked) if free <= 0 else prefetch - free
+        room = prefetch + self._max_held() - delivered - sum(r.count for r in live)
+        return max(available, min(available + predicted, room))
+
+    def _too_few_beside_a_receive(self, queue: str, free: int) -> bool:
+        """While predictions are made for `queue` and one of its receives is in flight (its answer brings work), a
+        receive waits until it can ask for enough_slots(): small receives ahead would multiply the requests."""
+        if self._forecast is None or free >= self.enough_slots() or not self._may_predict(queue):
+            return False
+        live = self._live()
+        return any(r.queue == queue for r in live) and self._forecast.free_by_return(queue, live) > 0
 
     def _hold(self, queue: str, count: int, *, ahead: bool = False) -> Reservation:
-        expires = self._clock() + self._wait_seconds() + RESERVATION_GRACE_SECONDS
-        reservation = Reservation(queue, count, expires, ahead)
+        now = self._clock()
+        reservation = Reservation(queue, count, now + self._wait_seconds() + RESERVATION_GRACE_SECONDS, ahead, now)
         self._reservations.append(reservation)
         return reservation
 

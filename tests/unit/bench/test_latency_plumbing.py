@@ -3,6 +3,7 @@ summary's columns, and the latency proxy a stack puts between its clients and th
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,6 +13,7 @@ import pytest
 from bench import __main__ as bench_main
 from bench import harness
 from bench.latency_proxy import ENV as LATENCY_ENV
+from bench.latency_proxy import latency_proxy
 from devstack.stack import Processes
 
 
@@ -205,3 +207,47 @@ def test_a_smoke_runs_results_are_read_back_at_each_runs_own_latency(clean_env, 
     collected = bench_main.collected_results(runs)
     assert {ms: sorted(by_name) for ms, by_name in collected.items()} == {0.0: ["recovery"], 15.0: ["replay"]}
     assert collected[15.0]["replay"]["injected_latency_ms"] == 15.0
+
+
+def test_at_0_ms_with_keep_alive_the_proxy_keeps_the_clients_connection_though_the_emulator_closes_its_own():
+    # GIVEN a server that closes every connection after one answer, as moto's werkzeug does ("Connection: close")
+    connections: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self):
+            super().setup()
+            connections.append(1)
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(b"{}")
+            self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    proxy = latency_proxy(server.server_address[1], 0)
+    try:
+        # WHEN a client sends three requests through the proxy at 0 ms on one HTTP/1.1 connection
+        client = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=30)
+        for _ in range(3):
+            client.request("POST", "/", body=b"{}")
+            response = client.getresponse()
+            # THEN each is answered without "Connection: close", so the client's connection stays open
+            assert response.status == 200 and response.read() == b"{}"
+            assert (response.getheader("Connection") or "").lower() != "close"
+        client.close()
+        # AND the proxy opened one upstream connection per request (the server's closes), the client just one
+        assert proxy.connections == 1
+        assert len(connections) == 3
+    finally:
+        proxy.stop()
+        server.shutdown()

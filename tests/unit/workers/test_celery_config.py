@@ -80,10 +80,11 @@ def test_queue_limits_come_from_topology(local_settings, topology):
     # GIVEN the topology
     # WHEN the settings are built
     limits = local_settings["broker_transport_options"][QUEUE_LIMITS_OPTION]
-    # THEN the transport gets each queue's visibility timeout, size limit and retention
+    # THEN the transport gets each queue's visibility timeout, heartbeat, size limit and retention
     for key, spec in topology.queues.items():
         assert limits[key] == {
             "visibility_timeout": spec.visibility_timeout,
+            "visibility_heartbeat_seconds": spec.visibility_heartbeat_seconds,
             "max_message_bytes": spec.max_message_bytes,
             "retention_seconds": spec.retention_seconds,
         }

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import inspect
 
+from kombu.asynchronous import http as kombu_http
+from kombu.asynchronous.aws.connection import AsyncConnection
 from kombu.asynchronous.aws.sqs.connection import AsyncSQSConnection
+from kombu.asynchronous.http.curl import CurlClient
 from kombu.transport import SQS
 from kombu.transport.virtual import base as virtual
 
@@ -67,6 +70,8 @@ def test_the_qos_counts_slots_as_the_pacer_reads_them():
     # GIVEN kombu's virtual QoS THEN it has the names the pacer and the acks read
     for name in ("can_consume_max_estimate", "prefetch_count", "get"):
         assert hasattr(SQS.QoS, name), name
+    # AND get() finds a delivered message by its tag (the forecast reads its queue before the ack)
+    assert "return self._delivered[delivery_tag]" in source(virtual.QoS.get)
 
 
 def test_a_restored_message_comes_back_through_put_marked_redelivered():
@@ -103,3 +108,14 @@ def test_the_async_client_receives_with_a_count_a_wait_and_a_callback():
     ]
     assert "self._get_from_sqs(" in source(SQS.Channel._get_async)
     assert "connection.receive_message(" in source(SQS.Channel._get_from_sqs)
+
+
+def test_the_curl_client_takes_curls_timer_through_set_timeout_and_is_cached_on_the_hub():
+    # GIVEN kombu's pycurl client THEN curl's timer callback is _set_timeout(msecs), which workers/transport/
+    # curl_timer.py overrides, and _timeout_check is what it runs
+    assert "pycurl.M_TIMERFUNCTION, self._set_timeout" in source(CurlClient.__init__)
+    assert params(CurlClient._set_timeout) == ["self", "msecs"]
+    assert "self._closed" in source(CurlClient.close) and callable(CurlClient._timeout_check)
+    # AND the event loop's client is cached on the hub, where every async SQS connection finds it
+    assert "hub._current_http_client" in source(kombu_http.get_client)
+    assert "http_client or get_client()" in source(AsyncConnection.__init__)

@@ -6,6 +6,7 @@ import pytest
 
 from tests.unit.workers.conftest import RecordingHub
 from workers.transport.pacer import AHEAD_COALESCE_SECONDS, FETCH_COALESCE_SECONDS, FetchPacer
+from workers.transport.slot_forecast import SlotForecast
 
 POLLING_INTERVAL = 1.0
 
@@ -399,3 +400,188 @@ def test_a_queue_waiting_for_a_slot_is_not_starved_by_another_queues_receives_ah
     # THEN the waiting queue gets the slot; default receives nothing ahead of it
     assert resumed == ["high_priority"]
     assert ahead == []
+
+
+# --- receive for the slots predicted free (issue L item 2) ---------------------------------------------------
+
+
+class SimulatedWorker:
+    """One queue always holding messages, a pool of `prefetch` children, receives answered after `round_trip(now)`
+    (None: never) with all they asked for (or nothing, `throttled(now)`), each task ending `runtime(now)` after it
+    starts; a message delivered while every child is busy waits, held unstarted. kombu's loop receives again at
+    once after an answer with messages, a polling_interval after an empty one. Runs on the recording hub's clock."""
+
+    TICK = 0.001
+
+    def __init__(
+        self,
+        *,
+        prefetch=4,
+        predict=True,
+        runtime=lambda now: 0.005,
+        round_trip=lambda now: 0.02,
+        throttled=lambda now: False,
+        heartbeat=True,
+    ):
+        self.hub, self.slots = RecordingHub(), Slots(prefetch)
+        self.runtime, self.round_trip, self.throttled = runtime, round_trip, throttled
+        self.running: list[float] = []  # end times
+        self.held = 0  # delivered, waiting for a child
+        self.out: list[tuple] = []  # (reservation, answer due or None)
+        self.sent: list[tuple[float, int]] = []  # (when, count) of every receive
+        self.done = self.max_held = 0
+        self.pacer = FetchPacer(
+            hub=lambda: self.hub,
+            free_slots=lambda: max(self.slots.prefetch - len(self.running) - self.held, 0),
+            prefetch=lambda: self.slots.prefetch,
+            polling_interval=lambda: POLLING_INTERVAL,
+            resume=self.loop,
+            receive_ahead=self.send,
+            clock=lambda: self.hub.now,
+            forecast=SlotForecast(lambda: self.hub.now) if predict else None,
+            may_predict=lambda queue: heartbeat,
+        )
+        self.hub.call_soon(self.loop, "default")
+
+    def send(self, reservation) -> bool:
+        due = self.round_trip(self.hub.now)
+        self.out.append((reservation, None if due is None else self.hub.now + due))
+        self.sent.append((self.hub.now, reservation.count))
+        return True
+
+    def loop(self, queue="default"):
+        if self.pacer.may_receive(queue):
+            self.send(self.pacer.reserve(queue))
+
+    def run(self, seconds: float) -> None:
+        for _ in range(round(seconds / self.TICK)):
+            self.hub.advance(self.TICK)
+            now = self.hub.now + 1e-9
+            for ended in [t for t in self.running if t <= now]:
+                self.running.remove(ended)
+                self.done += 1
+                self._start_held()
+                self.pacer.slot_freed("default")
+                self.hub.advance(0)
+            for entry in [e for e in self.out if e[1] is not None and e[1] <= now]:
+                self.out.remove(entry)
+                reservation = entry[0]
+                fetched = 0 if self.throttled(self.hub.now) else reservation.count
+                self.held += fetched
+                self._start_held()
+                self.max_held = max(self.max_held, self.held)
+                self.pacer.answered(reservation, fetched)
+                if not reservation.ahead:  # kombu's _loop1
+                    if fetched:
+                        self.hub.call_soon(self.loop, "default")
+                    else:
+                        self.hub.call_later(POLLING_INTERVAL, self.loop, "default")
+                self.hub.advance(0)
+
+    def _start_held(self) -> None:
+        while self.held and len(self.running) < self.slots.prefetch:
+            self.held -= 1
+            self.running.append(self.hub.now + self.runtime(self.hub.now))
+
+    def sent_between(self, start: float, end: float) -> int:
+        return sum(count for at, count in self.sent if start <= at < end)
+
+
+def test_tasks_shorter_than_the_round_trip_get_receives_for_the_slots_that_will_be_free(make_pacer):
+    # GIVEN 4 slots, tasks of 5 ms and receives of 20 ms, with and without the forecast
+    before, after = SimulatedWorker(predict=False), SimulatedWorker(predict=True)
+    # WHEN each drains for 2 s
+    before.run(2.0)
+    after.run(2.0)
+    # THEN with the forecast the next receive goes out while the tasks run: well over 1.5x the tasks
+    assert after.done > 1.5 * before.done, (after.done, before.done)
+    # AND no more messages waited unstarted than the prefetch (4; here none: every prediction came true), and
+    # without the forecast none ever do
+    assert after.max_held <= 4
+    assert before.max_held == 0
+
+
+def test_tasks_longer_than_the_round_trip_behave_as_without_a_forecast(make_pacer):
+    # GIVEN tasks of 50 ms, receives of 20 ms
+    before = SimulatedWorker(predict=False, runtime=lambda now: 0.05)
+    after = SimulatedWorker(predict=True, runtime=lambda now: 0.05)
+    # WHEN each drains for 2 s
+    before.run(2.0)
+    after.run(2.0)
+    # THEN no message ever waited unstarted, and the receives went out exactly as without the forecast
+    assert after.max_held == 0
+    assert after.sent == before.sent
+    assert after.done == before.done
+
+
+def test_a_task_that_suddenly_runs_long_stops_the_prediction_within_a_round_trip(make_pacer):
+    # GIVEN a worker warmed on 5 ms tasks, whose tasks take 5 s from t = 1 s on
+    worker = SimulatedWorker(runtime=lambda now: 0.005 if now < 1.0 else 5.0)
+    worker.run(1.0)
+    assert worker.sent_between(0.5, 1.0) > 0
+    # WHEN the long tasks run
+    worker.run(3.0)
+    # THEN at most the prefetch's worth of messages waited unstarted behind them (the bound of a miss)
+    assert worker.max_held <= 4
+    # AND once the first long task had run one round trip (plus the receive in flight) nothing more went out:
+    # every slot busy with a long task is busy, not predicted free
+    assert worker.sent_between(1.0 + 0.05, 4.0) == 0
+    # AND those held messages start as children free: none is left waiting when the long tasks end
+    worker.run(6.0)
+    assert worker.held == 0
+
+
+def test_a_receive_that_hangs_holds_its_slots_and_the_bound_holds(make_pacer):
+    # GIVEN a warmed worker of 5 ms tasks whose receives sent from t = 1 s to 1.2 s are never answered
+    worker = SimulatedWorker(round_trip=lambda now: None if 1.0 <= now < 1.2 else 0.02)
+    # WHEN it runs for 3 s
+    worker.run(3.0)
+    # THEN the hung receives' slots stayed held: what was asked while they hung never exceeded 2x the prefetch
+    hung = sum(r.count for r, due in worker.out if due is None)
+    assert 0 < hung <= 8
+    # AND no more messages waited unstarted than the prefetch
+    assert worker.max_held <= 4
+
+
+def test_a_slow_receive_is_not_predicted_to_come_back_in_time(make_pacer):
+    # GIVEN a warmed worker of 5 ms tasks whose receives take 20 ms, then 500 ms from t = 1 s
+    worker = SimulatedWorker(round_trip=lambda now: 0.02 if now < 1.0 else 0.5)
+    # WHEN it runs through the slow receives
+    worker.run(3.0)
+    # THEN however late the answers came, no more than the prefetch waited unstarted
+    assert worker.max_held <= 4
+
+
+def test_a_throttled_receive_turns_the_queue_cold_and_the_prediction_off(make_pacer):
+    # GIVEN a warmed worker of 5 ms tasks whose receives are throttled (answered with nothing) from t = 1 s
+    worker = SimulatedWorker(throttled=lambda now: now >= 1.0)
+    worker.run(1.0)
+    # WHEN the throttling lasts 3 s
+    worker.run(3.0)
+    # THEN the queue is polled by its loop alone, once per polling interval (plus what was in flight)
+    receives = [at for at, _count in worker.sent if 1.1 <= at < 4.0]
+    assert len(receives) <= 4
+    assert worker.held == 0
+
+
+def test_without_enough_samples_nothing_is_predicted(make_pacer):
+    # GIVEN a worker just started (no task has ended, no receive has come back)
+    before, after = SimulatedWorker(predict=False), SimulatedWorker(predict=True)
+    # WHEN the first receives come back and their first tasks run
+    before.run(0.03)
+    after.run(0.03)
+    # THEN it receives as without the forecast
+    assert after.sent == before.sent
+    assert after.max_held == 0
+
+
+def test_a_queue_without_a_visibility_heartbeat_gets_no_prediction(make_pacer):
+    # GIVEN short tasks on a queue without a visibility heartbeat (nothing would keep a held message invisible)
+    before = SimulatedWorker(predict=False)
+    after = SimulatedWorker(predict=True, heartbeat=False)
+    # WHEN each drains for 2 s
+    before.run(2.0)
+    after.run(2.0)
+    # THEN it receives only for free slots, exactly as without the forecast: nothing is ever held unstarted
+    assert after.sent == before.sent
+    assert after.max_held == 0
