@@ -15,12 +15,12 @@ run:
 	@export RUN_STARTED_AT=$$(date +%s.%N) && bin/bootstrap && $(PY) -m devstack.run
 
 ## test: lint, then every test (unit, infra, integration: real processes) on TEST_WORKERS parallel pytest workers
-## (default 5: integration tests mostly wait on queues and timeouts), with every benchmark at smoke size beside them
+## (default 6: integration tests mostly wait on queues and timeouts), with every benchmark at smoke size beside them
 ## (BENCH_BESIDE=0: after them; smoke figures mean nothing, so sharing the CPU costs nothing but time). One worker
-## runs the node tools' tests (npm, CDK synth, osls) and one the `serial` tests (soak, database outage, fencing
+## runs the node tools' tests (npm, CDK synth, osls) and two the `serial` tests (soak, database outage, fencing
 ## pauses, browser), each group one test after another (tests/conftest.py). Fails if the tests or the smoke
 ## benchmarks fail; the smoke benchmarks' output is in test-artifacts/bench-smoke.log.
-TEST_WORKERS ?= 5
+TEST_WORKERS ?= 6
 BENCH_BESIDE ?= 1
 test: bootstrap lint
 	@mkdir -p test-artifacts

@@ -18,22 +18,17 @@ NODE_TOOLS_PATHS = (
 )
 
 
-# Tests marked `serial` (several workers, pauses, a browser each): one xdist worker runs them one after another,
-# beside the rest, so no two of them load the machine at once. Listed by file because the scheduler sees node ids,
-# not markers; pytest_collection_modifyitems refuses a run where the marker and this list disagree.
-SERIAL_GROUP = "serial"
-SERIAL_PATHS = tuple(
-    TESTS / "integration" / f"test_{name}.py"
-    for name in (
-        "soak",
-        "database_outage",
-        "fencing",
-        "ops_dashboard",
-        "ops_job_detail_browser",
-        "ops_login_browser",
-        "ops_workers_browser",
-    )
-)
+# Tests marked `serial` (several workers, pauses, a browser each) run one after another on an xdist worker of their
+# group, beside the rest: two groups, so the soak (the longest) does not hold up the others, and never more than two
+# of them at once. Listed by file because the scheduler sees node ids, not markers; pytest_collection_modifyitems
+# refuses a run where the marker and these lists disagree.
+SERIAL_GROUPS = {
+    "serial-soak": ("soak", "fencing", "ops_login_browser"),
+    "serial-outage-and-pages": ("database_outage", "ops_dashboard", "ops_job_detail_browser", "ops_workers_browser"),
+}
+SERIAL_PATHS = {
+    TESTS / "integration" / f"test_{name}.py": group for group, names in SERIAL_GROUPS.items() for name in names
+}
 
 
 def _in(path: Path, places: tuple[Path, ...]) -> bool:
@@ -46,19 +41,19 @@ def _parallel(config: pytest.Config) -> bool:
 
 
 def scope_of(nodeid: str) -> str:
-    """The unit the scheduler hands to one xdist worker: the node-tools group, the serial group, else the test
+    """The unit the scheduler hands to one xdist worker: the node-tools group, a serial group, else the test
     alone."""
     path = (TESTS.parent / nodeid.split("::", 1)[0]).resolve()
     if _in(path, NODE_TOOLS_PATHS):
         return NODE_TOOLS_GROUP
-    return SERIAL_GROUP if _in(path, SERIAL_PATHS) else nodeid
+    return SERIAL_PATHS.get(path, nodeid)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """`pytest -n N` (dist "load"): xdist's loadscope scheduler with scope_of() as the scope. (xdist's own
     `--dist loadgroup` marks the nodeid, which pytest 9 no longer lets a plugin change.) The largest scope
-    (the node-tools group) goes out first, then the serial group, then single tests in collection order."""
+    (the node-tools group) goes out first, then the serial groups, then single tests in collection order."""
     if config.getvalue("dist") != "load":
         return None
     from xdist.scheduler import LoadScopeScheduling
@@ -76,7 +71,7 @@ def check_serial_marks(items: list[pytest.Item]) -> None:
     wrong = [
         item.nodeid
         for item in items
-        if (item.get_closest_marker("serial") is not None) != _in(Path(str(item.path)).resolve(), SERIAL_PATHS)
+        if (item.get_closest_marker("serial") is not None) != (Path(str(item.path)).resolve() in SERIAL_PATHS)
     ]
     if wrong:
         raise pytest.UsageError(f"marked `serial` but not in SERIAL_PATHS, or the other way round: {wrong}")
