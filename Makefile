@@ -16,17 +16,17 @@ run:
 
 ## test: lint, then every test (unit, infra, integration: real processes) on TEST_WORKERS parallel pytest workers
 ## (default 6: integration tests mostly wait on queues and timeouts), with every benchmark at smoke size beside them
-## (BENCH_BESIDE=0: after them; smoke figures mean nothing, so sharing the CPU costs nothing but time). One worker
-## runs the node tools' tests (npm, CDK synth, osls) and two the `serial` tests (soak, database outage, fencing
-## pauses, browser), each group one test after another (tests/conftest.py). Fails if the tests or the smoke
-## benchmarks fail; the smoke benchmarks' output is in test-artifacts/bench-smoke.log.
+## (BENCH_BESIDE=0: after them; smoke figures mean nothing, so they run at a lower priority and take the CPU the
+## tests leave). One worker runs the node tools' tests (npm, CDK synth, osls) and two the `serial` tests (soak,
+## database outage, fencing pauses, browser), each group one test after another (tests/conftest.py). Fails if the
+## tests or the smoke benchmarks fail; the smoke benchmarks' output is in test-artifacts/bench-smoke.log.
 TEST_WORKERS ?= 6
 BENCH_BESIDE ?= 1
 test: bootstrap lint
 	@mkdir -p test-artifacts
 	@set -o pipefail; \
 	if [ "$(BENCH_BESIDE)" = 1 ]; then \
-	  BENCH_SMOKE=1 $(PY) -m bench > test-artifacts/bench-smoke.log 2>&1 & bench=$$!; \
+	  BENCH_SMOKE=1 nice -n 10 $(PY) -m bench > test-artifacts/bench-smoke.log 2>&1 & bench=$$!; \
 	  trap 'kill $$bench 2>/dev/null' INT TERM; \
 	fi; \
 	$(PY) -m pytest -n $(TEST_WORKERS); tests=$$?; \
