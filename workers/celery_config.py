@@ -9,6 +9,7 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
+from core.env import env_int
 from core.topology import Topology
 from workers.claim_check import ClaimCheckOptions
 from workers.transport import (
@@ -92,8 +93,6 @@ def broker_url(broker: BrokerEnv) -> str:
 
 def configured_long_poll_seconds() -> int:
     """WORKER_LONG_POLL_SECONDS, else 20 (checked by transport_options and again at worker start-up)."""
-    from core.env import env_int
-
     return env_int(LONG_POLL_ENV, WAIT_TIME_SECONDS)
 
 
