@@ -108,3 +108,45 @@ def _lost(row: WorkerRegistration) -> bool:
     from datetime import UTC, datetime
 
     return (datetime.now(UTC) - row.last_poll_at).total_seconds() > row.lost_after_seconds
+
+
+def test_a_worker_paused_past_its_lost_bound_finishes_its_job_once_it_resumes(client, start_worker, queues):
+    # GIVEN a worker running a 4 s sleep Job
+    worker = start_worker(env=REGISTRY)
+    processes.wait_for(
+        lambda: WorkerRegistration.objects.filter(pid=worker.proc.pid).exists(), timeout=30, what="its row"
+    )
+    job_id = post_job(client, kind="sleep", payload={"seconds": 4}, queue=QUEUE).json()["job_id"]
+    wait_for_job(job_id, {"running"})
+
+    # WHEN the whole worker is paused (SIGSTOP of its process group: a frozen container), past its lost bound and
+    # the queue's visibility timeout, and the sweep runs meanwhile
+    processes.signal_group(worker.proc, signal.SIGSTOP)
+    try:
+        processes.wait_for(
+            lambda: (row := WorkerRegistration.objects.get(pid=worker.proc.pid)) and row.last_poll_at and _lost(row),
+            timeout=LOST_AFTER + 15,
+            interval=0.5,
+            what="the paused worker's row to turn lost",
+        )
+        swept = sweep()
+        assert swept.returncode == 0, swept.stderr
+        # THEN the sweep puts its Job back to queued, naming the lost worker
+        assert Job.objects.get(pk=job_id).state == "queued"
+        assert len(lost_events(job_id)) == 1
+    finally:
+        # WHEN it resumes
+        processes.signal_group(worker.proc, signal.SIGCONT)
+
+    # THEN the Job still ends succeeded (its run, or a second one after SQS delivered the message again), once
+    # recorded lost; the worker's row is alive again; nothing is left in the queue or its DLQ
+    done = wait_for_job(job_id, {"succeeded"}, timeout=60)
+    print([(e.state, e.detail[:80]) for e in done.events.order_by("id")])  # shown when the test fails
+    assert done.attempts in (1, 2)
+    assert len(lost_events(job_id)) == 1
+    processes.wait_for(
+        lambda: not _lost(WorkerRegistration.objects.get(pid=worker.proc.pid)), timeout=30, what="its row alive"
+    )
+    assert queues.drained(QUEUE, timeout=30)
+    assert queues.dlq_depth(QUEUE)["visible"] == 0
+    assert worker.alive()
