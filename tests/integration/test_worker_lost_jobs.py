@@ -60,13 +60,28 @@ def lost_events(job_id: int) -> list[JobEvent]:
     return list(JobEvent.objects.filter(job_id=job_id, detail__startswith="worker lost"))
 
 
+def start_registered_worker(start_worker):
+    """A worker with REGISTRY's settings, once its registry row exists."""
+    worker = start_worker(env=REGISTRY)
+    processes.wait_for(
+        lambda: WorkerRegistration.objects.filter(pid=worker.proc.pid).exists(), timeout=30, what="its row"
+    )
+    return worker
+
+
+def wait_until_lost(pid: int, what: str) -> None:
+    processes.wait_for(
+        lambda: (row := WorkerRegistration.objects.get(pid=pid)) and row.last_poll_at and _lost(row),
+        timeout=LOST_AFTER + 15,
+        interval=0.5,
+        what=what,
+    )
+
+
 @pytest.mark.long_running
 def test_a_job_of_a_sigkilled_worker_is_released_and_finished_by_another(client, start_worker, queues):
     # GIVEN a worker running a 6 s sleep Job
-    first = start_worker(env=REGISTRY)
-    processes.wait_for(
-        lambda: WorkerRegistration.objects.filter(pid=first.proc.pid).exists(), timeout=30, what="its row"
-    )
+    first = start_registered_worker(start_worker)
     job_id = post_job(client, kind="sleep", payload={"seconds": 6}, queue=QUEUE).json()["job_id"]
     running = wait_for_job(job_id, {"running"})
     assert children_of(first.proc.pid), "the worker has pool processes"
@@ -81,12 +96,7 @@ def test_a_job_of_a_sigkilled_worker_is_released_and_finished_by_another(client,
     assert Job.objects.get(pk=job_id).state == "running" and lost_events(job_id) == []
 
     # WHEN its row turns lost and the sweep runs
-    processes.wait_for(
-        lambda: (row := WorkerRegistration.objects.get(pid=first.proc.pid)) and row.last_poll_at and _lost(row),
-        timeout=LOST_AFTER + 15,
-        interval=0.5,
-        what="the killed worker's row to turn lost",
-    )
+    wait_until_lost(first.proc.pid, "the killed worker's row to turn lost")
     swept = sweep()
     assert swept.returncode == 0, swept.stderr
     # THEN the Job is back to queued, its history naming the lost worker
@@ -115,10 +125,7 @@ def _lost(row: WorkerRegistration) -> bool:
 
 def test_a_worker_paused_past_its_lost_bound_finishes_its_job_once_it_resumes(client, start_worker, queues):
     # GIVEN a worker running a 4 s sleep Job
-    worker = start_worker(env=REGISTRY)
-    processes.wait_for(
-        lambda: WorkerRegistration.objects.filter(pid=worker.proc.pid).exists(), timeout=30, what="its row"
-    )
+    worker = start_registered_worker(start_worker)
     job_id = post_job(client, kind="sleep", payload={"seconds": 4}, queue=QUEUE).json()["job_id"]
     wait_for_job(job_id, {"running"})
 
@@ -126,12 +133,7 @@ def test_a_worker_paused_past_its_lost_bound_finishes_its_job_once_it_resumes(cl
     # the queue's visibility timeout, and the sweep runs meanwhile
     processes.signal_group(worker.proc, signal.SIGSTOP)
     try:
-        processes.wait_for(
-            lambda: (row := WorkerRegistration.objects.get(pid=worker.proc.pid)) and row.last_poll_at and _lost(row),
-            timeout=LOST_AFTER + 15,
-            interval=0.5,
-            what="the paused worker's row to turn lost",
-        )
+        wait_until_lost(worker.proc.pid, "the paused worker's row to turn lost")
         swept = sweep()
         assert swept.returncode == 0, swept.stderr
         # THEN the sweep puts its Job back to queued, naming the lost worker
