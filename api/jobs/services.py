@@ -233,16 +233,13 @@ def job_mark_failed(
     now = timezone.now()
     error = exception_summary(exc)
     count = delivery.receive_count
-    if max_receive_count is None:
-        max_receive_count = _max_receive_count(job_id)
-    last = count is not None and max_receive_count is not None and count >= max_receive_count
+    of = ReceivePosition(count, _max_receive_count(job_id) if max_receive_count is None else max_receive_count)
     fields = dict(error=error, traceback=short_traceback(exc), next_attempt_at=None, finished_at=now, updated_at=now)
-    if last:
+    if of.last:
         fields.update(state=JobState.DEAD_LETTERED, dead_lettered_at=now, dlq_receive_count=count)
     else:
         fields.update(state=JobState.FAILED)
-    of = f"receive {count if count is not None else '?'} of {max_receive_count or '?'}"
-    detail = f"{error}; {of}" + ("; SQS moves it to the DLQ" if last else "; SQS delivers it again")
+    detail = f"{error}; {of}" + ("; SQS moves it to the DLQ" if of.last else "; SQS delivers it again")
     query = Job.objects.filter(pk=job_id, state__in=UNFINISHED)
     if not _set_and_record(job_id, query, fields, state=fields["state"], detail=detail, worker=delivery.worker):
         job_event(job_id, _state_of(job_id), f"late failure report ignored: {error}; {of}", delivery.worker)
@@ -254,9 +251,8 @@ def job_mark_run_lost(*, job_id: int, exc: BaseException, delivery: Delivery) ->
     before that it is delivered again (its next start says so), and only the history records the loss."""
     error = exception_summary(exc)
     count = delivery.receive_count
-    max_receive_count = _max_receive_count(job_id)
-    of = f"receive {count if count is not None else '?'} of {max_receive_count or '?'}"
-    if count is None or max_receive_count is None or count < max_receive_count:
+    of = ReceivePosition(count, _max_receive_count(job_id))
+    if not of.last:
         job_event(job_id, _state_of(job_id), f"run lost: {error}; {of}; SQS delivers it again", delivery.worker)
         return
     now = timezone.now()
@@ -291,12 +287,10 @@ def job_mark_worker_lost(
     if job is None:
         return None
     count = job.receive_count or None
-    max_receive_count = _max_receive_count(job_id)
-    of = f"receive {count if count is not None else '?'} of {max_receive_count or '?'}"
-    last = count is not None and max_receive_count is not None and count >= max_receive_count
+    of = ReceivePosition(count, _queue_max_receive_count(job.queue))
     now = timezone.now()
     fields: dict = dict(next_attempt_at=None, updated_at=now)
-    if last:
+    if of.last:
         error = f"WorkerLost: the worker running it died ({lost})"[:ERROR_CHARS]
         fields.update(
             state=JobState.DEAD_LETTERED,
@@ -333,9 +327,28 @@ def job_mark_expired(*, job_id: int, detail: str = "") -> None:
 
 def _max_receive_count(job_id: int) -> int | None:
     """The redrive policy's maxReceiveCount of the Job's queue, from the topology (the queues are made from it)."""
-    queue = Job.objects.filter(pk=job_id).values_list("queue", flat=True).first()
+    return _queue_max_receive_count(Job.objects.filter(pk=job_id).values_list("queue", flat=True).first())
+
+
+def _queue_max_receive_count(queue: str | None) -> int | None:
     spec = settings.QUEUE_TOPOLOGY.queues.get(queue or "")
     return spec.max_receive_count if spec else None
+
+
+@dataclass(frozen=True)
+class ReceivePosition:
+    """A delivery's receive count against its queue's maxReceiveCount (None: unknown), as the history says it."""
+
+    count: int | None
+    max_receive_count: int | None
+
+    @property
+    def last(self) -> bool:
+        """The last receive the redrive policy allows: a failure or loss now sends the message to the DLQ."""
+        return self.count is not None and self.max_receive_count is not None and self.count >= self.max_receive_count
+
+    def __str__(self) -> str:
+        return f"receive {self.count if self.count is not None else '?'} of {self.max_receive_count or '?'}"
 
 
 def _state_of(job_id: int) -> str:
