@@ -58,6 +58,13 @@ def loop_receives(pacer, slots, queue: str = "default"):
     return pacer.reserve(queue)
 
 
+def hot_and_running(pacer, slots, busy: int) -> None:
+    """The loop receives and its answer brings `busy` messages, all running now: the queue is hot."""
+    first = loop_receives(pacer, slots)
+    slots.busy = busy
+    pacer.answered(first, fetched=busy)
+
+
 def test_a_worker_with_every_slot_free_receives_at_once(make_pacer):
     # GIVEN four slots, all free
     pacer, _hub, _slots, _resumed = make_pacer(prefetch=4)
@@ -172,9 +179,7 @@ def hot_with_loop_receive_out(make_pacer, *, busy: int, **kwargs):
     the rest."""
     ahead: list = []
     pacer, hub, slots, resumed = make_pacer(prefetch=4, ahead=ahead, **kwargs)
-    first = loop_receives(pacer, slots)
-    slots.busy = busy
-    pacer.answered(first, fetched=busy)
+    hot_and_running(pacer, slots, busy)
     loop = loop_receives(pacer, slots)
     assert loop.count == 4 - busy
     return pacer, hub, slots, ahead, loop
@@ -252,9 +257,7 @@ def test_a_slot_freed_with_no_receive_out_gets_a_receive_at_once(make_pacer):
     # GIVEN a hot queue whose four tasks run and whose loop waits (parked, nothing in flight)
     ahead = []
     pacer, hub, slots, resumed = make_pacer(prefetch=4, ahead=ahead)
-    first = loop_receives(pacer, slots)
-    slots.busy = 4
-    pacer.answered(first, fetched=4)
+    hot_and_running(pacer, slots, 4)
     assert not pacer.may_receive("default")
     # WHEN one task ends
     slots.busy = 3
@@ -269,9 +272,7 @@ def test_prefetch_1_never_holds_an_unstarted_message_with_the_window(make_pacer)
     # GIVEN one slot and a hot queue whose task runs, its loop parked
     ahead = []
     pacer, hub, slots, _resumed = make_pacer(prefetch=1, ahead=ahead)
-    first = loop_receives(pacer, slots)
-    slots.busy = 1
-    pacer.answered(first, fetched=1)
+    hot_and_running(pacer, slots, 1)
     assert not pacer.may_receive("default")
     # WHEN the task ends, slot-freed events repeat, and the window passes again and again
     slots.busy = 0
@@ -286,9 +287,7 @@ def test_receives_in_flight_never_ask_for_more_than_the_free_slots(make_pacer):
     # GIVEN one slot (prefetch 1: the worker holds no message it has not started) and a hot queue
     ahead = []
     pacer, hub, slots, _resumed = make_pacer(prefetch=1, ahead=ahead)
-    first = loop_receives(pacer, slots)
-    slots.busy = 1
-    pacer.answered(first, fetched=1)
+    hot_and_running(pacer, slots, 1)
     # WHEN the loop comes round while the task runs, and slot-freed events come in any number
     assert not pacer.may_receive("default")
     slots.busy = 0
@@ -303,9 +302,7 @@ def test_tasks_that_end_in_the_same_turn_share_one_receive_ahead(make_pacer):
     # GIVEN four busy slots of a hot queue whose loop's receive is out for none (all held)
     ahead = []
     pacer, hub, slots, _resumed = make_pacer(prefetch=4, ahead=ahead)
-    first = loop_receives(pacer, slots)
-    slots.busy = 4
-    pacer.answered(first, fetched=4)
+    hot_and_running(pacer, slots, 4)
     # WHEN three tasks end before the event loop turns
     for busy in (3, 2, 1):
         slots.busy = busy
@@ -335,9 +332,7 @@ def test_an_answer_short_of_what_it_asked_gives_the_slots_back(make_pacer):
     # GIVEN a hot queue: 3 tasks running, the loop's receive out for the fourth slot
     ahead = []
     pacer, hub, slots, _resumed = make_pacer(prefetch=4, ahead=ahead)
-    first = loop_receives(pacer, slots)
-    slots.busy = 3
-    pacer.answered(first, fetched=3)
+    hot_and_running(pacer, slots, 3)
     loop_receives(pacer, slots)
     # AND two tasks end together: a receive ahead for their 2 slots
     slots.busy = 1
@@ -388,9 +383,7 @@ def test_a_queue_waiting_for_a_slot_is_not_starved_by_another_queues_receives_ah
     # idle, its loop waiting for a slot
     ahead = []
     pacer, hub, slots, resumed = make_pacer(prefetch=4, ahead=ahead)
-    first = loop_receives(pacer, slots)
-    slots.busy = 3
-    pacer.answered(first, fetched=3)
+    hot_and_running(pacer, slots, 3)
     loop_receives(pacer, slots)
     assert not pacer.may_receive("high_priority")
     # WHEN one of default's tasks ends
