@@ -114,6 +114,10 @@ def start_process(request, tmp_path):
             # Liveness files of this test's own, not the shared default in /tmp (parallel test workers).
             "WORKER_LIVENESS_FILE": str(tmp_path / f"{name}-{n}.worker-liveness"),
             "BEAT_LIVENESS_FILE": str(tmp_path / f"{name}-{n}.beat-liveness"),
+            # Celery's Django fixup runs Django's system checks at every worker and beat start: 0.3 of a worker's
+            # 1.6 CPU-s start-up, about 60 starts a run. The checks themselves are the unit suite's
+            # (tests/unit/api/test_system_checks.py); `make run` and the benchmarks start workers with them.
+            "CELERY_SKIP_CHECKS": "1",
             **database_env(),
             **(env or {}),
         }
