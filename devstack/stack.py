@@ -5,6 +5,7 @@ integration fixtures all start their stacks with it."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 from devstack import processes
 from devstack.moto_server import reset, wait_until_up
 from devstack.processes import REPO_ROOT
+from devstack.sqlite_template import migrated_copy, schema_key
 
 Echo = Callable[[str], None]
 
@@ -156,7 +158,25 @@ class LocalStack(Processes):
         return self.create_queues(topology, endpoint_url=endpoint_url)
 
     def migrate(self, argv: Sequence[str] | None = None, *, echo: Echo | None = None, timeout: float = 300) -> None:
-        """Migrate the stack's database (`manage.py migrate`, or `argv`) in a child with the stack's environment."""
+        """Migrate the stack's database (`manage.py migrate`, or `argv`) in a child with the stack's environment. A
+        new SQLite file is a copy of the last migration's result when nothing the schema depends on changed
+        (devstack/sqlite_template.py)."""
+        fresh = None if argv is not None else self._new_sqlite_file()
+        if fresh is None:
+            self._run_migrate(argv, echo=echo, timeout=timeout)
+            return
+        settings_module = {**os.environ, **self.env}.get("DJANGO_SETTINGS_MODULE", "")
+        migrated_copy(fresh, schema_key(settings_module), lambda: self._run_migrate(None, echo=echo, timeout=timeout))
+
+    def _new_sqlite_file(self) -> Path | None:
+        """The SQLite file the stack's processes will use, if that is its database and the file does not exist."""
+        env = {**os.environ, **self.env}
+        path = env.get("SQLITE_PATH")
+        if env.get("DATABASE_URL") or not path or Path(path).exists():
+            return None
+        return Path(path)
+
+    def _run_migrate(self, argv: Sequence[str] | None, *, echo: Echo | None, timeout: float) -> None:
         argv = list(argv or [sys.executable, "manage.py", "migrate", "-v", "0"])
         handle = self.start("migrate", argv, echo=echo)
         try:
