@@ -60,10 +60,26 @@ def chromium_page(user_data_dir: Path, *, width: int = 1280, height: int = 900) 
             headless=True,
             viewport={"width": width, "height": height},
         )
+        page = context.pages[0] if context.pages else context.new_page()
         try:
-            yield context.pages[0] if context.pages else context.new_page()
+            yield page
+        except BaseException:
+            _keep_failed_page(page, user_data_dir.parent.name)
+            raise
         finally:
             context.close()
+
+
+def _keep_failed_page(page, name: str) -> None:
+    """What the page showed when its test failed (a wait that timed out says only what it waited for), in
+    test-artifacts/failed-<test>.png and .txt. Never raises: the test's own error is the one to see."""
+    artifacts = processes.REPO_ROOT / "test-artifacts"
+    try:
+        artifacts.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(artifacts / f"failed-{name}.png"), full_page=True)
+        (artifacts / f"failed-{name}.txt").write_text(page.inner_text("body"))
+    except Exception as exc:  # noqa: BLE001 (a closed or crashed page: nothing to keep)
+        print(f"could not keep the failed page: {exc!r}")
 
 
 # Shared by the browser tests (tests/integration/conftest.py makes the fixtures available to every test there).
