@@ -28,6 +28,16 @@ def _run_worker_checks(sender=None, **kwargs) -> None:
 # StartupRefused is a SystemExit: Celery's signal dispatch logs ordinary exceptions and carries on,
 # but lets this one through, so the process exits non-zero before it consumes anything.
 signals.worker_init.connect(_run_worker_checks, weak=False)
+
+
+@signals.worker_init.connect(weak=False)
+def _warm_sqs_model(**_kwargs) -> None:
+    """Before the pool forks: its processes start with the SQS model parsed (workers/transport/boto_loader.py)."""
+    from workers.transport.boto_loader import warm
+
+    warm()
+
+
 signals.beat_init.connect(_run_checks, weak=False)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from botocore.config import Config
 from kombu.log import get_logger
 from kombu.transport import SQS
 from kombu.transport.SQS import SQS_MAX_MESSAGES
@@ -11,6 +12,7 @@ from vine import promise, transform
 
 from workers.finished_messages import finished_messages
 from workers.transport.acks import BatchedDeletes
+from workers.transport.boto_loader import new_session
 from workers.transport.claim_checks import ChannelClaimChecks
 from workers.transport.curl_timer import install_http_client
 from workers.transport.dependency_pause import DependencyPause
@@ -97,6 +99,24 @@ class Channel(SQS.Channel):
             client_for=lambda queue: self.sqs(queue=queue),
             window=float(options.get(DELETE_BATCH_SECONDS_OPTION, 0) or 0),
             queue_limits=options.get(QUEUE_LIMITS_OPTION, {}),
+        )
+
+    def _new_boto_client(self, service, region, access_key_id, secret_access_key, session_token=None, config=None):
+        """kombu's own (kombu 5.7.0), in a session that reads models through the shared loader
+        (workers/transport/boto_loader.py) instead of a boto3.Session that parses them again."""
+        is_secure = self.is_secure if self.is_secure is not None else True
+        client_config = Config(**(self.transport_options.get("client-config") or {}))
+        if config is not None:
+            client_config = client_config.merge(config)
+        return new_session().create_client(
+            service,
+            region_name=region,
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            aws_session_token=session_token,
+            endpoint_url=self.endpoint_url,
+            use_ssl=is_secure,
+            config=client_config,
         )
 
     # --- publishing -------------------------------------------------------------------------------------------

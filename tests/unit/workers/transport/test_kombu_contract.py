@@ -38,8 +38,21 @@ def test_the_channel_methods_we_override_keep_their_signatures():
     assert params(virtual.Channel.basic_ack) == ["self", "delivery_tag", "multiple"]
     assert params(SQS.QoS.ack) == ["self", "delivery_tag"]
     assert params(SQS.QoS.reject) == ["self", "delivery_tag", "requeue"]
+    assert params(SQS.Channel._new_boto_client) == [
+        "self",
+        "service",
+        "region",
+        "access_key_id",
+        "secret_access_key",
+        "session_token",
+        "config",
+    ]
+    # (kombu makes every client there, each in a boto3.Session of its own: workers/transport/boto_loader.py)
+    assert "self._new_boto_client(" in source(SQS.Channel.new_sqs_client)
+    assert "boto3.Session(" in source(SQS.Channel._new_boto_client)
     # AND our overrides are the ones kombu calls
-    for name in ("_put", "_message_to_python", "_on_messages_ready", "_schedule_queue", "asynsqs", "basic_ack"):
+    overridden = ("_put", "_message_to_python", "_on_messages_ready", "_schedule_queue", "asynsqs", "basic_ack")
+    for name in (*overridden, "_new_boto_client"):
         assert getattr(Channel, name) is not getattr(SQS.Channel, name), name
     assert Channel.QoS is QoS and issubclass(QoS, SQS.QoS)
 
