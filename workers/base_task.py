@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from core.topology import get_topology
+from workers.db_interrupts import discard_interrupted_connections
 from workers.dependency_errors import (
     DependencyDown,
     dependency_down,
@@ -66,7 +68,10 @@ class BaseTask(Task):
     def retry(
         self, args=None, kwargs=None, exc=None, throw=True, eta=None, countdown=None, max_retries=None, **options
     ):
-        """autoretry_for catches every exception: a dependency error must not spend max_retries."""
+        """autoretry_for catches every exception: a dependency error must not spend max_retries. A soft time limit
+        may have cut a query short: its connection is discarded before the retry is recorded and published."""
+        if isinstance(exc, SoftTimeLimitExceeded):
+            discard_interrupted_connections()
         if exc is not None and is_dependency_error(exc):
             raise dependency_down(exc) from exc
         return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
