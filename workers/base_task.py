@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
 
 from core.topology import get_topology
-from workers.db_interrupts import discard_interrupted_connections
+from workers.db_interrupts import discard_if_cut_short
 from workers.dependency_errors import (
     DependencyDown,
     dependency_down,
@@ -51,6 +50,14 @@ class BaseTask(Task):
         if not self.request.is_eager and paused_in_parent():
             raise DependencyDown("this worker is paused until the database answers")
 
+    def on_retry(self, exc, task_id, args, kwargs, einfo):
+        """Subclasses that write in their handlers call this first: a soft time limit may have cut a query short
+        (in before_start, where no retry() runs), and the write would take its broken connection for an outage."""
+        discard_if_cut_short(exc)
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        discard_if_cut_short(exc)
+
     def __call__(self, *args, **kwargs):
         with handed_back_on_dependency_error():  # the claim, the task, the release: wherever the database fails
             if not self.idempotent or self.request.called_directly:
@@ -70,8 +77,7 @@ class BaseTask(Task):
     ):
         """autoretry_for catches every exception: a dependency error must not spend max_retries. A soft time limit
         may have cut a query short: its connection is discarded before the retry is recorded and published."""
-        if isinstance(exc, SoftTimeLimitExceeded):
-            discard_interrupted_connections()
+        discard_if_cut_short(exc)
         if exc is not None and is_dependency_error(exc):
             raise dependency_down(exc) from exc
         return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)

@@ -16,3 +16,12 @@ def discard_interrupted_connections() -> list[str]:
             conn.close()
             closed.append(conn.alias)
     return closed
+
+
+def discard_if_cut_short(exc: BaseException | None) -> None:
+    """After a task's soft time limit (wherever it fired: before_start, the task, a handler), before anything else
+    touches the database."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    if isinstance(exc, SoftTimeLimitExceeded):
+        discard_interrupted_connections()

@@ -36,6 +36,7 @@ class JobTask(BaseTask):
     def on_retry(self, exc, task_id, args, kwargs, einfo):
         from api.jobs.services import job_mark_retrying
 
+        super().on_retry(exc, task_id, args, kwargs, einfo)
         if job_id := kwargs.get("job_id"):
             worker = delivery_of(self.request).worker
             with handed_back_on_dependency_error():
@@ -44,6 +45,7 @@ class JobTask(BaseTask):
     def on_failure(self, exc, task_id, args, kwargs, einfo):
         from api.jobs.services import job_mark_failed
 
+        super().on_failure(exc, task_id, args, kwargs, einfo)
         if job_id := kwargs.get("job_id"):
             with handed_back_on_dependency_error():
                 job_mark_failed(job_id=job_id, exc=exc, delivery=delivery_of(self.request))

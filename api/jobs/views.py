@@ -19,6 +19,7 @@ from workers.publish_guards import PayloadTooLarge, PublishRefused
 
 logger = logging.getLogger(__name__)
 
+
 def _refuse_constant(name: str) -> None:
     # json accepts NaN and Infinity, which no range check catches and no JSON column stores.
     raise ValueError(f"{name} is not a JSON number")

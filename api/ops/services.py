@@ -44,9 +44,7 @@ def _read_queues() -> QueuesSnapshot:
 def queues_snapshot(*, budget_seconds: float | None = None) -> QueuesSnapshot:
     """Every queue's numbers. With a budget, the AWS reads run on a reader thread and raise ReadTimeout when they
     take longer (a web request must answer); the database part stays on the caller's thread and connection."""
-    snapshot = (
-        _read_queues() if budget_seconds is None else within(_read_queues, seconds=budget_seconds, key="queues")
-    )
+    snapshot = _read_queues() if budget_seconds is None else within(_read_queues, seconds=budget_seconds, key="queues")
     _add_expired_counts(snapshot)
     return snapshot
 

@@ -198,7 +198,8 @@ PUBLISH_FAST_PATH_PAUSE = env_bool("PUBLISH_FAST_PATH_PAUSE", True)
 # The relay's liveness file: touched after every sweep, working or failing; `manage.py outbox_relay --check` is
 # the ECS health check. (OUTBOX_RELAY_HEARTBEAT_FILE, its earlier documented name, still works.)
 OUTBOX_RELAY_LIVENESS_FILE = env_str(
-    "OUTBOX_RELAY_LIVENESS_FILE", env_str("OUTBOX_RELAY_HEARTBEAT_FILE", "/tmp/outbox-relay-liveness")  # noqa: S108
+    "OUTBOX_RELAY_LIVENESS_FILE",
+    env_str("OUTBOX_RELAY_HEARTBEAT_FILE", "/tmp/outbox-relay-liveness"),  # noqa: S108
 )
 
 # --- Operations: the queues page and `manage.py queues` (api/ops) ------------------------------------

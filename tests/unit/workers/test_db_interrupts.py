@@ -10,7 +10,7 @@ import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import OperationalError, connection
 
-from workers import base_task
+from workers import base_task, db_interrupts
 from workers.db_interrupts import discard_interrupted_connections
 
 
@@ -64,7 +64,7 @@ def test_a_healthy_connection_is_kept():
 def test_a_retry_for_a_soft_time_limit_discards_them_first(monkeypatch):
     # GIVEN a project task retried because its soft time limit fired
     calls = []
-    monkeypatch.setattr(base_task, "discard_interrupted_connections", lambda: calls.append("discarded") or [])
+    monkeypatch.setattr(db_interrupts, "discard_interrupted_connections", lambda: calls.append("discarded") or [])
 
     class Task(base_task.BaseTask):
         name = "tests.soft_limited"
@@ -75,3 +75,20 @@ def test_a_retry_for_a_soft_time_limit_discards_them_first(monkeypatch):
 
     # THEN the connections are looked at before the retry is recorded or published
     assert calls == ["discarded", "retried"]
+
+
+@pytest.mark.parametrize("handler", ["on_failure", "on_retry"])
+def test_a_jobs_handlers_discard_them_before_writing_the_job(monkeypatch, handler):
+    # GIVEN a Job's task whose soft time limit fired in before_start (no retry() runs then: the failure handler is
+    # the first to touch the database), and one that failed otherwise
+    from api.jobs.job_task import JobTask
+
+    calls = []
+    monkeypatch.setattr(db_interrupts, "discard_interrupted_connections", lambda: calls.append("discarded") or [])
+
+    # WHEN its handler runs (no job_id: nothing to write)
+    getattr(JobTask(), handler)(SoftTimeLimitExceeded(), "t-1", (), {}, None)
+    getattr(JobTask(), handler)(RuntimeError("boom"), "t-2", (), {}, None)
+
+    # THEN the connections were looked at for the soft time limit only
+    assert calls == ["discarded"]
