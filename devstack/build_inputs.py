@@ -55,8 +55,13 @@ def input_files(root: Path, exclude: Iterable[str] = ()) -> list[Path]:
 
 def digest(root: Path, words: Iterable[str] = (), exclude: Iterable[str] = ()) -> str:
     """sha256 over each input file's path and content, then the words: any change to one changes it."""
+    return files_digest(root, input_files(root, exclude), words)
+
+
+def files_digest(root: Path, files: Iterable[Path], words: Iterable[str] = ()) -> str:
+    """sha256 over each file's path (relative to root) and content, in the order given, then the words."""
     hasher = hashlib.sha256()
-    for path in input_files(root, exclude):
+    for path in files:
         hasher.update(path.relative_to(root).as_posix().encode() + b"\0")
         hasher.update(hashlib.sha256(path.read_bytes()).digest())
     for word in words:

@@ -5,12 +5,12 @@ the schema depends on (every migration file, uv.lock, the settings module) and k
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from devstack.build_inputs import files_digest
 from devstack.processes import REPO_ROOT
 
 CACHE_DIR = REPO_ROOT / "var" / "cache"
@@ -18,15 +18,12 @@ MIGRATION_DIRS = ("api", "workers")  # the project's apps live under these
 
 
 def schema_key(settings_module: str, root: Path = REPO_ROOT) -> str:
-    """sha256 over every migration file of the project (path and content), uv.lock (the third-party apps' own
+    """A hash of every migration file of the project (path and content), uv.lock (the third-party apps' own
     migrations come with their locked versions) and the settings module: any change gives another template."""
-    hasher = hashlib.sha256(settings_module.encode() + b"\0")
     files = [root / "uv.lock"]
     for top in MIGRATION_DIRS:
         files += sorted((root / top).glob("**/migrations/*.py"))
-    for path in files:
-        hasher.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return hasher.hexdigest()[:32]
+    return files_digest(root, files, [settings_module])[:32]
 
 
 def migrated_copy(target: Path, key: str, migrate: Callable[[], None], cache_dir: Path | None = None) -> bool:

@@ -161,20 +161,13 @@ class LocalStack(Processes):
         """Migrate the stack's database (`manage.py migrate`, or `argv`) in a child with the stack's environment. A
         new SQLite file is a copy of the last migration's result when nothing the schema depends on changed
         (devstack/sqlite_template.py)."""
-        fresh = None if argv is not None else self._new_sqlite_file()
+        env = {**os.environ, **self.env}  # what the migrate child sees
+        fresh = None if argv is not None else _new_sqlite_file(env)
         if fresh is None:
             self._run_migrate(argv, echo=echo, timeout=timeout)
             return
-        settings_module = {**os.environ, **self.env}.get("DJANGO_SETTINGS_MODULE", "")
+        settings_module = env.get("DJANGO_SETTINGS_MODULE", "")
         migrated_copy(fresh, schema_key(settings_module), lambda: self._run_migrate(None, echo=echo, timeout=timeout))
-
-    def _new_sqlite_file(self) -> Path | None:
-        """The SQLite file the stack's processes will use, if that is its database and the file does not exist."""
-        env = {**os.environ, **self.env}
-        path = env.get("SQLITE_PATH")
-        if env.get("DATABASE_URL") or not path or Path(path).exists():
-            return None
-        return Path(path)
 
     def _run_migrate(self, argv: Sequence[str] | None, *, echo: Echo | None, timeout: float) -> None:
         argv = list(argv or [sys.executable, "manage.py", "migrate", "-v", "0"])
@@ -188,6 +181,14 @@ class LocalStack(Processes):
             self.started.remove(handle)
         if code != 0:
             raise RuntimeError(f"migrate failed (exit {code}):\n{handle.log()[-4000:]}")
+
+
+def _new_sqlite_file(env: Mapping[str, str]) -> Path | None:
+    """The SQLite file a stack with this environment uses, if that is its database and the file does not exist."""
+    path = env.get("SQLITE_PATH")
+    if env.get("DATABASE_URL") or not path or Path(path).exists():
+        return None
+    return Path(path)
 
 
 @contextlib.contextmanager
