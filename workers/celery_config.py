@@ -199,6 +199,10 @@ def build_celery_settings(
         "task_acks_on_failure": False,
         "task_acks_on_timeout": False,
         "worker_prefetch_multiplier": 1,
+        # Imported by the worker's main process before the pool forks, like the task modules: BaseTask imports it
+        # lazily (it needs Django's models), and a child importing it on its first task would spend that task's
+        # time limit on it (tests/unit/workers/test_preloaded_before_fork.py).
+        "include": ("workers.idempotency",),
         # Undecodable messages are rejected into the DLQ, not deleted (workers/consumer.py).
         "worker_consumer": "workers.consumer:Consumer",
         "task_serializer": "json",

@@ -6,7 +6,8 @@ import time
 
 from django.conf import settings
 
-from api.jobs.models import Job
+from api.jobs.models import Effect, Job
+from workers.idempotency import fenced_commit
 
 
 class DemoFailure(RuntimeError):
@@ -40,9 +41,6 @@ def demo_flaky(*, job_id: int, failures: int) -> dict:
 def demo_record_effect(*, task_id: str, key: str, seconds: float) -> dict:
     """Work for `seconds` outside any transaction, then record one Effect row in the task's fenced commit:
     it commits with the done mark, or not at all if another run took the claim over meanwhile."""
-    from api.jobs.models import Effect
-    from workers.idempotency import fenced_commit
-
     time.sleep(seconds)  # the work: no transaction, no lock is held while it runs
     with fenced_commit():
         Effect.objects.create(task_id=task_id, key=key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from celery.exceptions import Ignore
 
+from api.jobs.services import job_mark_failed, job_mark_retrying, job_mark_started, job_mark_succeeded
 from workers.base_task import BaseTask
 from workers.delivery import delivery_of, retry_when
 from workers.dependency_errors import handed_back_on_dependency_error
@@ -17,8 +18,6 @@ class JobTask(BaseTask):
     abstract = True
 
     def before_start(self, task_id, args, kwargs):
-        from api.jobs.services import job_mark_started
-
         super().before_start(task_id, args, kwargs)
         if job_id := kwargs.get("job_id"):
             with handed_back_on_dependency_error():
@@ -27,15 +26,11 @@ class JobTask(BaseTask):
                 raise Ignore(f"job {job_id} was cancelled before it started")
 
     def on_success(self, retval, task_id, args, kwargs):
-        from api.jobs.services import job_mark_succeeded
-
         if job_id := kwargs.get("job_id"):
             with handed_back_on_dependency_error():
                 job_mark_succeeded(job_id=job_id, result=retval)
 
     def on_retry(self, exc, task_id, args, kwargs, einfo):
-        from api.jobs.services import job_mark_retrying
-
         super().on_retry(exc, task_id, args, kwargs, einfo)
         if job_id := kwargs.get("job_id"):
             worker = delivery_of(self.request).worker
@@ -43,8 +38,6 @@ class JobTask(BaseTask):
                 job_mark_retrying(job_id=job_id, exc=exc, retry_in=retry_when(einfo), worker=worker)
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):
-        from api.jobs.services import job_mark_failed
-
         super().on_failure(exc, task_id, args, kwargs, einfo)
         if job_id := kwargs.get("job_id"):
             with handed_back_on_dependency_error():

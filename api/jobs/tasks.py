@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from api.jobs.demo_services import demo_echo, demo_fail, demo_flaky, demo_record_effect, demo_sleep
 from api.jobs.job_task import JobTask
 
 
@@ -14,21 +15,18 @@ def noop() -> None:
 
 @shared_task(base=JobTask, name="jobs.echo")
 def echo(*, job_id: int, message: str) -> dict:
-    from api.jobs.demo_services import demo_echo
 
     return demo_echo(message=message)
 
 
 @shared_task(base=JobTask, name="jobs.sleep")
 def sleep(*, job_id: int, seconds: float) -> dict:
-    from api.jobs.demo_services import demo_sleep
 
     return demo_sleep(seconds=seconds)
 
 
 @shared_task(base=JobTask, name="jobs.fail")
 def fail(*, job_id: int, message: str = "this task always fails") -> dict:
-    from api.jobs.demo_services import demo_fail
 
     return demo_fail(message=message)
 
@@ -36,7 +34,6 @@ def fail(*, job_id: int, message: str = "this task always fails") -> dict:
 @shared_task(base=JobTask, name="jobs.flaky")
 def flaky(*, job_id: int, failures: int) -> dict:
     """Fails its first `failures` attempts, then succeeds: shows retries with backoff."""
-    from api.jobs.demo_services import demo_flaky
 
     return demo_flaky(job_id=job_id, failures=failures)
 
@@ -45,6 +42,5 @@ def flaky(*, job_id: int, failures: int) -> dict:
 def record_effect(self, *, key: str, seconds: float = 0.0) -> dict:
     """Idempotent by task id: however often SQS delivers it, and even if a paused run wakes up after another
     took its claim over, one Effect row (the README's example; used by the soak)."""
-    from api.jobs.demo_services import demo_record_effect
 
     return demo_record_effect(task_id=self.request.id, key=key, seconds=seconds)
