@@ -147,7 +147,7 @@ def test_a_receivers_database_error_is_logged_never_raised(monkeypatch, caplog):
     def refuse(**_kwargs):
         raise DatabaseError("the database is down")
 
-    monkeypatch.setattr("api.jobs.services.job_mark_expired", refuse)
+    monkeypatch.setattr("api.jobs.receivers.job_mark_expired", refuse)
     request = Mock(id="t3", task="jobs.echo", kwargs={"job_id": 1}, delivery_info={"routing_key": "default"})
     # WHEN an expiry is recorded THEN the row is stored, and the receiver's failure is logged, not raised
     discards.on_task_revoked(request=request, terminated=False, expired=True)
