@@ -41,7 +41,12 @@ print(json.dumps(sorted(sys.modules)))
 def modules_loaded_before_fork() -> frozenset[str]:
     env = {**os.environ, "CELERY_SKIP_CHECKS": "1", "PYTHONPATH": str(REPO_ROOT)}
     out = subprocess.run(
-        [sys.executable, "-c", MAIN_PROCESS_MODULES], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", MAIN_PROCESS_MODULES],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     return frozenset(json.loads(out.stdout.splitlines()[-1]))
