@@ -49,8 +49,10 @@ class RegistryWriter:
     since the last write (the renewal: the event loop polls) or a task started or ended (the row's tasks).
 
     `renew(tick)` runs on the event loop at each liveness tick and `changed()` wherever a task starts or ends:
-    both only note the fact and wake the thread. The thread takes the snapshot (from thread-safe reads) and
-    writes it, so a hung or refusing database delays the row, never the loop, and writes never queue up."""
+    both only note the fact, and wake the thread only if no write was due yet: a thread that knows of one sleeps until
+    the interval allows it, and would only go back to sleep (a wake-up per task start and end cost the main process
+    0.2-0.4 s of CPU per 1000 tasks). The thread takes the snapshot (from thread-safe reads) and writes it, so a hung
+    or refusing database delays the row, never the loop, and writes never queue up."""
 
     def __init__(
         self,
@@ -65,6 +67,7 @@ class RegistryWriter:
         self.interval, self.clock = interval, clock
         self.renewals = 0  # rows written
         self.failures = 0
+        self.wakeups = 0  # times the thread woke (by a call or a due write)
         self._tick: float | None = None  # the last liveness tick (epoch seconds)
         self._new_tick = False
         self._changed = False
@@ -83,14 +86,18 @@ class RegistryWriter:
     def renew(self, tick: float) -> None:
         """On the event loop, at each liveness tick: no I/O, no wait."""
         with self._lock:
+            due = self._new_tick or self._changed
             self._tick, self._new_tick = tick, True
-        self._wake.set()
+        if not due:
+            self._wake.set()
 
     def changed(self) -> None:
         """A task started or ended: shown at the next write, which still waits for the interval."""
         with self._lock:
+            due = self._new_tick or self._changed
             self._changed = True
-        self._wake.set()
+        if not due:
+            self._wake.set()
 
     def stop(self, final: Callable[[float], WorkerSnapshot] | None = None, timeout: float = STOP_WRITE_SECONDS) -> bool:
         """Write `final(last tick)` (the row marked stopped) if the database takes it within `timeout`, then end
@@ -120,6 +127,7 @@ class RegistryWriter:
             due = self._due_in()
             self._wake.wait(timeout=self.interval if due is None else due)
             self._wake.clear()
+            self.wakeups += 1
             with self._lock:
                 stopping, final = self._stopping, self._final_of
             if stopping:

@@ -128,6 +128,31 @@ def test_a_task_starting_between_ticks_is_written_once_the_interval_allows(setup
     assert db.written[1] == (1000.0, 2)
 
 
+
+def test_tasks_starting_and_ending_between_writes_wake_the_thread_once():
+    # GIVEN a writer on the real clock (an interval of 1 s), written at its first tick, its thread back asleep
+    db = Database()
+    writer = RegistryWriter(snapshot=snapshot_at, write=db.write, interval=1.0)
+    writer.start()
+    writer.renew(1000.0)
+    db.wait_for(1)
+    _wait_until(lambda: writer.wakeups == 1)
+    # WHEN 100 tasks start or end a millisecond apart, with a liveness tick every 10 of them, within the interval
+    pause = threading.Event()
+    for n in range(100):
+        writer.changed()
+        if n % 10 == 0:
+            writer.renew(1000.0 + n)
+        pause.wait(0.001)
+    wakeups = writer.wakeups
+    # THEN the thread woke a few times at most, not once per call (each wake-up costs the worker's main process a
+    # GIL hand-off and a context switch, twice per task); the changes are written once the interval allows, with the
+    # newest tick
+    _wait_until(lambda: db.written[-1][0] == 1090.0)
+    assert wakeups <= 3
+    writer.stop(timeout=JOIN)
+
+
 def test_a_refusing_database_is_logged_once_and_the_next_snapshot_is_written(setup, caplog):
     writer, clock, db, _taken = setup
     caplog.set_level(logging.WARNING, logger="workers.registry.writer")
