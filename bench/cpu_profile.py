@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -42,6 +43,11 @@ PY_SPY = Path(sys.executable).with_name("py-spy")
 # BENCH_PROFILE_PY_SPY=0: CPU figures only, both queues filled before the worker starts (bench/throughput.py's way).
 PROFILING = os.environ.get("BENCH_PROFILE_PY_SPY", "1") != "0" and PY_SPY.exists()
 REDIS = "celery on redis"
+# The same Redis worker fed at the pace the shipped SQS worker drained in the same round: its pool children then wait
+# between tasks as the SQS worker's do (a child woken per task pays for the wake), so the two ratios tell the broker's
+# cost from the pace's. BENCH_PROFILE_PACED=0 leaves it out.
+REDIS_PACED = "celery on redis paced"
+PACED = os.environ.get("BENCH_PROFILE_PACED", "1") != "0"
 # BENCH_PROFILE_VARIANTS="name:VAR=value,VAR=value;name2:...": more SQS workers, each with these environment
 # variables, drained in the same rounds (e.g. "window_0.5:WORKER_DELETE_BATCH_SECONDS=0.5").
 VARIANTS_ENV = "BENCH_PROFILE_VARIANTS"
@@ -185,10 +191,12 @@ def top_entries(collapsed: Path, *, main_pid: int) -> dict[str, Any]:
     return result
 
 
-def drain(bench: Stack, label: str, n: int, env: dict[str, str], pending, fill, progress: Progress) -> dict[str, Any]:
-    """Sample a worker from ready to the drain's end, then stop it. The queue is filled first, as bench/throughput.py
-    does, except for Redis under py-spy: it would drain before py-spy attaches, so it is filled once py-spy samples."""
-    prefill = not (PROFILING and label == REDIS)
+def drain(
+    bench: Stack, label: str, n: int, env: dict[str, str], pending, fill, progress: Progress, *, prefill: bool = True
+) -> dict[str, Any]:
+    """Sample a worker from ready to the drain's end, then stop it. The queue is filled first (`prefill`), as
+    bench/throughput.py does; otherwise once py-spy samples (Redis would drain before py-spy attaches; a paced producer
+    runs beside the worker). A fill that takes time runs in a thread beside the drain."""
     if prefill:
         fill()
     worker = bench.start_worker(concurrency=CONCURRENCY, env=env, name=label.replace(" ", "-"))
@@ -198,9 +206,13 @@ def drain(bench: Stack, label: str, n: int, env: dict[str, str], pending, fill, 
     spy = start_py_spy(worker.pid, out) if PROFILING else None
     started = time.monotonic()
     try:
+        filler = None
         if not prefill:
-            fill()
+            filler = threading.Thread(target=fill, name="bench-fill", daemon=True)
+            filler.start()  # the drain waits for n tasks succeeded, not only an empty queue
         wait_for_worker_drain(worker, n, progress, label=label, pending=pending, timeout=DRAIN_TIMEOUT)
+        if filler is not None:
+            filler.join(DRAIN_TIMEOUT)
         main1, children1 = cpu_split(worker.pid)
         threads1 = thread_cpu(worker.pid)
         seconds = time.monotonic() - started
@@ -225,15 +237,21 @@ def drain_sqs(bench: Stack, n: int, progress: Progress, *, name: str, env: dict[
     return drain(bench, label, n, env, bench.total, lambda: publish_tasks(bench, TASK, n, progress), progress)
 
 
-def drain_redis(bench: Stack, n: int, progress: Progress) -> dict[str, Any]:
+def drain_redis(bench: Stack, n: int, progress: Progress, *, rate: float | None = None) -> dict[str, Any]:
+    """Celery on Redis: the queue filled at once, or at `rate` tasks a second beside the drain."""
     broker = redis_broker.RedisBroker()
     broker.clear()
+    if rate is None:
+        label, prefill, fill = REDIS, not PROFILING, lambda: broker.fill(TASK, n, progress)
+    else:
+        label, prefill, fill = REDIS_PACED, False, lambda: broker.fill_paced(TASK, n, rate, progress)
     try:
-        return drain(
-            bench, REDIS, n, broker.worker_env(), broker.pending, lambda: broker.fill(TASK, n, progress), progress
-        )
+        result = drain(bench, label, n, broker.worker_env(), broker.pending, fill, progress, prefill=prefill)
     finally:
         broker.clear()
+    if rate is not None:
+        result["paced_tasks_per_s"] = round(rate, 2)
+    return result
 
 
 def print_profile(label: str, result: dict[str, Any]) -> None:
@@ -255,27 +273,32 @@ def main() -> int:
             progress(f"round {round_no + 1}/{rounds}", force=True)
             run = {name: drain_sqs(bench, n, progress, name=name, env=env) for name, env in sqs_workers.items()}
             run["celery_redis"] = drain_redis(bench, n, progress)
+            if PACED:
+                shipped = run["sqs_worker"]
+                run["celery_redis_paced"] = drain_redis(bench, n, progress, rate=n / shipped["seconds"])
             runs.append(run)
     rows = []
     for i, run in enumerate(runs, 1):
         redis = run["celery_redis"]
         for name in sqs_workers:
             run[name]["ratio_cpu_vs_redis"] = ratio(run[name]["cpu_s_per_1000"], redis["cpu_s_per_1000"])
+            if paced := run.get("celery_redis_paced"):
+                run[name]["ratio_cpu_vs_redis_paced"] = ratio(run[name]["cpu_s_per_1000"], paced["cpu_s_per_1000"])
         for name, r in run.items():
             rows.append(
-                [i, name, r["seconds"], r["cpu_s_per_1000"], r.get("ratio_cpu_vs_redis", ""), r["main_cpu_s_per_1000"]]
-                + [r["children_cpu_s_per_1000"]]
+                [i, name, r["seconds"], r["cpu_s_per_1000"], r.get("ratio_cpu_vs_redis", "")]
+                + [r.get("ratio_cpu_vs_redis_paced", ""), r["main_cpu_s_per_1000"], r["children_cpu_s_per_1000"]]
             )
         for name, r in run.items():
             threads = ", ".join(f"{t} {v}" for t, v in r["main_threads_cpu_s_per_1000"].items())
-            rows.append([i, f"  {name}: main-process threads", "", "", "", threads, ""])
+            rows.append([i, f"  {name}: main-process threads", "", "", "", "", threads, ""])
     if not is_smoke():
         for name, r in runs[-1].items():
             print_profile(f"{name} (round {len(runs)})", r)
     spy, kept = ("on" if PROFILING else "off"), ("kept alive" if KEEP_ALIVE else "one per request")
     print_table(
         f"worker CPU per 1000 no-op tasks ({n} tasks, concurrency {CONCURRENCY}, py-spy {spy}, connections {kept})",
-        ["round", "worker", "seconds", "cpu s / 1000", "vs redis", "main", "children"],
+        ["round", "worker", "seconds", "cpu s / 1000", "vs redis", "vs redis paced", "main", "children"],
         rows,
     )
     write_results(

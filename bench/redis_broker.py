@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import redis
 from celery import Celery
@@ -37,6 +38,18 @@ class RedisBroker:
             for i in range(n):
                 self.app.send_task(task, producer=producer)
                 progress(f"published {i + 1}/{n} to redis")
+
+    def fill_paced(self, task: str, n: int, rate: float, progress: Progress) -> None:
+        """Publish `n` tasks at `rate` a second, each due at its own time from the first (a late one goes at once): the
+        queue stays near empty, so the worker takes them at this pace, not back to back."""
+        start = time.monotonic()
+        with self.app.producer_or_acquire() as producer:
+            for i in range(n):
+                delay = start + i / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                self.app.send_task(task, producer=producer)
+                progress(f"published {i + 1}/{n} to redis at {rate:.1f}/s")
 
     def pending(self) -> int:
         """Messages waiting plus messages delivered but not yet acked."""
