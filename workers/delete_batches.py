@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -49,6 +48,39 @@ def _error_code(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+class _Inbox:
+    """Acks handed from the event loop to the delete thread. A put wakes the thread only when it waits for a first ack,
+    when enough have come to fill a batch, or to stop: a thread gathering a batch wakes at its window's end and takes
+    what came meanwhile, instead of once per ack (a wake-up per ack cost the worker's main process a GIL hand-off and a
+    context switch per task)."""
+
+    def __init__(self) -> None:
+        self._items: list[PendingDelete] = []
+        self._stop = False
+        self._wake_at = 1  # the count of waiting acks that wakes the thread
+        self._cond = threading.Condition(threading.Lock())
+
+    def put(self, item: PendingDelete) -> None:
+        with self._cond:
+            self._items.append(item)
+            if len(self._items) >= self._wake_at:
+                self._cond.notify()
+
+    def put_stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+
+    def take(self, *, wake_at: int, timeout: float | None) -> tuple[list[PendingDelete], bool]:
+        """Wait until `wake_at` acks wait, a stop, or `timeout`; then (every ack waiting, whether to stop)."""
+        with self._cond:
+            self._wake_at = max(1, wake_at)
+            self._cond.wait_for(lambda: self._stop or len(self._items) >= self._wake_at, timeout)
+            items, self._items = self._items, []
+            stop, self._stop = self._stop, False
+            return items, stop
+
+
 class DeleteBatches:
     """Takes acked messages from the event loop and deletes them from a thread of its own, with
     DeleteMessageBatch per queue URL: a batch goes out when it holds 10 messages, when no ack came for `window`
@@ -81,7 +113,7 @@ class DeleteBatches:
         self.client_for, self.window, self.keep_for, self.backoff = client_for, window, keep_for, backoff
         self.max_hold = max(max_hold, window)
         self.failures = failures or DeleteFailures()
-        self._inbox: queue.Queue[PendingDelete | None] = queue.Queue()
+        self._inbox = _Inbox()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._retries: list[_Retry] = []  # only the delete thread touches these two
@@ -91,6 +123,7 @@ class DeleteBatches:
         self.failed = 0  # given up: never deleted, they run again after their visibility timeout
         self.retried = 0
         self.restarts = 0
+        self.wakeups = 0  # times the thread woke to take acks or to send
 
     @property
     def pending(self) -> int:
@@ -112,7 +145,7 @@ class DeleteBatches:
         with self._lock:
             thread, self._thread = self._thread, None
         if thread is not None:
-            self._inbox.put(None)
+            self._inbox.put_stop()
             thread.join(STOP_TIMEOUT_SECONDS)
             if thread.is_alive():
                 logger.warning("SQS deletes still pending after %s s at shutdown", STOP_TIMEOUT_SECONDS)
@@ -133,33 +166,29 @@ class DeleteBatches:
     def _cycle(self) -> bool:
         """Gather acks until a quiet window or the cap (or wait for the next retry), send them; False once told to
         stop."""
-        stopping = False
-        try:
-            first = self._inbox.get(timeout=self._until_next_retry())
-        except queue.Empty:
-            first = None
-        else:
-            stopping = first is None
+        taken, stopping = self._inbox.take(wake_at=1, timeout=self._until_next_retry())
+        self.wakeups += 1
         batches: dict[str, list[PendingDelete]] = {}
-        if first is not None:
-            self._holding.append(first)
-            batches[first.url] = [first]
+        if taken:
             cap = time.monotonic() + self.max_hold
-            deadline = min(cap, time.monotonic() + self.window)
-            while (left := deadline - time.monotonic()) > 0:
-                try:
-                    item = self._inbox.get(timeout=left)
-                except queue.Empty:
+            while True:
+                self._holding.extend(taken)
+                for item in taken:
+                    batch = batches.setdefault(item.url, [])
+                    batch.append(item)
+                    if len(batch) >= SQS_BATCH:
+                        self._send(item.url, batches.pop(item.url), attempts=0)
+                if stopping:
                     break
-                if item is None:
-                    stopping = True
+                # A quiet window after the newest ack, never past the cap; woken early only to fill a batch.
+                deadline = min(cap, max(item.acked_at for item in taken) + self.window)
+                if (left := deadline - time.monotonic()) <= 0:
                     break
-                self._holding.append(item)
-                deadline = min(cap, time.monotonic() + self.window)
-                batch = batches.setdefault(item.url, [])
-                batch.append(item)
-                if len(batch) >= SQS_BATCH:
-                    self._send(item.url, batches.pop(item.url), attempts=0)
+                fullest = max((len(batch) for batch in batches.values()), default=0)
+                taken, stopping = self._inbox.take(wake_at=SQS_BATCH - fullest, timeout=left)
+                self.wakeups += 1
+                if not taken and not stopping:
+                    break
         for url, batch in batches.items():
             self._send(url, batch, attempts=0)
         self._send_retries(everything=stopping)

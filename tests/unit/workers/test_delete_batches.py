@@ -204,6 +204,23 @@ def test_acks_that_keep_coming_within_the_window_share_one_batch():
     assert client.requests == [("https://sqs/a", 6)]
 
 
+
+def test_acks_coming_within_the_window_wake_the_delete_thread_a_few_times_not_once_each():
+    # GIVEN a window of 0.5 s after the last ack, and a cap far away
+    client = RecordingClient()
+    batches = DeleteBatches(client_for=lambda queue: client, window=0.5, max_hold=5)
+    # WHEN nine acks arrive 10 ms apart (a worker's tasks ending one after another)
+    for i in range(9):
+        batches.add(PendingDelete(queue="a", url="https://sqs/a", receipt_handle=f"a{i}"))
+        time.sleep(0.01)
+    # THEN they go out in one batch once the window passes, and the thread woke for the first ack and for the
+    # window's end, not once per ack (each wake-up costs the worker's main process a GIL hand-off and a context switch)
+    assert wait_until(lambda: client.requests, timeout=5)
+    wakeups = batches.wakeups
+    batches.close()
+    assert client.requests == [("https://sqs/a", 9)]
+    assert wakeups <= 3
+
 def test_a_steady_trickle_of_acks_is_sent_when_the_cap_runs_out():
     # GIVEN a window of 0.3 s after the last ack, capped at 0.5 s after the batch's first ack
     client = RecordingClient()
