@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core.env import EnvError, env_float
+from core.state_files import write_atomically
 from workers.health import liveness_path
 
 logger = logging.getLogger(__name__)
@@ -101,8 +102,6 @@ class DeleteFailures:
     def _write(self, undeleted: int) -> None:
         self._written = undeleted
         try:
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text(json.dumps({"undeleted": undeleted, "since": self.since_utc}))
-            tmp.replace(self.path)
+            write_atomically(self.path, json.dumps({"undeleted": undeleted, "since": self.since_utc}))
         except OSError:
             logger.exception("could not write the delete-failure state to %s", self.path)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core.env import EnvError, env_float
+from core.state_files import write_atomically
 from workers.dependency_errors import DATABASE
 from workers.health import Liveness, liveness_path, poll_liveness
 
@@ -194,7 +195,7 @@ def _write_pause(dependency: str, reason: str) -> None:
     path = pause_file()
     try:
         pause = {"dependency": dependency, "since": time.time(), "reason": reason, "pid": os.getpid()}
-        path.write_text(json.dumps(pause))
+        write_atomically(path, json.dumps(pause))  # each pool child reads it before each task
     except OSError as exc:  # the pause itself must not fail: only the health check's detail is lost
         logger.warning("could not write %s: %s", path, exc)
 

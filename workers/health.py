@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core.env import env_int
+from core.state_files import write_atomically
 
 # A successful long poll returns at least every wait_time_seconds (20 s) + polling_interval (1 s).
 DEFAULT_MAX_AGE = {"worker": 90, "beat": 60}
@@ -42,7 +43,7 @@ class Liveness:
             return
         self._last = now
         wall = time.time()
-        self.path.write_text(f"{wall:.3f}\n")
+        write_atomically(self.path, f"{wall:.3f}\n")  # the health check reads it at any moment
         for listener in self.listeners:
             listener(wall)
 

@@ -18,6 +18,7 @@ from django.db import close_old_connections, connection
 from api.jobs.lost_workers import LostSweep
 from api.jobs.outbox import Sweep, sweep_once
 from api.jobs.outbox_config import RelayConfig
+from core.state_files import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class RelayLoop:
         self.delay = self.config.next_sweep_delay(self.delay, failing=self.failing is not None)
         if self.liveness is not None:
             with contextlib.suppress(OSError):  # a full disk must not stop the relay; the check will say so
-                self.liveness.write_text(f"{time.time():.3f}\n")
+                write_atomically(self.liveness, f"{time.time():.3f}\n")
         return self.delay
 
     def _sweep_lost(self) -> None:

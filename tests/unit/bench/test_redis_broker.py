@@ -1,4 +1,4 @@
-"""Unit tests of bench/redis_broker.py's paced fill: Celery on Redis fed at the SQS worker's pace (bench/cpu_profile.py)."""
+"""bench/redis_broker.py's paced fill: Celery on Redis fed at the SQS worker's pace (bench.cpu_profile)."""
 
 from __future__ import annotations
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import pytest
 
 from workers import healthcheck
-from workers.health import Liveness, liveness_path
+from workers.health import Liveness, liveness_age, liveness_path
 
 
 @pytest.fixture
@@ -71,3 +72,27 @@ def test_the_old_documented_variable_still_names_the_file(tmp_path, monkeypatch)
 def test_usage_error_is_exit_2():
     assert healthcheck.main([]) == 2
     assert healthcheck.main(["api"]) == 2
+
+
+def test_a_check_reading_while_the_file_is_rewritten_never_finds_it_empty(liveness_file, monkeypatch):
+    # GIVEN a process touching its liveness file as fast as it can (the once-a-second throttle off)
+    monkeypatch.setattr("workers.health.THROTTLE_SECONDS", 0.0)
+    liveness = Liveness("worker")
+    liveness.touch()
+    done = threading.Event()
+
+    def touch_until_done() -> None:
+        while not done.is_set():
+            liveness.touch()
+
+    toucher = threading.Thread(target=touch_until_done)
+    toucher.start()
+    # WHEN the health check reads it 3000 times meanwhile (ECS runs it every 30 s, at any moment)
+    try:
+        ages = [liveness_age("worker") for _ in range(3000)]
+    finally:
+        done.set()
+        toucher.join(10)
+    # THEN it always reads a time: never an empty or half-written file, which it would report as "no liveness file"
+    # and ECS would count as a failed check (a beat failed its check in CI, 2026-12-02, while it ticked every second)
+    assert ages.count(None) == 0
