@@ -37,6 +37,10 @@ WORKERS = 2
 CONCURRENCY = 2
 SHALLOW = 100  # messages in the queue before the next slice is published
 SLICE = 50
+# The ETA tasks go out once both workers are ready and the queue has drained to this many: near its head, a worker
+# receives them within seconds, long before they are due, and must hop them. Behind a slice they were reached only
+# once due on a slow machine (hops=0 in CI, 2026-12-02: 300 tasks took 287 s), and nothing was hopped.
+ETA_FRONT = 10
 READY_TIMEOUT = 180  # seconds for both workers' first " ready." and first successful poll (a loaded machine)
 # A stock producer's ETA is SOAK_ETA_AHEAD_SECONDS (45) to twice that ahead, well past the soak's 6 s visibility.
 # The soak cannot end before the last one is due: a shorter soak (the suite's) asks for less.
@@ -220,8 +224,8 @@ def main() -> int:
         def publish(task_id: str) -> None:
             if task_id in eta_ids:
                 # A stock Celery producer's ETA (a header, no DelaySeconds), further ahead than the visibility:
-                # the worker must hop it back into SQS rather than hold it. Far enough ahead that it is not yet
-                # due when a worker reaches it behind the SHALLOW messages already queued.
+                # the worker must hop it back into SQS rather than hold it. Published near the queue's head, far
+                # enough ahead that it is not yet due when a worker reaches it.
                 eta = datetime.now(UTC) + timedelta(seconds=eta_ahead + eta_rng.uniform(0, eta_ahead))
                 publish_stock_eta(endpoint, urls["default"], task_id, key=task_id[:8], seconds=task_seconds, eta=eta)
                 say(f"soak: {task_id} published by a stock producer, due {eta:%H:%M:%S,%f}"[:-3])
@@ -246,23 +250,27 @@ def main() -> int:
 
         sliced = [task_id for task_id in ids if task_id not in eta_ids]
         published = sliced_out = 0
+        eta_waiting = bool(eta_ids)  # until published, near the queue's head (ETA_FRONT)
         last_report = 0.0
         finished = False
         while time.monotonic() < deadline:
             # The first slice goes out at once (an empty queue's first long poll would take 20 s to prove the
             # workers poll); the first disruption waits until both workers are ready, and so do the ETA tasks
-            # (due a few seconds later: published earlier, they could be due before a slow start-up ends).
+            # (due 45 s or more after they are published: published earlier, they could be due before a slow start-up
+            # ends), which also wait for the queue to drain near its head, no slice going out meanwhile.
             if chaos is None and workers.all_ready():
                 say(f"soak: {time.monotonic() - started:5.0f} s both workers ready and polling")
                 chaos = Chaos(settings_, rng=rng, workers=workers.ready, proxy=proxy, lease_seconds=lease, log=say)
                 chaos.start()
+            elif chaos is None and time.monotonic() - started > READY_TIMEOUT:
+                raise SystemExit(f"soak: the workers were not ready after {READY_TIMEOUT} s; see {workdir}")
+            if eta_waiting and chaos is not None and depth() <= ETA_FRONT:
                 for task_id in eta_ids:
                     publish(task_id)
                 published += len(eta_ids)
-            elif chaos is None and time.monotonic() - started > READY_TIMEOUT:
-                raise SystemExit(f"soak: the workers were not ready after {READY_TIMEOUT} s; see {workdir}")
+                eta_waiting = False
             # Publish in slices while the queue is shallow: the emulator's receive slows as the queue grows.
-            if sliced_out < len(sliced) and depth() < SHALLOW:
+            if sliced_out < len(sliced) and not (eta_waiting and chaos is not None) and depth() < SHALLOW:
                 batch = sliced[sliced_out : sliced_out + SLICE]
                 for task_id in batch:
                     publish(task_id)
