@@ -39,9 +39,9 @@ def test_soak_at_ci_size_with_kills_pauses_and_faults_loses_nothing_and_repeats_
         "SOAK_FAULT_MAX_SECONDS": "3",
         "SOAK_TIMEOUT": str(TIMEOUT),
         "SOAK_SEED": "1",
-        # From a stock producer once the workers are ready, due 45-90 s later (the soak's default): hopped. 25-50 s
-        # was too close on a loaded machine: behind the queued slice and the disruptions, a worker reached them only
-        # once they were due (hops=0 in one CI run), so nothing was hopped.
+        # From a stock producer once the workers are ready and the queue has drained near its head, due 45-90 s later
+        # (the soak's defaults): hopped. Published behind a slice they were reached only once due on a slow machine
+        # (hops=0 in two CI runs), so nothing was hopped.
         "SOAK_ETA_TASKS": "3",
         "SOAK_EXPIRED_TASKS": "3",  # expired a minute ago: deleted unrun, and recorded
     }
