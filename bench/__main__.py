@@ -132,6 +132,15 @@ def summary_rows(results: dict[str, dict]) -> list[list]:
                     raw,
                     r.get(key),
                 )
+    if (cpu_ratio := r.get("steady_worker_cpu_vs_celery_redis")) is not None:
+        steady, redis = t["steady_depth"], t["deep"]["celery_redis"]
+        add(
+            "worker CPU",
+            f"s per 1000 tasks, depth held at {steady['depth']}",
+            steady["worker"]["worker_cpu_s_per_1000"],
+            f"celery on redis {redis['worker_cpu_s_per_1000']}",
+            cpu_ratio,
+        )
     if q := results.get("requests"):
         per = q["per_task"]
         add(

@@ -47,6 +47,10 @@ REDIS = "celery on redis"
 # between tasks as the SQS worker's do (a child woken per task pays for the wake), so the two ratios tell the broker's
 # cost from the pace's. BENCH_PROFILE_PACED=0 leaves it out.
 REDIS_PACED = "celery on redis paced"
+# BENCH_PROFILE_STEADY_DEPTH=20: the SQS workers drain while a producer holds the queue at 20 visible messages
+# (bench/steady_depth.py), so the emulator's scan of a deep queue does not set their pace; 0 (the default): the queue
+# is filled first, as before.
+STEADY_DEPTH = int(os.environ.get("BENCH_PROFILE_STEADY_DEPTH", "0"))
 PACED = os.environ.get("BENCH_PROFILE_PACED", "1") != "0"
 # BENCH_PROFILE_VARIANTS="name:VAR=value,VAR=value;name2:...": more SQS workers, each with these environment
 # variables, drained in the same rounds (e.g. "window_0.5:WORKER_DELETE_BATCH_SECONDS=0.5").
@@ -234,7 +238,29 @@ def drain(
 
 def drain_sqs(bench: Stack, n: int, progress: Progress, *, name: str, env: dict[str, str]) -> dict[str, Any]:
     label = name.replace("_", " ")
-    return drain(bench, label, n, env, bench.total, lambda: publish_tasks(bench, TASK, n, progress), progress)
+    if not STEADY_DEPTH:
+        return drain(bench, label, n, env, bench.total, lambda: publish_tasks(bench, TASK, n, progress), progress)
+    from bench.replay import template_body
+    from bench.steady_depth import envelope_bodies
+    from bench.throughput import steady_producer
+
+    bench.fresh_queues()  # a stopped worker's long poll, still open in the emulator, would take the template
+    bodies = envelope_bodies(template_body(bench), n)
+    producers = []
+    try:
+        result = drain(
+            bench,
+            label,
+            n,
+            env,
+            bench.total,
+            lambda: producers.append(steady_producer(bench, bodies, STEADY_DEPTH)),
+            progress,
+        )
+    finally:
+        for producer in producers:
+            producer.stop()
+    return {**result, "steady_depth": STEADY_DEPTH, "max_visible_depth_seen": producers[0].max_visible_seen}
 
 
 def drain_redis(bench: Stack, n: int, progress: Progress, *, rate: float | None = None) -> dict[str, Any]:

@@ -207,6 +207,16 @@ def steady_rounds(bench: Stack, n: int, depth: int, rounds: int, progress: Progr
     return steady
 
 
+def steady_cpu_ratios(deep: dict[str, Any], steady: dict[str, Any]) -> dict[str, float | None]:
+    """Issue L item 3: the worker's CPU per 1000 tasks at the held depth (the emulator's scan of a deep queue slows
+    the worker's drain, and a longer drain adds its per-second costs to every task) over Celery on Redis draining its
+    deep queue back to back, Redis's cheapest case."""
+    cpu = (steady.get("worker") or {}).get("worker_cpu_s_per_1000")
+    if not deep or not cpu:
+        return {}
+    return {"steady_worker_cpu_vs_celery_redis": ratio(cpu, deep["celery_redis"]["worker_cpu_s_per_1000"])}
+
+
 def round_ratios(results: list[dict[str, Any]], raw: list[dict[str, Any]]) -> list[float | None]:
     """Each round's tasks/s over the raw loop's in the same round: minutes apart on a shared machine the load
     differs more than between neighbours, so the median of these is the figure (bench/README: side by side)."""
@@ -306,7 +316,7 @@ def main() -> int:
             low = low_depth_rounds(bench, shallow, rounds, progress)
         if "steady" in chosen:
             steady = steady_rounds(bench, steady_n, steady_depth, rounds, progress)
-    ratios = {**deep_ratios(deep), **low_ratios(low), **steady_ratios(steady)}
+    ratios = {**deep_ratios(deep), **low_ratios(low), **steady_ratios(steady), **steady_cpu_ratios(deep, steady)}
     rows = (
         [
             [f"{n} tasks", name, r["tasks_per_s"], r["seconds"], r.get("worker_cpu_s_per_1000"), ""]

@@ -182,17 +182,32 @@ def test_the_summary_reads_the_steady_depth_figures_and_their_ratios():
                 "low_depth_after_vs_raw": 0.6,
                 "steady_worker_vs_raw": 0.5,
                 "steady_prefetch_vs_raw": 0.83,
+                "steady_worker_cpu_vs_celery_redis": 1.0,
             },
         }
     }
     # WHEN summarised
     rows = bench_main.summary_rows(results)
-    # THEN the steady-depth rows carry the worker's and the prefetch variant's figures beside the raw loop's
+    # THEN the steady-depth rows carry the worker's and the prefetch variant's figures beside the raw loop's, and the
+    # worker's CPU at that depth beside Celery on Redis's (issue L item 3)
     steady = [row for row in rows if "depth held at 20" in row[1]]
     assert steady == [
         ["throughput", "worker tasks/s, depth held at 20 (300)", 60, "raw boto3 120", 0.5],
         ["throughput", "worker prefetch 3 tasks/s, depth held at 20 (300)", 100, "raw boto3 120", 0.83],
+        ["worker CPU", "s per 1000 tasks, depth held at 20", 2.0, "celery on redis 2.0", 1.0],
     ]
+
+
+def test_the_steady_cpu_ratio_is_the_worker_at_the_held_depth_over_redis_deep():
+    from bench.throughput import steady_cpu_ratios
+
+    deep = {"celery_redis": {"worker_cpu_s_per_1000": 2.0}}
+    assert steady_cpu_ratios(deep, {"worker": {"worker_cpu_s_per_1000": 2.5}}) == {
+        "steady_worker_cpu_vs_celery_redis": 1.25
+    }
+    # without the deep part (BENCH_THROUGHPUT_PARTS=steady) or the worker's figure there is no ratio
+    assert steady_cpu_ratios({}, {"worker": {"worker_cpu_s_per_1000": 2.5}}) == {}
+    assert steady_cpu_ratios(deep, {}) == {}
 
 
 def test_a_smoke_runs_results_are_read_back_at_each_runs_own_latency(clean_env, tmp_path):
