@@ -119,3 +119,13 @@ def test_the_exemptions_are_modules_that_exist_and_have_lazy_imports():
     for module in MAIN_PROCESS_ONLY:
         assert source_of(module).exists(), module
         assert lazy_imports(module), module
+
+
+def test_the_worker_includes_the_idempotency_claim_whatever_the_task_modules_import():
+    # GIVEN the project's Celery app
+    from workers.celery_app import app
+
+    # THEN its `include` setting names workers.idempotency, which BaseTask imports lazily: the check above would pass
+    # on the demo tasks' import of it alone, and a project without them would fork without it
+    assert "workers.idempotency" in app.conf.include
+    assert "workers.idempotency" in app.loader.default_modules
