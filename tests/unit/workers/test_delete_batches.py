@@ -204,7 +204,6 @@ def test_acks_that_keep_coming_within_the_window_share_one_batch():
     assert client.requests == [("https://sqs/a", 6)]
 
 
-
 def test_acks_coming_within_the_window_wake_the_delete_thread_a_few_times_not_once_each():
     # GIVEN a window of 0.5 s after the last ack, and a cap far away
     client = RecordingClient()
@@ -220,6 +219,25 @@ def test_acks_coming_within_the_window_wake_the_delete_thread_a_few_times_not_on
     batches.close()
     assert client.requests == [("https://sqs/a", 9)]
     assert wakeups <= 3
+
+
+def test_a_queue_whose_acks_fill_a_batch_is_sent_at_once_while_other_queues_wait_for_the_window():
+    # GIVEN a window of 5 s, and 3 acks each on two queues gathered in it
+    client = RecordingClient()
+    batches = DeleteBatches(client_for=lambda queue: client, window=5, max_hold=10)
+    for i in range(3):
+        batches.add(PendingDelete(queue="a", url="https://sqs/a", receipt_handle=f"a{i}"))
+        batches.add(PendingDelete(queue="b", url="https://sqs/b", receipt_handle=f"b{i}"))
+    # WHEN a third queue's acks reach 10 within the window
+    for i in range(10):
+        batches.add(PendingDelete(queue="c", url="https://sqs/c", receipt_handle=f"c{i}"))
+    # THEN its full batch goes out without waiting for the window (the thread, asleep until the window's end, is woken
+    # by the count that could fill the fullest batch), and the others only at the close
+    assert wait_until(lambda: client.requests, timeout=3)
+    assert client.requests == [("https://sqs/c", 10)]
+    batches.close()
+    assert sorted(client.requests) == [("https://sqs/a", 3), ("https://sqs/b", 3), ("https://sqs/c", 10)]
+
 
 def test_a_steady_trickle_of_acks_is_sent_when_the_cap_runs_out():
     # GIVEN a window of 0.3 s after the last ack, capped at 0.5 s after the batch's first ack

@@ -128,7 +128,6 @@ def test_a_task_starting_between_ticks_is_written_once_the_interval_allows(setup
     assert db.written[1] == (1000.0, 2)
 
 
-
 def test_tasks_starting_and_ending_between_writes_wake_the_thread_once():
     # GIVEN a writer on the real clock (an interval of 1 s), written at its first tick, its thread back asleep
     db = Database()
