@@ -15,8 +15,12 @@ from tests.integration.conftest import post_job, wait_for_job
 pytestmark = pytest.mark.integration
 
 GRACE = 8  # the scaled stopTimeout: SIGTERM, then SIGKILL this long after
-SOFT = 5  # worker_soft_shutdown_timeout, scaled the same way (production: 90 of 120)
+SOFT = 3  # worker_soft_shutdown_timeout, scaled the same way (production: 90 of 120)
 QUEUE = "high_priority"  # heartbeat queue: tasks may outlast the visibility timeout
+# Still running when the soft window closes, after the wait for both tasks to run and the second worker's start, and
+# inside the queue's 25 s soft time limit. That setup took 15.3 s on a slow machine (CI, 2026-12-02): a 20 s task in a
+# 5 s window ended inside it.
+LONG = 22
 
 
 def _post_sleep(client, seconds: float) -> int:
@@ -29,7 +33,7 @@ def test_sigterm_finishes_short_tasks_and_hands_back_the_rest(client, start_work
     # GIVEN a worker (two pool processes) running a short and a long task, and a second worker
     leaving = start_worker(concurrency=2, env={"WORKER_SOFT_SHUTDOWN_SECONDS": str(SOFT)})
     short_id = _post_sleep(client, 2)
-    long_id = _post_sleep(client, 20)
+    long_id = _post_sleep(client, LONG)
     processes.wait_for(
         lambda: Job.objects.filter(pk__in=[short_id, long_id], state="running").count() == 2,
         timeout=30, interval=0.2, what="both tasks running on the first worker",
@@ -39,6 +43,9 @@ def test_sigterm_finishes_short_tasks_and_hands_back_the_rest(client, start_work
     # WHEN the first worker gets SIGTERM, then SIGKILL after the grace period, as ECS does
     leaving.proc.send_signal(signal.SIGTERM)
     termed_at, termed_wall = time.monotonic(), time.time()
+    ran = termed_wall - Job.objects.get(pk=long_id).started_at.timestamp()
+    # (the claim needs a task still running when the window closes: a slower setup fails here, saying so)
+    assert ran < LONG - SOFT - 1, f"the long task had run {ran:.0f} s of {LONG} at SIGTERM: it would end in the window"
     try:
         leaving.proc.wait(timeout=GRACE)
     except Exception:
