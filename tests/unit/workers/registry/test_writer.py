@@ -54,6 +54,16 @@ def snapshot_at(tick: float) -> WorkerSnapshot:
     return WorkerSnapshot(identity=IDENTITY, last_poll_at=datetime.fromtimestamp(tick, UTC))
 
 
+def written_at_first_tick(interval: float) -> tuple[RegistryWriter, Database]:
+    """A writer on the real clock whose database answers, started and written once, at tick 1000."""
+    db = Database()
+    writer = RegistryWriter(snapshot=snapshot_at, write=db.write, interval=interval)
+    writer.start()
+    writer.renew(1000.0)
+    db.wait_for(1)
+    return writer, db
+
+
 @pytest.fixture
 def setup():
     clock, db = Clock(), Database()
@@ -130,11 +140,7 @@ def test_a_task_starting_between_ticks_is_written_once_the_interval_allows(setup
 
 def test_tasks_starting_and_ending_between_writes_wake_the_thread_once():
     # GIVEN a writer on the real clock (an interval of 1 s), written at its first tick, its thread back asleep
-    db = Database()
-    writer = RegistryWriter(snapshot=snapshot_at, write=db.write, interval=1.0)
-    writer.start()
-    writer.renew(1000.0)
-    db.wait_for(1)
+    writer, db = written_at_first_tick(interval=1.0)
     _wait_until(lambda: writer.wakeups == 1)
     # WHEN 100 tasks start or end a millisecond apart, with a liveness tick every 10 of them, within the interval
     pause = threading.Event()
@@ -173,11 +179,7 @@ def test_a_refusing_database_is_logged_once_and_the_next_snapshot_is_written(set
 
 def test_a_clean_stop_writes_the_stopped_row_but_a_hung_database_cannot_hold_the_shutdown():
     # GIVEN a writer whose database answers, after one tick
-    db = Database()
-    writer = RegistryWriter(snapshot=snapshot_at, write=db.write, interval=15)
-    writer.start()
-    writer.renew(1000.0)
-    db.wait_for(1)
+    writer, db = written_at_first_tick(interval=15)
     # WHEN the worker stops THEN its stopped row is written
     assert writer.stop(lambda tick: stopped(snapshot_at(tick)), timeout=JOIN) is True
     assert db.written == [(1000.0, 1), (1000.0, 2)]
