@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -19,6 +20,8 @@ from devstack.processes import REPO_ROOT
 from devstack.queues import queue_depth, sqs_client
 from devstack.stack import LocalStack, Proc, Processes, local_stack
 from tests.integration.browser import live_api, staff_user  # noqa: F401 (fixtures for the browser tests)
+
+WORKER_READY = " ready."  # what `celery worker` logs once it consumes
 
 pytestmark = pytest.mark.integration
 
@@ -133,15 +136,25 @@ def start_process(request, tmp_path):
 def start_worker(transactional_db, queues, start_process):
     """Start a real `celery worker` consuming every topology queue."""
 
-    def start(*, env: dict[str, str] | None = None, concurrency: int = 2) -> Proc:
+    def start(*, env: dict[str, str] | None = None, concurrency: int = 2, wait: bool = True) -> Proc:
         # The same command the image runs on ECS, with the venv first on PATH. On the test topology, WORKER_QUEUES
         # given (every queue, as its default would be) spares bin/start-worker a Python start-up to read it.
         worker_env = {"PATH": processes.venv_path(), "WORKER_CONCURRENCY": str(concurrency), **(env or {})}
         if "QUEUE_TOPOLOGY" not in worker_env:
             worker_env.setdefault("WORKER_QUEUES", ",".join(settings.QUEUE_TOPOLOGY.queues))
-        return start_process("worker", [str(REPO_ROOT / "bin" / "start-worker")], env=worker_env, ready=" ready.")
+        ready = WORKER_READY if wait else None
+        return start_process("worker", [str(REPO_ROOT / "bin" / "start-worker")], env=worker_env, ready=ready)
 
     return start
+
+
+def wait_until_ready(worker: Proc, timeout: float = 60) -> float:
+    """Wait for a worker started with `wait=False` to log that it is ready; the wall-clock time it was seen."""
+    processes.wait_for(
+        lambda: worker.log_path.exists() and WORKER_READY in worker.log(),
+        timeout=timeout, interval=0.2, what=f"{worker.name} to be ready",
+    )
+    return time.time()
 
 
 def post_job(client, **body):
