@@ -96,8 +96,9 @@ def test_a_hop_whose_send_fails_deletes_nothing_and_hops_on_the_next_receive(sta
         job = Job.objects.create(kind="echo", payload={"message": "later"}, queue="default", state=JobState.QUEUED)
         worker = start_worker(env={"SQS_ENDPOINT_URL": proxy.url})
 
-        # WHEN a message due in 14 s arrives
-        eta = _send_with_eta(queues, job, ahead=14)
+        # WHEN a message due in 24 s arrives (it must still be due later than the hold bound, 1.25 s, when it comes
+        # back: on a loaded CI machine, 2026-12-02, the failed hop and the visibility timeout took 14.4 s of 14)
+        eta = _send_with_eta(queues, job, ahead=24)
         done = wait_for_job(job.pk, {JobState.SUCCEEDED}, timeout=60)
 
         # THEN the failed hop deleted nothing: the message came back after its visibility timeout, hopped
