@@ -17,6 +17,7 @@ AHEAD_COALESCE_SECONDS = 0.005
 # A receive whose answer never came (a bug, a lost callback) stops holding its slots this long after it went out:
 # kombu's async client answers within its read timeout, so this is only a safety net.
 RESERVATION_GRACE_SECONDS = 60.0
+COUNTS_LATE_SECONDS = 0.001
 
 
 @dataclass(eq=False)
@@ -97,6 +98,7 @@ class FetchPacer:
         self._hot: set[str] = set()  # queues whose last answer brought messages
         self._ahead_due = False  # a receive-ahead pass is scheduled on the event loop
         self._ahead_timer = False  # a pass is due ahead_coalesce_seconds after a slot freed beside a receive
+        self._counts_at: float | None = None  # a look is due when a receive in flight starts to count (forecast)
 
     @property
     def waiting(self) -> tuple[str, ...]:
@@ -158,6 +160,7 @@ class FetchPacer:
     def park(self, queue: str, *, coalesce: bool = False) -> None:
         """Stop the queue's loop until slots free (or the fallback timer, at polling_interval, fires)."""
         self._waiting[queue] = None
+        self._look_when_a_receive_counts(queue)
         if queue not in self._fallback_timers:
             self._fallback_timers.add(queue)
             self._hub().call_later(self._polling_interval() or 1, self._on_fallback_timer, queue)
@@ -220,8 +223,10 @@ class FetchPacer:
                 continue  # its loop is parked: resuming it is the receive
             free = self._available(queue)
             if free is None or free <= 0:
+                self._look_when_a_receive_counts(queue)
                 return
             if self._too_few_beside_a_receive(queue, free):
+                self._look_when_a_receive_counts(queue)
                 continue
             if coalesce and self.ahead_coalesce_seconds > 0 and any(r.queue == queue for r in self._live()):
                 if not self._ahead_timer:
@@ -232,6 +237,29 @@ class FetchPacer:
             if not self._receive_ahead(reservation):
                 self._reservations.remove(reservation)
                 self._hot.discard(queue)
+
+    def _look_when_a_receive_counts(self, queue: str) -> None:
+        """With a forecast, a hot queue that cannot ask for slots now may once a receive in flight has been out a
+        task's time (its tasks then end before a receive sent then is back). Acks and answers are what make the
+        pacer look again; by then the last answer's tasks have often all ended, and nothing would: one receive
+        out at a time, where the bound allows two. One timer at a time, at the earliest such moment."""
+        if self._forecast is None or queue not in self._hot:
+            return
+        at = self._forecast.counts_from(queue, self._live())
+        if at is None or (self._counts_at is not None and self._counts_at <= at):
+            return
+        self._counts_at = at
+        # (a moment after: a timer may fire a hair early, and the receive would not count yet)
+        self._hub().call_later(max(at - self._clock(), 0.0) + COUNTS_LATE_SECONDS, self._on_receive_counts, at)
+
+    def _on_receive_counts(self, at: float) -> None:
+        if self._counts_at != at:
+            return  # an earlier look was set after this one and has run (it sets the next)
+        self._counts_at = None
+        for queue in list(self._waiting):
+            if queue in self._hot and (self._available(queue) or 0) > 0:
+                self._hub().call_soon(self._resume, queue)  # its loop receives (may_receive decides how many)
+        self._ahead_soon()
 
     # --- slot accounting ----------------------------------------------------------------------------------
 

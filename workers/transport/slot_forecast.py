@@ -92,3 +92,15 @@ class SlotForecast:
             if receive.queue == queue and runtime - SLACK_SECONDS <= now - receive.sent <= longest:
                 count += receive.count
         return count
+
+    def counts_from(self, queue: str, in_flight: Iterable[InFlight]) -> float | None:
+        """When the earliest receive in flight of `queue` that free_by_return does not count yet will count (it
+        will have been out a task's time): a look then may find slots to ask for that no ack would show, since the
+        tasks of the last answer may all have ended before. None: no such receive, or no prediction for `queue`."""
+        runtime, round_trip = self.runtime(queue), self.round_trip(queue)
+        if runtime is None or round_trip is None or runtime > round_trip[0]:
+            return None
+        now = self._clock()
+        due = [r.sent + runtime - SLACK_SECONDS for r in in_flight if r.queue == queue]
+        later = [at for at in due if at > now]
+        return min(later) if later else None

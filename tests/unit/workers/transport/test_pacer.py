@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from tests.unit.workers.conftest import RecordingHub
-from workers.transport.pacer import AHEAD_COALESCE_SECONDS, FETCH_COALESCE_SECONDS, FetchPacer
+from workers.transport.pacer import AHEAD_COALESCE_SECONDS, FETCH_COALESCE_SECONDS, FetchPacer, Reservation
 from workers.transport.slot_forecast import SlotForecast
 
 POLLING_INTERVAL = 1.0
@@ -494,6 +496,47 @@ def test_tasks_shorter_than_the_round_trip_get_receives_for_the_slots_that_will_
     assert before.max_held == 0
 
 
+def every_nth_slower(usual: float, slower: float, n: int):
+    """Task times: `usual`, but every n-th task takes `slower` (the forecast's task time is its slowest recent one)."""
+    started = itertools.count()
+    return lambda now: slower if next(started) % n == 0 else usual
+
+
+def receives_in_flight(worker: SimulatedWorker, round_trip: float, seconds: float) -> float:
+    """Receives out at once, on average over the run (each is out one round trip)."""
+    return len(worker.sent) * round_trip / seconds
+
+
+def test_a_receive_out_for_a_task_time_gets_the_next_one_sent_without_waiting_for_an_ack(make_pacer):
+    # GIVEN 4 slots and receives of 50 ms; tasks of 5 ms but every 10th of 15 ms, so the forecast counts a receive
+    # in flight only once it has been out 15 ms, and by then the tasks of the last answer have often all ended: no
+    # ack is left to look again (at 15 ms added on the emulator: 0.94 receives out on average, where 2 fit)
+    worker = SimulatedWorker(runtime=every_nth_slower(0.005, 0.015, 10), round_trip=lambda now: 0.05)
+    # WHEN it drains for 3 s
+    worker.run(3.0)
+    # THEN the next receive goes out once the one in flight has been out a task time (before: 1.40 out, 107/s)
+    assert receives_in_flight(worker, 0.05, 3.0) > 1.5, receives_in_flight(worker, 0.05, 3.0)
+    assert worker.done / 3.0 > 115, worker.done / 3.0  # 8 slots per round trip and task: at most 143/s
+    # AND no more messages waited unstarted than the prefetch
+    assert worker.max_held <= 4
+
+
+def test_a_look_set_for_a_receive_that_comes_back_first_does_nothing_more(make_pacer):
+    # GIVEN a warmed worker whose receives take 50 ms and whose tasks take 30 ms (the forecast counts a receive
+    # in flight after 30 ms), all answered
+    worker = SimulatedWorker(runtime=lambda now: 0.03, round_trip=lambda now: 0.05)
+    worker.run(1.0)
+    # WHEN the receives stop coming back (hung) for 2 s
+    worker.round_trip = lambda now: None
+    worker.run(2.0)
+    # THEN the looks set for them asked for no more than the bound allows: at most 8 slots' worth out or held
+    hung = sum(r.count for r, due in worker.out if due is None)
+    assert 0 < hung <= 8
+    assert worker.max_held <= 4
+    # AND nothing is left scheduled beyond the loop's fallback timers (no look re-arming itself forever)
+    assert len(worker.hub._due) <= 2, worker.hub._due
+
+
 def test_tasks_longer_than_the_round_trip_behave_as_without_a_forecast(make_pacer):
     # GIVEN tasks of 50 ms, receives of 20 ms
     before = SimulatedWorker(predict=False, runtime=lambda now: 0.05)
@@ -578,3 +621,40 @@ def test_a_queue_without_a_visibility_heartbeat_gets_no_prediction(make_pacer):
     # THEN it receives only for free slots, exactly as without the forecast: nothing is ever held unstarted
     assert after.sent == before.sent
     assert after.max_held == 0
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def warmed_forecast(*, runtime: float, round_trip: float) -> tuple[SlotForecast, Clock]:
+    """A forecast that has seen 5 tasks of `runtime` and 3 receives of `round_trip` on queue default."""
+    clock = Clock()
+    forecast = SlotForecast(clock)
+    for _ in range(5):
+        forecast.delivered("default", 1, sent=clock.now - round_trip)
+        clock.now += runtime
+        forecast.freed("default", busy=0)
+    return forecast, clock
+
+
+def test_the_forecast_says_when_a_young_receive_in_flight_will_count():
+    # GIVEN tasks of 10 ms, receives of 50 ms, and a receive of 4 sent 4 ms ago
+    forecast, clock = warmed_forecast(runtime=0.01, round_trip=0.05)
+    young = Reservation("default", 4, expires=99, sent=clock.now - 0.004)
+    # WHEN asked when it counts
+    at = forecast.counts_from("default", [young])
+    # THEN it is once it has been out a task time (less the slack), and not before
+    assert at == pytest.approx(young.sent + 0.01 - 0.001)
+    assert forecast.free_by_return("default", [young]) == 0
+    clock.now = at
+    assert forecast.free_by_return("default", [young]) == 4
+    # AND a receive that counts already, another queue's, or tasks longer than the round trip set no time
+    assert forecast.counts_from("default", [young]) is None
+    assert forecast.counts_from("other", [young]) is None
+    slow, _ = warmed_forecast(runtime=0.08, round_trip=0.05)
+    assert slow.counts_from("default", [Reservation("default", 4, expires=99, sent=-0.004)]) is None
