@@ -27,6 +27,7 @@ from moto.sqs.models import Queue, SQSBackend, sqs_backends
 from werkzeug.serving import run_simple
 
 from core.env import env_int
+from devstack import sqs_receive_lock
 
 NAMESPACE = "AWS/SQS"
 PERIOD_ENV_VAR = "LOCAL_SQS_METRICS_SECONDS"
@@ -160,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, _exit)
 
     install_counters()
+    sqs_receive_lock.install()
     period = env_int(PERIOD_ENV_VAR, 60)
     threading.Thread(target=publish_every, args=(period, threading.Event()), name="metrics", daemon=True).start()
     app = DomainDispatcherApplication(create_backend_app)
