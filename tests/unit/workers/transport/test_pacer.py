@@ -521,7 +521,7 @@ def test_a_receive_out_for_a_task_time_gets_the_next_one_sent_without_waiting_fo
     assert worker.max_held <= 4
 
 
-def test_a_look_set_for_a_receive_that_comes_back_first_does_nothing_more(make_pacer):
+def test_looks_set_for_receives_that_hang_stay_within_the_bound_and_stop(make_pacer):
     # GIVEN a warmed worker whose receives take 50 ms and whose tasks take 30 ms (the forecast counts a receive
     # in flight after 30 ms), all answered
     worker = SimulatedWorker(runtime=lambda now: 0.03, round_trip=lambda now: 0.05)
