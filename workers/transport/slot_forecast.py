@@ -74,12 +74,10 @@ class SlotForecast:
         one of them has run longer than that. A receive in flight counts only if it is not late (younger than the
         longest round trip) and its messages' tasks should end before the new receive's answer (it has been out
         for a task's time)."""
-        runtime, round_trip = self.runtime(queue), self.round_trip(queue)
-        if runtime is None or round_trip is None:
+        basis = self._basis(queue)
+        if basis is None:
             return 0
-        shortest, longest = round_trip
-        if runtime > shortest:
-            return 0
+        runtime, shortest, longest = basis
         now = self._clock()
         running = [at for q, at in self._busy if q == queue]
         if any(now - at > shortest for at in running):
@@ -97,10 +95,19 @@ class SlotForecast:
         """When the earliest receive in flight of `queue` that free_by_return does not count yet will count (it
         will have been out a task's time): a look then may find slots to ask for that no ack would show, since the
         tasks of the last answer may all have ended before. None: no such receive, or no prediction for `queue`."""
-        runtime, round_trip = self.runtime(queue), self.round_trip(queue)
-        if runtime is None or round_trip is None or runtime > round_trip[0]:
+        basis = self._basis(queue)
+        if basis is None:
             return None
+        runtime = basis[0]
         now = self._clock()
         due = [r.sent + runtime - SLACK_SECONDS for r in in_flight if r.queue == queue]
         later = [at for at in due if at > now]
         return min(later) if later else None
+
+    def _basis(self, queue: str) -> tuple[float, float, float] | None:
+        """(task time, shortest and longest round trip) of `queue`, if it has enough samples and its tasks end within
+        its shortest round trip: the only case anything is predicted."""
+        runtime, round_trip = self.runtime(queue), self.round_trip(queue)
+        if runtime is None or round_trip is None or runtime > round_trip[0]:
+            return None
+        return runtime, *round_trip
