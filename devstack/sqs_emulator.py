@@ -27,7 +27,7 @@ from moto.sqs.models import Queue, SQSBackend, sqs_backends
 from werkzeug.serving import run_simple
 
 from core.env import env_int
-from devstack import sqs_receive_lock
+from devstack import sqs_receive_lock, sqs_scan_costs
 
 NAMESPACE = "AWS/SQS"
 PERIOD_ENV_VAR = "LOCAL_SQS_METRICS_SECONDS"
@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> None:
 
     install_counters()
     sqs_receive_lock.install()
+    sqs_scan_costs.install()
     period = env_int(PERIOD_ENV_VAR, 60)
     threading.Thread(target=publish_every, args=(period, threading.Event()), name="metrics", daemon=True).start()
     app = DomainDispatcherApplication(create_backend_app)
