@@ -1,21 +1,24 @@
-"""moto's SQS scans cut to one per call, as SQS's cost does not grow with a queue's depth; every answer unchanged.
+"""moto's SQS scans cut to one per call, each reading the clock once, as SQS's cost does not grow with a queue's
+depth; every answer unchanged.
 
-moto 5.2.5 counts a queue's messages (three passes over all of them, reading the clock for each) whenever it
-builds the queue's attributes, and builds them far more often than asked:
+moto 5.2.5 passes over all of a queue's messages on every receive, reading the clock (a datetime subtraction)
+twice per message; it counts them (three such passes) whenever it builds the queue's attributes, and builds them
+far more often than asked:
 - ReceiveMessage checks each message it returns against the retention period by building all attributes three
   times over: a receive of 10 from a queue 300 deep cost 180 ms in-process, a receive of 1 cost 25 ms;
 - GetQueueAttributes builds them three times for each name asked for (nine times for the three counts).
 So on the emulator a batch receive paid ten times what a single receive did, per call: the DLQ replay's
-receives of 10 hid its 10x fewer requests (issue L item 4). Both now read what they need once.
+receives of 10 hid its 10x fewer requests (issue L item 4). Both now read what they need once, and a pass over
+the messages reads the clock once.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from moto.core.utils import unix_time
+from moto.core.utils import unix_time, unix_time_millis
 from moto.sqs.exceptions import InvalidAttributeName
-from moto.sqs.models import Message, SQSBackend
+from moto.sqs.models import Message, Queue, SQSBackend
 
 
 def install() -> None:
@@ -24,6 +27,25 @@ def install() -> None:
         return
     SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period
     SQSBackend.get_queue_attributes = get_queue_attributes
+    Queue.messages = property(visible_messages)  # type: ignore[method-assign,assignment]
+    Queue.approximate_number_of_messages_not_visible = property(count_not_visible)  # type: ignore[method-assign]
+    Queue.approximate_number_of_messages_delayed = property(count_delayed)  # type: ignore[method-assign]
+
+
+def visible_messages(queue: Queue) -> list[Message]:
+    """moto's Queue.messages (visible and not delayed, in order), the clock read once for the whole pass."""
+    now = unix_time_millis()
+    return [m for m in queue._messages if now > m.visible_at and not now < m.delayed_until]
+
+
+def count_not_visible(queue: Queue) -> int:
+    now = unix_time_millis()
+    return sum(1 for m in queue._messages if not now > m.visible_at)
+
+
+def count_delayed(queue: Queue) -> int:
+    now = unix_time_millis()
+    return sum(1 for m in queue._messages if now < m.delayed_until)
 
 
 def is_message_valid_based_on_retention_period(self: SQSBackend, queue_name: str, message: Message) -> bool:

@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 from moto.sqs.exceptions import InvalidAttributeName
-from moto.sqs.models import Queue, SQSBackend, sqs_backends
+from moto.sqs.models import Message, Queue, SQSBackend, sqs_backends
 
 from devstack import sqs_scan_costs
 
@@ -22,6 +22,8 @@ def backend(monkeypatch):
     """moto in-process, a queue 300 deep, every build of a queue's attributes counted; moto restored after."""
     for name in ("is_message_valid_based_on_retention_period", "get_queue_attributes"):
         monkeypatch.setattr(SQSBackend, name, getattr(SQSBackend, name))
+    for name in ("messages", "approximate_number_of_messages_not_visible", "approximate_number_of_messages_delayed"):
+        monkeypatch.setattr(Queue, name, Queue.__dict__[name])
     builds = {"n": 0}
     attributes = Queue.attributes
 
@@ -68,6 +70,43 @@ def test_get_queue_attributes_builds_them_once_and_answers_as_moto_does(backend)
     # AND every answer is moto's own, to the key and value
     assert after == before
     assert after[0] == {COUNTS[0]: DEPTH - 10, COUNTS[1]: 10, COUNTS[2]: 0}
+
+
+def test_a_pass_over_the_messages_reads_no_message_s_clock_and_finds_what_moto_finds(backend, monkeypatch):
+    # GIVEN 300 messages of which 10 are in flight, and 5 more sent with a delay; moto's own view of them
+    moto_backend, sqs, url, _builds = backend
+    moto_backend.receive_message("q", 10, 0, 300)
+    sqs.send_message_batch(
+        QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": "later", "DelaySeconds": 60} for i in range(5)]
+    )
+    queue = moto_backend.get_queue("q")
+
+    def view():
+        return (
+            [m.id for m in queue.messages],
+            queue.approximate_number_of_messages,
+            queue.approximate_number_of_messages_not_visible,
+            queue.approximate_number_of_messages_delayed,
+        )
+
+    before = view()
+    # WHEN the patch is installed and every call to a message's own clock is counted
+    sqs_scan_costs.install()
+    reads = {"n": 0}
+    for name in ("visible", "delayed"):
+        original = getattr(Message, name)
+
+        def counted(message, _original=original):
+            reads["n"] += 1
+            return _original.fget(message)
+
+        monkeypatch.setattr(Message, name, property(counted))
+    after = view()
+    # THEN the same messages, in the same order, and the same counts: 290 visible, 10 in flight, 5 delayed
+    assert after == before
+    assert before[1:] == (DEPTH - 10, 10, 5)
+    # AND no message read the clock (moto alone: two reads per message per pass, 305 messages, four passes)
+    assert reads["n"] == 0
 
 
 def test_bad_attribute_names_are_refused_as_moto_refuses_them(backend):
