@@ -133,12 +133,16 @@ def summary_rows(results: dict[str, dict]) -> list[list]:
                     r.get(key),
                 )
     if (cpu_ratio := r.get("steady_worker_cpu_vs_celery_redis")) is not None:
-        steady, redis = t["steady_depth"], t["deep"]["celery_redis"]
+        from bench.throughput import steady_cpu_figures
+
+        steady = t["steady_depth"]
+        cpu, redis = steady_cpu_figures(t["deep"], steady)
+        same_rounds = " (same rounds, medians)" if "celery_redis" in steady else ""
         add(
             "worker CPU",
-            f"s per 1000 tasks, depth held at {steady['depth']}",
-            steady["worker"]["worker_cpu_s_per_1000"],
-            f"celery on redis {redis['worker_cpu_s_per_1000']}",
+            f"s per 1000 tasks, depth held at {steady['depth']}{same_rounds}",
+            cpu,
+            f"celery on redis {redis}",
             cpu_ratio,
         )
     if q := results.get("requests"):

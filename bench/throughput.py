@@ -42,6 +42,11 @@ CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "4"))  # 4: the main worke
 TASK = "jobs.noop"
 TOPOLOGY: dict = {}  # the production numbers of queues.yml
 DRAIN_TIMEOUT = 1800
+# The measured clients (the raw loop, the workers) reach the emulator through the latency proxy at 0 ms too, which
+# keeps their connections alive as SQS does: moto answers each request with `Connection: close`, and a new TCP
+# connection per request cost the worker 0.3-0.5 s of CPU per 1000 tasks (bench.cpu_profile, 2026-12-02).
+# BENCH_THROUGHPUT_KEEP_ALIVE=0: moto directly at 0 ms, as before.
+KEEP_ALIVE = os.environ.get("BENCH_THROUGHPUT_KEEP_ALIVE", "1") != "0"
 
 
 def fill(bench: Stack, n: int, progress: Progress) -> None:
@@ -190,31 +195,76 @@ def steady_rounds(bench: Stack, n: int, depth: int, rounds: int, progress: Progr
     bench.fresh_queues()  # a stopped worker's long poll, still open in the emulator, would take the template
     template = template_body(bench)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in steady_contenders()}
+    redis_runs: list[dict[str, Any]] = []
     for round_no in range(rounds):
         progress(f"steady depth {depth}: round {round_no + 1}/{rounds}", force=True)
         for name in steady_contenders():
             runs[name].append(steady_drain(bench, name, envelope_bodies(template, n), depth, progress))
+        if not is_smoke():
+            # Celery on Redis in every round too: one sample of it read 1.46-2.23 s per 1000 in one evening.
+            redis_runs.append(drain_redis_worker(bench, n, progress))
     steady: dict[str, Any] = {"depth": depth}
     for name, results in runs.items():
         ordered = sorted(results, key=lambda r: r["tasks_per_s"] or 0)
         steady[name] = {
             **ordered[len(ordered) // 2],
             "rounds_tasks_per_s": [r["tasks_per_s"] for r in results],
-            "rounds": [{"tasks_per_s": r["tasks_per_s"]} for r in results],
+            "rounds": [
+                {"tasks_per_s": r["tasks_per_s"], "worker_cpu_s_per_1000": r.get("worker_cpu_s_per_1000")}
+                for r in results
+            ],
         }
         if name != "raw_boto3":
             steady[name]["rounds_vs_raw"] = round_ratios(results, runs["raw_boto3"])
+    if redis_runs:
+        steady["celery_redis"] = {
+            **sorted(redis_runs, key=lambda r: r["worker_cpu_s_per_1000"] or 0)[len(redis_runs) // 2],
+            "rounds_cpu_s_per_1000": [r["worker_cpu_s_per_1000"] for r in redis_runs],
+        }
     return steady
 
 
 def steady_cpu_ratios(deep: dict[str, Any], steady: dict[str, Any]) -> dict[str, float | None]:
     """Issue L item 3: the worker's CPU per 1000 tasks at the held depth (the emulator's scan of a deep queue slows
     the worker's drain, and a longer drain adds its per-second costs to every task) over Celery on Redis draining its
-    deep queue back to back, Redis's cheapest case."""
-    cpu = (steady.get("worker") or {}).get("worker_cpu_s_per_1000")
-    if not deep or not cpu:
+    queue back to back, Redis's cheapest case (steady_cpu_figures)."""
+    cpu, redis = steady_cpu_figures(deep, steady)
+    if not cpu or not redis:
         return {}
-    return {"steady_worker_cpu_vs_celery_redis": ratio(cpu, deep["celery_redis"]["worker_cpu_s_per_1000"])}
+    return {"steady_worker_cpu_vs_celery_redis": ratio(cpu, redis)}
+
+
+def steady_cpu_figures(deep: dict[str, Any], steady: dict[str, Any]) -> tuple[float | None, float | None]:
+    """(worker, Celery on Redis) CPU s per 1000 tasks: the medians of the same rounds when Redis ran in each steady
+    round, else the worker's median round and the deep part's one Redis sample."""
+    worker = steady.get("worker") or {}
+    if "celery_redis" in steady:
+        cpu = _median([r.get("worker_cpu_s_per_1000") for r in worker.get("rounds", [])])
+        return cpu, _median(steady["celery_redis"]["rounds_cpu_s_per_1000"])
+    return worker.get("worker_cpu_s_per_1000"), (deep.get("celery_redis") or {}).get("worker_cpu_s_per_1000")
+
+
+def redis_rows(steady: dict[str, Any], n: int) -> list[list[Any]]:
+    """The table's row for Celery on Redis drained in each steady round (its median-CPU round), if it ran."""
+    redis = steady.get("celery_redis")
+    if not redis:
+        return []
+    cpu_each = " ".join(str(v) for v in redis["rounds_cpu_s_per_1000"])
+    return [
+        [
+            f"{n} queued",
+            "celery_redis",
+            redis["tasks_per_s"],
+            redis["seconds"],
+            redis["worker_cpu_s_per_1000"],
+            f"CPU s / 1000 of each round: {cpu_each}",
+        ]
+    ]
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = sorted(v for v in values if v is not None)
+    return known[len(known) // 2] if known else None
 
 
 def round_ratios(results: list[dict[str, Any]], raw: list[dict[str, Any]]) -> list[float | None]:
@@ -304,7 +354,7 @@ def main() -> int:
     deep: dict[str, Any] = {}
     low: dict[str, Any] = {}
     steady: dict[str, Any] = {}
-    with stack("throughput", topology=TOPOLOGY) as bench:
+    with stack("throughput", topology=TOPOLOGY, keep_alive=KEEP_ALIVE) as bench:
         bench.fresh_queues()
         if "deep" in chosen:
             deep = {
@@ -350,6 +400,7 @@ def main() -> int:
             for name in steady_contenders()
             if name in steady
         ]
+        + redis_rows(steady, steady_n)
     )
     print_table(
         f"throughput (concurrency {CONCURRENCY}, task {TASK})",

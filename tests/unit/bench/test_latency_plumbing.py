@@ -210,6 +210,23 @@ def test_the_steady_cpu_ratio_is_the_worker_at_the_held_depth_over_redis_deep():
     assert steady_cpu_ratios(deep, {}) == {}
 
 
+def test_with_redis_drained_in_every_steady_round_the_cpu_ratio_is_of_the_same_rounds_medians():
+    from bench.throughput import steady_cpu_figures, steady_cpu_ratios
+
+    # GIVEN three steady rounds of the worker and of Celery on Redis, and one far-off deep Redis sample
+    deep = {"celery_redis": {"worker_cpu_s_per_1000": 9.0}}
+    steady = {
+        "worker": {
+            "worker_cpu_s_per_1000": 3.0,  # the median-throughput round's
+            "rounds": [{"worker_cpu_s_per_1000": v} for v in (2.2, 1.8, 3.0)],
+        },
+        "celery_redis": {"worker_cpu_s_per_1000": 1.5, "rounds_cpu_s_per_1000": [1.5, 2.4, 1.4]},
+    }
+    # WHEN the figures are read; THEN the medians of the rounds, not the deep sample nor one round's
+    assert steady_cpu_figures(deep, steady) == (2.2, 1.5)
+    assert steady_cpu_ratios(deep, steady) == {"steady_worker_cpu_vs_celery_redis": 1.47}
+
+
 def test_a_smoke_runs_results_are_read_back_at_each_runs_own_latency(clean_env, tmp_path):
     # GIVEN a smoke run: replay at 15 ms, recovery at 0 ms, each having written its JSON
     clean_env.setattr(harness, "RESULTS_DIR", tmp_path)
