@@ -274,8 +274,7 @@ def round_ratios(results: list[dict[str, Any]], raw: list[dict[str, Any]]) -> li
 
 
 def median_round_ratio(contender: dict[str, Any]) -> float | None:
-    values = sorted(v for v in contender.get("rounds_vs_raw", []) if v is not None)
-    return values[len(values) // 2] if values else None
+    return _median(contender.get("rounds_vs_raw", []))
 
 
 PARTS = ("deep", "low", "steady")
