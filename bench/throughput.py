@@ -131,8 +131,7 @@ def low_depth_rounds(bench: Stack, n: int, rounds: int, progress: Progress) -> d
                 runs[name].append(drain_sqs_worker(bench, n, progress, variant=name))
     low = {}
     for name, results in runs.items():
-        ordered = sorted(results, key=lambda r: r["tasks_per_s"] or 0)
-        low[name] = {**ordered[len(ordered) // 2], "rounds_tasks_per_s": [r["tasks_per_s"] for r in results]}
+        low[name] = {**median_round(results, "tasks_per_s"), "rounds_tasks_per_s": [r["tasks_per_s"] for r in results]}
     return low
 
 
@@ -205,9 +204,8 @@ def steady_rounds(bench: Stack, n: int, depth: int, rounds: int, progress: Progr
             redis_runs.append(drain_redis_worker(bench, n, progress))
     steady: dict[str, Any] = {"depth": depth}
     for name, results in runs.items():
-        ordered = sorted(results, key=lambda r: r["tasks_per_s"] or 0)
         steady[name] = {
-            **ordered[len(ordered) // 2],
+            **median_round(results, "tasks_per_s"),
             "rounds_tasks_per_s": [r["tasks_per_s"] for r in results],
             "rounds": [
                 {"tasks_per_s": r["tasks_per_s"], "worker_cpu_s_per_1000": r.get("worker_cpu_s_per_1000")}
@@ -218,7 +216,7 @@ def steady_rounds(bench: Stack, n: int, depth: int, rounds: int, progress: Progr
             steady[name]["rounds_vs_raw"] = round_ratios(results, runs["raw_boto3"])
     if redis_runs:
         steady["celery_redis"] = {
-            **sorted(redis_runs, key=lambda r: r["worker_cpu_s_per_1000"] or 0)[len(redis_runs) // 2],
+            **median_round(redis_runs, "worker_cpu_s_per_1000"),
             "rounds_cpu_s_per_1000": [r["worker_cpu_s_per_1000"] for r in redis_runs],
         }
     return steady
@@ -260,6 +258,11 @@ def redis_rows(steady: dict[str, Any], n: int) -> list[list[Any]]:
             f"CPU s / 1000 of each round: {cpu_each}",
         ]
     ]
+
+
+def median_round(results: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """The round whose `key` is the median of the rounds' (the upper one of an even count; a missing figure as 0)."""
+    return sorted(results, key=lambda r: r[key] or 0)[len(results) // 2]
 
 
 def _median(values: list[float | None]) -> float | None:
