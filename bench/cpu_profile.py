@@ -2,6 +2,8 @@
 the same worker on Celery's Redis transport, each sampled by py-spy; CPU per 1000 tasks (main process and pool
 children apart) and the top functions of each, side by side in one run (issue 17 item 3). The SQS workers' connections
 are kept alive by a proxy, as SQS keeps them (BENCH_PROFILE_KEEP_ALIVE=0: moto directly, a new one per request).
+Each worker runs on a CPU of its own, the emulator, proxy, producers and the Redis server on the others
+(bench/cpu_placement.py; BENCH_PIN_CONTENDER=0: wherever the scheduler puts them).
 
     python -m bench.cpu_profile            # BENCH_SMOKE=1 for a tiny run; BENCH_PROFILE_ROUNDS (2) rounds
 """
@@ -272,9 +274,11 @@ def drain_redis(bench: Stack, n: int, progress: Progress, *, rate: float | None 
     else:
         label, prefill, fill = REDIS_PACED, False, lambda: broker.fill_paced(TASK, n, rate, progress)
     try:
-        result = drain(bench, label, n, broker.worker_env(), broker.pending, fill, progress, prefill=prefill)
+        with bench.off_contender(broker.server_pid()) as moved:
+            result = drain(bench, label, n, broker.worker_env(), broker.pending, fill, progress, prefill=prefill)
     finally:
         broker.clear()
+    result["redis_server_moved_off_contender"] = moved
     if rate is not None:
         result["paced_tasks_per_s"] = round(rate, 2)
     return result
@@ -294,7 +298,8 @@ def main() -> int:
     progress = Progress("cpu_profile")
     sqs_workers = variants()
     runs: list[dict[str, Any]] = []
-    with stack("cpu_profile", topology={}, keep_alive=KEEP_ALIVE) as bench:
+    with stack("cpu_profile", topology={}, keep_alive=KEEP_ALIVE, pin=True) as bench:
+        placed = bench.placement_info()
         for round_no in range(rounds):
             progress(f"round {round_no + 1}/{rounds}", force=True)
             run = {name: drain_sqs(bench, n, progress, name=name, env=env) for name, env in sqs_workers.items()}
@@ -322,8 +327,12 @@ def main() -> int:
         for name, r in runs[-1].items():
             print_profile(f"{name} (round {len(runs)})", r)
     spy, kept = ("on" if PROFILING else "off"), ("kept alive" if KEEP_ALIVE else "one per request")
+    where = (
+        f"worker on CPU {placed['contender_cpus']}, rest on {placed['rest_cpus']}" if placed["pinned"] else "unpinned"
+    )
     print_table(
-        f"worker CPU per 1000 no-op tasks ({n} tasks, concurrency {CONCURRENCY}, py-spy {spy}, connections {kept})",
+        f"worker CPU per 1000 no-op tasks ({n} tasks, concurrency {CONCURRENCY}, py-spy {spy}, connections {kept}, "
+        f"{where})",
         ["round", "worker", "seconds", "cpu s / 1000", "vs redis", "vs redis paced", "main", "children"],
         rows,
     )
@@ -334,6 +343,7 @@ def main() -> int:
             "concurrency": CONCURRENCY,
             "py_spy": PROFILING,
             "keep_alive_proxy": KEEP_ALIVE,
+            "cpu_placement": placed,
             "sqs_workers": sqs_workers,
             "rounds": runs,
         },

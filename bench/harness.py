@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from bench.cpu_placement import Placement, calling_thread_on, placement, process_on
 from core.env import env_bool, env_float, env_int
 from devstack import processes
 from devstack.processes import REPO_ROOT
@@ -224,6 +225,8 @@ class Stack:
     # The emulator as measured clients reach it: the latency proxy when the run injects a delay, else moto itself.
     sqs_endpoint: str = ""
     proxy: Any = None  # the counting proxy, when the benchmark asked for one
+    # The contender under test on a CPU of its own, the rest elsewhere (bench/cpu_placement.py); None: the scheduler's.
+    placement: Placement | None = None
 
     @property
     def workdir(self) -> Path:
@@ -251,7 +254,19 @@ class Stack:
     ) -> subprocess.Popen:
         """The same command ECS runs (bin/start-worker)."""
         worker_env = {"WORKER_QUEUES": queues, "WORKER_CONCURRENCY": str(concurrency), **(env or {})}
-        return self.start(name, [str(REPO_ROOT / "bin" / "start-worker")], env=worker_env, ready=WORKER_READY)
+        with self.as_contender():  # the worker and the pool children it forks inherit the contender's CPU
+            return self.start(name, [str(REPO_ROOT / "bin" / "start-worker")], env=worker_env, ready=WORKER_READY)
+
+    def as_contender(self):
+        """Run the calling thread (a raw loop) on the contender's CPU, when the stack places one."""
+        return calling_thread_on(self.placement.contender if self.placement else None)
+
+    def off_contender(self, pid: int | None):
+        """Move a process the stack did not start (the Redis server) off the contender's CPU meanwhile."""
+        return process_on(pid, self.placement.rest if self.placement else None)
+
+    def placement_info(self) -> dict[str, Any]:
+        return {"pinned": self.placement is not None, **(self.placement.describe() if self.placement else {})}
 
     def stop(self, proc: subprocess.Popen, *, grace: float = 10, first: int = signal.SIGKILL) -> None:
         """Stop a process of the stack by PID: SIGKILL unless told otherwise, as no benchmark measures a shutdown
@@ -299,9 +314,12 @@ def stack(
     proxy: bool = False,
     extra_env: dict[str, str] | None = None,
     keep_alive: bool = False,
+    pin: bool = False,
 ) -> Iterator[Stack]:
     """Start a private stack, set this process up as its Django client, and stop everything (by PID) after.
-    `keep_alive`: measured clients reach the emulator through the proxy at 0 ms too (start_latency_proxy)."""
+    `keep_alive`: measured clients reach the emulator through the proxy at 0 ms too (start_latency_proxy).
+    `pin`: this process and all it starts run off the contender's CPU, but for the workers and raw loops measured
+    (bench/cpu_placement.py)."""
     # SIGTERM (a CI timeout, `kill`) must run the clean-up below like Ctrl-C does, not orphan the processes.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     workdir = Path(tempfile.mkdtemp(prefix=f"celery-sqs-bench-{name}-"))
@@ -320,7 +338,11 @@ def stack(
         **(extra_env or {}),
     }
     counting = None
+    place = placement() if pin else None
+    affinity = os.sched_getaffinity(0)
     try:
+        if place is not None:
+            os.sched_setaffinity(0, place.rest)  # before the emulator and proxies start: they inherit it
         # At the end, SIGKILL: each benchmark measures the shutdowns it cares about itself, and a graceful stop of
         # every worker would cost seconds per process for nothing.
         with local_stack(workdir, env=env, emulator=False, first=signal.SIGKILL, grace=5) as local:
@@ -350,10 +372,12 @@ def stack(
                 urls=urls,
                 sqs_endpoint=sqs_endpoint,
                 proxy=counting,
+                placement=place,
             )
     finally:
         if counting is not None:
             counting.stop()
+        os.sched_setaffinity(0, affinity)
         if env_bool("BENCH_KEEP_WORKDIR", False):
             print(f"  logs kept in {workdir}")
         else:

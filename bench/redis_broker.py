@@ -8,6 +8,7 @@ import time
 import redis
 from celery import Celery
 
+from bench.cpu_placement import listening_process
 from bench.harness import Progress
 
 DEFAULT_URL = "redis://127.0.0.1:6379/13"  # a database number only the benchmarks use
@@ -54,6 +55,10 @@ class RedisBroker:
     def pending(self) -> int:
         """Messages waiting plus messages delivered but not yet acked."""
         return int(self.client.llen(QUEUE)) + int(self.client.hlen("unacked"))
+
+    def server_pid(self) -> int | None:
+        """The local redis-server's PID (None when it is not on this machine), for bench/cpu_placement.py."""
+        return listening_process("redis-server", self.client.connection_pool.connection_kwargs.get("port", 6379))
 
     def worker_env(self) -> dict[str, str]:
         return {"DJANGO_SETTINGS_MODULE": "bench.redis_settings", "BENCH_REDIS_URL": self.url}

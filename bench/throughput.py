@@ -8,6 +8,8 @@ queue held at BENCH_STEADY_DEPTH (20) visible messages by a producer refilling i
 loop, the worker before issue L item 2 (one receive per queue at a time), the worker as shipped (receiving ahead)
 and the prefetch variant, BENCH_ROUNDS times in turn: the emulator's scan stays small,
 so what shows is the round trips (run with BENCH_INJECTED_LATENCY_MS to add a delay to each).
+Each contender (a worker with its pool children, the raw loop's thread) runs on a CPU of its own, the emulator, the
+proxy, the producer and the Redis server on the others (bench/cpu_placement.py; BENCH_PIN_CONTENDER=0: unpinned).
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ def drain_raw_boto3(bench: Stack, n: int, progress: Progress) -> dict[str, Any]:
     """The floor: receive 10 (long poll), delete the batch, no work at all."""
     fill(bench, n, progress)
     started = time.monotonic()
-    done = raw_boto3_drain(bench.sqs_endpoint, bench.urls["default"], n, progress, timeout=DRAIN_TIMEOUT)
+    with bench.as_contender():
+        done = raw_boto3_drain(bench.sqs_endpoint, bench.urls["default"], n, progress, timeout=DRAIN_TIMEOUT)
     elapsed = time.monotonic() - started
     return {"tasks": done, "seconds": round(elapsed, 2), "tasks_per_s": round(done / elapsed, 1)}
 
@@ -103,14 +106,16 @@ def drain_redis_worker(bench: Stack, n: int, progress: Progress) -> dict[str, An
     broker.clear()
     try:
         broker.fill(TASK, n, progress)
-        return drain_with_worker(
-            bench,
-            n,
-            progress,
-            label="celery on redis",
-            env=broker.worker_env(),
-            pending=broker.pending,
-        )
+        with bench.off_contender(broker.server_pid()) as moved:
+            result = drain_with_worker(
+                bench,
+                n,
+                progress,
+                label="celery on redis",
+                env=broker.worker_env(),
+                pending=broker.pending,
+            )
+        return {**result, "redis_server_moved_off_contender": moved}
     finally:
         broker.clear()
 
@@ -175,7 +180,8 @@ def steady_drain(bench: Stack, name: str, bodies: list[str], depth: int, progres
     try:
         if name == "raw_boto3":
             started = time.monotonic()
-            done = raw_boto3_drain(bench.sqs_endpoint, bench.urls["default"], n, progress, timeout=DRAIN_TIMEOUT)
+            with bench.as_contender():
+                done = raw_boto3_drain(bench.sqs_endpoint, bench.urls["default"], n, progress, timeout=DRAIN_TIMEOUT)
             elapsed = time.monotonic() - started
             result = {"tasks": done, "seconds": round(elapsed, 2), "tasks_per_s": round(done / elapsed, 1)}
         else:
@@ -356,7 +362,8 @@ def main() -> int:
     deep: dict[str, Any] = {}
     low: dict[str, Any] = {}
     steady: dict[str, Any] = {}
-    with stack("throughput", topology=TOPOLOGY, keep_alive=KEEP_ALIVE) as bench:
+    with stack("throughput", topology=TOPOLOGY, keep_alive=KEEP_ALIVE, pin=True) as bench:
+        placed = bench.placement_info()
         bench.fresh_queues()
         if "deep" in chosen:
             deep = {
@@ -416,6 +423,7 @@ def main() -> int:
             "concurrency": CONCURRENCY,
             "prefetch_multiplier_variant": PREFETCH_MULTIPLIER,
             "task": TASK,
+            "cpu_placement": placed,
             "deep": deep,
             "low_depth": low,
             "steady_depth": steady,
