@@ -74,14 +74,21 @@ def _header_time(headers: dict[str, Any], key: str) -> datetime | None:
         return None  # Celery refuses it with its own error
 
 
-def plan(messages: Iterable[dict[str, Any]], *, now: datetime, hold: float) -> tuple[list[dict], list[Hop]]:
+def plan(
+    messages: Iterable[dict[str, Any]],
+    *,
+    now: datetime,
+    hold: float,
+    headers_of: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+) -> tuple[list[dict], list[Hop]]:
     """Split received messages into those the worker takes (no ETA, or due within `hold` seconds) and hops.
+    `headers_of`: a message's envelope headers, if the caller decoded its body already (else envelope_headers).
 
     An expired message is taken whatever its ETA: Celery discards it now, and the discard is recorded."""
     take: list[dict] = []
     hops: list[Hop] = []
     for message in messages:
-        headers = envelope_headers(message.get("Body") or "")
+        headers = headers_of(message) if headers_of else envelope_headers(message.get("Body") or "")
         due = _header_time(headers, "eta") if headers else None
         remaining = (due - now).total_seconds() if due else 0.0
         expires = _header_time(headers, "expires") if headers else None

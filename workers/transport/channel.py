@@ -31,6 +31,7 @@ from workers.transport.options import (
 from workers.transport.pacer import AHEAD_COALESCE_SECONDS, FetchPacer, Reservation
 from workers.transport.polls import PollHealth, guard_receives
 from workers.transport.publishing import guard_publish
+from workers.transport.received_bodies import ReceivedBodies
 from workers.transport.slot_forecast import SlotForecast
 
 logger = get_logger(__name__)
@@ -95,6 +96,7 @@ class Channel(SQS.Channel):
         self.claim_checks = ChannelClaimChecks(options.get(CLAIM_CHECK_OPTION))
         # The channel's clients have the project's timeouts (transport option client-config).
         self.eta_hops = EtaHops(client_for=lambda queue: self.sqs(queue=self.canonical_queue_name(queue)))
+        self.received_bodies = ReceivedBodies(decode=self._decode_python_message_body, parse=self._prepare_json_payload)
         self.deletes = BatchedDeletes(
             client_for=lambda queue: self.sqs(queue=queue),
             window=float(options.get(DELETE_BATCH_SECONDS_OPTION, 0) or 0),
@@ -156,16 +158,29 @@ class Channel(SQS.Channel):
         if not self.polls.answered(qname, messages):
             return 0
         received = len(messages.get("Messages") or [])
-        messages = self.eta_hops.take(
-            queue_url=queue, queue=qname, limits=queue_limits(self.transport_options, qname), messages=messages
-        )
-        taken = super()._on_messages_ready(queue, qname, messages)
+        with self.received_bodies.decoded(messages.get("Messages") or ()):  # once, for the hop's plan and Celery
+            messages = self.eta_hops.take(
+                queue_url=queue,
+                queue=qname,
+                limits=queue_limits(self.transport_options, qname),
+                messages=messages,
+                headers_of=self.received_bodies.headers,
+            )
+            taken = super()._on_messages_ready(queue, qname, messages)
         return received if received else taken  # anything received: poll again at once (kombu's _loop1)
 
     def _message_to_python(self, message, queue_name, q_url):
         """kombu's payload, with a claim-checked body fetched from S3 back in place before Celery decodes it. Any
-        hook that re-sends a message as received must run before this: the pointer travels, not the body."""
-        return self.claim_checks.received(super()._message_to_python(message, queue_name, q_url), queue_name)
+        hook that re-sends a message as received must run before this: the pointer travels, not the body.
+        A body decoded already (received_bodies.py) is not decoded again: the rest is kombu's own
+        _message_to_python (tests/unit/workers/transport/test_received_bodies.py compares the two)."""
+        decoded = self.received_bodies.take(message)
+        if decoded is None or queue_name in self._noack_queues:
+            payload = super()._message_to_python(message, queue_name, q_url)
+        else:
+            text, payload = decoded
+            payload = self._envelope_payload(payload, text, message, q_url)
+        return self.claim_checks.received(payload, queue_name)
 
     # --- pacing -------------------------------------------------------------------------------------------
 

@@ -21,13 +21,25 @@ class EtaHops:
         self._client_for = client_for
         self.sender: eta_hop.HopSender | None = None  # started by the first hop
 
-    def take(self, *, queue_url: str, queue: str, limits: dict | None, messages: dict) -> dict:
-        """The receive's answer without the messages hopped (submitted to the sender's thread)."""
+    def take(
+        self,
+        *,
+        queue_url: str,
+        queue: str,
+        limits: dict | None,
+        messages: dict,
+        headers_of: Callable[[dict], dict | None] | None = None,
+    ) -> dict:
+        """The receive's answer without the messages hopped (submitted to the sender's thread). `headers_of`: the
+        envelope headers of a message whose body the channel decoded already (received_bodies.py)."""
         if limits is None or not messages.get("Messages"):
             return messages
         try:
             take, hops = eta_hop.plan(
-                messages["Messages"], now=datetime.now(UTC), hold=eta_hop.hold_seconds(limits["visibility_timeout"])
+                messages["Messages"],
+                now=datetime.now(UTC),
+                hold=eta_hop.hold_seconds(limits["visibility_timeout"]),
+                headers_of=headers_of,
             )
             if hops:
                 self._sender().submit(queue=queue, queue_url=queue_url, hops=hops)
