@@ -145,6 +145,16 @@ def summary_rows(results: dict[str, dict]) -> list[list]:
             f"celery on redis {redis}",
             cpu_ratio,
         )
+        if (paced_ratio := r.get("steady_worker_cpu_vs_celery_redis_paced")) is not None:
+            from bench.throughput import median_of
+
+            add(
+                "worker CPU",
+                f"s per 1000 tasks, depth held at {steady['depth']}, vs Redis fed at the worker's pace",
+                cpu,
+                f"celery on redis paced {median_of(steady['celery_redis_paced']['rounds_cpu_s_per_1000'])}",
+                paced_ratio,
+            )
     if q := results.get("requests"):
         per = q["per_task"]
         add(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from typing import Any
 
@@ -69,12 +70,20 @@ def drain_raw_boto3(bench: Stack, n: int, progress: Progress) -> dict[str, Any]:
     return {"tasks": done, "seconds": round(elapsed, 2), "tasks_per_s": round(done / elapsed, 1)}
 
 
-def drain_with_worker(bench: Stack, n: int, progress: Progress, *, label: str, env: dict[str, str], pending) -> dict:
-    """Start a worker on a full queue; the drain time is Celery's own first-received to last-succeeded, its CPU
-    what the worker's processes used from the moment it logged ready (start-up excluded) to the drain's end."""
+def drain_with_worker(
+    bench: Stack, n: int, progress: Progress, *, label: str, env: dict[str, str], pending, beside=None
+) -> dict:
+    """Start a worker on a full queue (or one `beside` fills meanwhile, in a thread); the drain time is Celery's own
+    first-received to last-succeeded, its CPU what the worker's processes used from the moment it logged ready
+    (start-up excluded) to the drain's end."""
     worker = bench.start_worker(concurrency=CONCURRENCY, env=env, name=label.replace(" ", "-"))
     startup_cpu = cpu_seconds(worker.pid)
+    filler = threading.Thread(target=beside, name="bench-fill", daemon=True) if beside else None
+    if filler is not None:
+        filler.start()
     wait_for_worker_drain(worker, n, progress, label=label, pending=pending, timeout=DRAIN_TIMEOUT)
+    if filler is not None:
+        filler.join(DRAIN_TIMEOUT)
     cpu = cpu_seconds(worker.pid) - startup_cpu
     bench.stop(worker)
     span = task_span(worker.log_path)
@@ -100,22 +109,29 @@ def drain_sqs_worker(bench: Stack, n: int, progress: Progress, *, variant: str) 
     )
 
 
-def drain_redis_worker(bench: Stack, n: int, progress: Progress) -> dict[str, Any]:
-    """The same command, tasks and settings on Celery's Redis transport (127.0.0.1:6379)."""
+def drain_redis_worker(bench: Stack, n: int, progress: Progress, *, rate: float | None = None) -> dict[str, Any]:
+    """The same command, tasks and settings on Celery's Redis transport (127.0.0.1:6379): the queue filled first,
+    or, with `rate`, published at `rate` tasks a second beside the drain (the SQS worker's pace: its pool children
+    and main loop then wait between tasks as the SQS worker's do, and pay for each wake-up as they do)."""
     broker = redis_broker.RedisBroker()
     broker.clear()
     try:
-        broker.fill(TASK, n, progress)
+        beside = None
+        if rate is None:
+            broker.fill(TASK, n, progress)
+        else:
+            beside = lambda: broker.fill_paced(TASK, n, rate, progress)  # noqa: E731
         with bench.off_contender(broker.server_pid()) as moved:
             result = drain_with_worker(
                 bench,
                 n,
                 progress,
-                label="celery on redis",
+                label="celery on redis" + (" paced" if rate else ""),
                 env=broker.worker_env(),
                 pending=broker.pending,
+                beside=beside,
             )
-        return {**result, "redis_server_moved_off_contender": moved}
+        return {**result, "redis_server_moved_off_contender": moved, "paced_tasks_per_s": rate}
     finally:
         broker.clear()
 
@@ -201,6 +217,7 @@ def steady_rounds(bench: Stack, n: int, depth: int, rounds: int, progress: Progr
     template = template_body(bench)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in steady_contenders()}
     redis_runs: list[dict[str, Any]] = []
+    redis_paced_runs: list[dict[str, Any]] = []
     for round_no in range(rounds):
         progress(f"steady depth {depth}: round {round_no + 1}/{rounds}", force=True)
         for name in steady_contenders():
@@ -208,6 +225,8 @@ def steady_rounds(bench: Stack, n: int, depth: int, rounds: int, progress: Progr
         if not is_smoke():
             # Celery on Redis in every round too: one sample of it read 1.46-2.23 s per 1000 in one evening.
             redis_runs.append(drain_redis_worker(bench, n, progress))
+            if "worker" in runs:  # and fed at the pace the worker drained at in this round
+                redis_paced_runs.append(drain_redis_worker(bench, n, progress, rate=runs["worker"][-1]["tasks_per_s"]))
     steady: dict[str, Any] = {"depth": depth}
     for name, results in runs.items():
         steady[name] = {
@@ -220,11 +239,12 @@ def steady_rounds(bench: Stack, n: int, depth: int, rounds: int, progress: Progr
         }
         if name != "raw_boto3":
             steady[name]["rounds_vs_raw"] = round_ratios(results, runs["raw_boto3"])
-    if redis_runs:
-        steady["celery_redis"] = {
-            **median_round(redis_runs, "worker_cpu_s_per_1000"),
-            "rounds_cpu_s_per_1000": [r["worker_cpu_s_per_1000"] for r in redis_runs],
-        }
+    for key, redis in (("celery_redis", redis_runs), ("celery_redis_paced", redis_paced_runs)):
+        if redis:
+            steady[key] = {
+                **median_round(redis, "worker_cpu_s_per_1000"),
+                "rounds_cpu_s_per_1000": [r["worker_cpu_s_per_1000"] for r in redis],
+            }
     return steady
 
 
@@ -235,7 +255,11 @@ def steady_cpu_ratios(deep: dict[str, Any], steady: dict[str, Any]) -> dict[str,
     cpu, redis = steady_cpu_figures(deep, steady)
     if not cpu or not redis:
         return {}
-    return {"steady_worker_cpu_vs_celery_redis": ratio(cpu, redis)}
+    ratios = {"steady_worker_cpu_vs_celery_redis": ratio(cpu, redis)}
+    if paced := median_of((steady.get("celery_redis_paced") or {}).get("rounds_cpu_s_per_1000", [])):
+        # The same worker on Redis at the SQS worker's pace: what the pace costs any Celery worker on this machine.
+        ratios["steady_worker_cpu_vs_celery_redis_paced"] = ratio(cpu, paced)
+    return ratios
 
 
 def steady_cpu_figures(deep: dict[str, Any], steady: dict[str, Any]) -> tuple[float | None, float | None]:
@@ -243,27 +267,29 @@ def steady_cpu_figures(deep: dict[str, Any], steady: dict[str, Any]) -> tuple[fl
     round, else the worker's median round and the deep part's one Redis sample."""
     worker = steady.get("worker") or {}
     if "celery_redis" in steady:
-        cpu = _median([r.get("worker_cpu_s_per_1000") for r in worker.get("rounds", [])])
-        return cpu, _median(steady["celery_redis"]["rounds_cpu_s_per_1000"])
+        cpu = median_of([r.get("worker_cpu_s_per_1000") for r in worker.get("rounds", [])])
+        return cpu, median_of(steady["celery_redis"]["rounds_cpu_s_per_1000"])
     return worker.get("worker_cpu_s_per_1000"), (deep.get("celery_redis") or {}).get("worker_cpu_s_per_1000")
 
 
 def redis_rows(steady: dict[str, Any], n: int) -> list[list[Any]]:
-    """The table's row for Celery on Redis drained in each steady round (its median-CPU round), if it ran."""
-    redis = steady.get("celery_redis")
-    if not redis:
-        return []
-    cpu_each = " ".join(str(v) for v in redis["rounds_cpu_s_per_1000"])
-    return [
-        [
-            f"{n} queued",
-            "celery_redis",
-            redis["tasks_per_s"],
-            redis["seconds"],
-            redis["worker_cpu_s_per_1000"],
-            f"CPU s / 1000 of each round: {cpu_each}",
-        ]
-    ]
+    """The table's rows for Celery on Redis drained in each steady round (its median-CPU round), queued first and
+    fed at the worker's pace, if they ran."""
+    rows = []
+    for key, depth in (("celery_redis", f"{n} queued"), ("celery_redis_paced", f"{n} at the worker's pace")):
+        if redis := steady.get(key):
+            cpu_each = " ".join(str(v) for v in redis["rounds_cpu_s_per_1000"])
+            rows.append(
+                [
+                    depth,
+                    key,
+                    redis["tasks_per_s"],
+                    redis["seconds"],
+                    redis["worker_cpu_s_per_1000"],
+                    f"CPU s / 1000 of each round: {cpu_each}",
+                ]
+            )
+    return rows
 
 
 def median_round(results: list[dict[str, Any]], key: str) -> dict[str, Any]:
@@ -271,7 +297,7 @@ def median_round(results: list[dict[str, Any]], key: str) -> dict[str, Any]:
     return sorted(results, key=lambda r: r[key] or 0)[len(results) // 2]
 
 
-def _median(values: list[float | None]) -> float | None:
+def median_of(values: list[float | None]) -> float | None:
     known = sorted(v for v in values if v is not None)
     return known[len(known) // 2] if known else None
 
@@ -283,7 +309,7 @@ def round_ratios(results: list[dict[str, Any]], raw: list[dict[str, Any]]) -> li
 
 
 def median_round_ratio(contender: dict[str, Any]) -> float | None:
-    return _median(contender.get("rounds_vs_raw", []))
+    return median_of(contender.get("rounds_vs_raw", []))
 
 
 PARTS = ("deep", "low", "steady")

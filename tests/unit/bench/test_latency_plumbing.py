@@ -227,6 +227,29 @@ def test_with_redis_drained_in_every_steady_round_the_cpu_ratio_is_of_the_same_r
     assert steady_cpu_ratios(deep, steady) == {"steady_worker_cpu_vs_celery_redis": 1.47}
 
 
+def test_with_redis_also_fed_at_the_workers_pace_a_second_cpu_ratio_is_over_that_median():
+    from bench.throughput import redis_rows, steady_cpu_ratios
+
+    # GIVEN three steady rounds of the worker, of Redis queued first, and of Redis fed at the worker's pace
+    steady = {
+        "worker": {"rounds": [{"worker_cpu_s_per_1000": v} for v in (2.2, 1.8, 3.0)]},
+        "celery_redis": {"worker_cpu_s_per_1000": 1.5, "rounds_cpu_s_per_1000": [1.5, 2.4, 1.4]},
+        "celery_redis_paced": {"worker_cpu_s_per_1000": 2.0, "rounds_cpu_s_per_1000": [2.0, 1.9, 2.6]},
+    }
+    steady["celery_redis"] |= {"tasks_per_s": 900.0, "seconds": 0.7}
+    steady["celery_redis_paced"] |= {"tasks_per_s": 200.0, "seconds": 3.0}
+    # WHEN the ratios are taken THEN the paced one is over the paced rounds' median, beside the other
+    assert steady_cpu_ratios({}, steady) == {
+        "steady_worker_cpu_vs_celery_redis": 1.47,
+        "steady_worker_cpu_vs_celery_redis_paced": 1.1,
+    }
+    # AND the table shows both Redis rows, each with its rounds
+    assert [(row[1], row[-1]) for row in redis_rows(steady, 600)] == [
+        ("celery_redis", "CPU s / 1000 of each round: 1.5 2.4 1.4"),
+        ("celery_redis_paced", "CPU s / 1000 of each round: 2.0 1.9 2.6"),
+    ]
+
+
 def test_a_smoke_runs_results_are_read_back_at_each_runs_own_latency(clean_env, tmp_path):
     # GIVEN a smoke run: replay at 15 ms, recovery at 0 ms, each having written its JSON
     clean_env.setattr(harness, "RESULTS_DIR", tmp_path)
