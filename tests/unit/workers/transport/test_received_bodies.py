@@ -122,3 +122,17 @@ def test_a_message_nobody_consumes_leaves_nothing_decoded_behind(channel):
     # WHEN a receive's answer arrives THEN nothing decoded is kept
     channel._on_messages_ready("url", "default", {"Messages": [_message(encode_sqs_body(_envelope()), "r1")]})
     assert channel.received_bodies.pending() == 0
+
+
+def test_a_body_that_cannot_be_decoded_fails_as_kombu_fails_and_leaves_nothing_behind(channel):
+    # GIVEN a malformed answer: a message whose Body is not text (a broken foreign client or proxy)
+    message = _message("x", "r1")
+    message["Body"] = None
+    with pytest.raises(Exception) as kombus:
+        KombuChannel._message_to_python(channel, copy.deepcopy(message), "default", "url")
+    # WHEN it goes through the channel's receive
+    with pytest.raises(Exception) as ours:
+        channel._on_messages_ready("url", "default", {"Messages": [message]})
+    # THEN it fails as kombu's own decoding fails, as it did before this change, and nothing decoded stays
+    assert type(ours.value) is type(kombus.value)
+    assert channel.received_bodies.pending() == 0 and channel.delivered == []
