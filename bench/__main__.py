@@ -108,13 +108,23 @@ def summary_rows(results: dict[str, dict]) -> list[list]:
                 f"raw boto3 {low['raw_boto3']['tasks_per_s']}",
                 r["low_depth_prefetch_vs_raw"],
             )
+    if deep := t.get("deep"):
+        cpu = deep["worker"]["worker_cpu_s_per_1000"]
         add(
             "worker CPU",
             "s per 1000 tasks",
-            deep["worker"]["worker_cpu_s_per_1000"],
+            cpu,
             f"celery on redis {deep['celery_redis']['worker_cpu_s_per_1000']}",
             r["worker_cpu_vs_celery_redis"],
         )
+        if paced := deep.get("celery_redis_paced"):
+            add(
+                "worker CPU",
+                "s per 1000 tasks, vs Redis fed at the worker's pace",
+                cpu,
+                f"celery on redis paced {paced['worker_cpu_s_per_1000']}",
+                r.get("worker_cpu_vs_celery_redis_paced"),
+            )
     if steady := t.get("steady_depth"):
         raw, steady_n = f"raw boto3 {steady['raw_boto3']['tasks_per_s']}", steady["raw_boto3"]["tasks"]
         variants = (

@@ -136,6 +136,11 @@ def drain_redis_worker(bench: Stack, n: int, progress: Progress, *, rate: float 
         broker.clear()
 
 
+def worker_pace(drained: dict[str, Any]) -> float | None:
+    """The tasks/s a worker drain reported, to feed Celery on Redis at (None: its log gave none, so no paced drain)."""
+    return drained.get("tasks_per_s") or None
+
+
 LOW_DEPTH_CONTENDERS = ("raw_boto3", "worker_before", "worker_fetch_only", "worker", PREFETCH_VARIANT)
 
 
@@ -225,8 +230,8 @@ def steady_rounds(bench: Stack, n: int, depth: int, rounds: int, progress: Progr
         if not is_smoke():
             # Celery on Redis in every round too: one sample of it read 1.46-2.23 s per 1000 in one evening.
             redis_runs.append(drain_redis_worker(bench, n, progress))
-            if "worker" in runs:  # and fed at the pace the worker drained at in this round
-                redis_paced_runs.append(drain_redis_worker(bench, n, progress, rate=runs["worker"][-1]["tasks_per_s"]))
+            if "worker" in runs and (pace := worker_pace(runs["worker"][-1])):  # and fed at the worker's pace
+                redis_paced_runs.append(drain_redis_worker(bench, n, progress, rate=pace))
     steady: dict[str, Any] = {"depth": depth}
     for name, results in runs.items():
         steady[name] = {
@@ -330,13 +335,15 @@ def deep_ratios(deep: dict[str, Any]) -> dict[str, float | None]:
     if not deep:
         return {}
     raw, redis = deep["raw_boto3"]["tasks_per_s"], deep["celery_redis"]["tasks_per_s"]
-    return {
+    cpu = deep["worker"]["worker_cpu_s_per_1000"]
+    ratios = {
         "worker_vs_raw_boto3": ratio(deep["worker"]["tasks_per_s"], raw),
         "worker_vs_celery_redis": ratio(deep["worker"]["tasks_per_s"], redis),
-        "worker_cpu_vs_celery_redis": ratio(
-            deep["worker"]["worker_cpu_s_per_1000"], deep["celery_redis"]["worker_cpu_s_per_1000"]
-        ),
+        "worker_cpu_vs_celery_redis": ratio(cpu, deep["celery_redis"]["worker_cpu_s_per_1000"]),
     }
+    if paced := deep.get("celery_redis_paced"):
+        ratios["worker_cpu_vs_celery_redis_paced"] = ratio(cpu, paced["worker_cpu_s_per_1000"])
+    return ratios
 
 
 def low_ratios(low: dict[str, Any]) -> dict[str, float | None]:
@@ -397,6 +404,9 @@ def main() -> int:
                 "worker": drain_sqs_worker(bench, n, progress, variant="worker"),
                 "celery_redis": drain_redis_worker(bench, n, progress),
             }
+            if not is_smoke() and (pace := worker_pace(deep["worker"])):
+                # At 15 ms the worker drains at a fraction of Redis's pace, and CPU per task follows the pace.
+                deep["celery_redis_paced"] = drain_redis_worker(bench, n, progress, rate=pace)
         if "low" in chosen:
             low = low_depth_rounds(bench, shallow, rounds, progress)
         if "steady" in chosen:

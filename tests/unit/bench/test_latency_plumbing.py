@@ -306,3 +306,38 @@ def test_at_0_ms_with_keep_alive_the_proxy_keeps_the_clients_connection_though_t
     finally:
         proxy.stop()
         server.shutdown()
+
+
+def test_the_deep_drain_also_compares_the_workers_cpu_with_redis_fed_at_the_workers_pace():
+    from bench.throughput import deep_ratios
+
+    # GIVEN the deep part with Celery on Redis queued first and fed at the worker's pace (what throughput writes)
+    def drained(tasks_per_s, cpu):
+        return {"tasks": 2000, "tasks_per_s": tasks_per_s, "worker_cpu_s_per_1000": cpu}
+
+    deep = {
+        "raw_boto3": drained(250.0, None),
+        "worker": drained(200.0, 1.8),
+        "celery_redis": drained(900.0, 0.9),
+        "celery_redis_paced": drained(199.0, 2.0) | {"paced_tasks_per_s": 200.0},
+    }
+    # WHEN the ratios are taken THEN the worker's CPU is over each Redis drain's
+    ratios = deep_ratios(deep)
+    assert (ratios["worker_cpu_vs_celery_redis"], ratios["worker_cpu_vs_celery_redis_paced"]) == (2.0, 0.9)
+    # AND the summary shows both rows
+    results = {"throughput": {"deep": deep, "low_depth": {}, "ratios": ratios}}
+    rows = [row for row in bench_main.summary_rows(results) if row[0] == "worker CPU"]
+    assert rows == [
+        ["worker CPU", "s per 1000 tasks", 1.8, "celery on redis 0.9", 2.0],
+        ["worker CPU", "s per 1000 tasks, vs Redis fed at the worker's pace", 1.8, "celery on redis paced 2.0", 0.9],
+    ]
+
+
+@pytest.mark.parametrize("tasks_per_s", [None, 0, 0.0])
+def test_redis_is_not_paced_at_a_pace_the_worker_did_not_report(tasks_per_s):
+    from bench.throughput import worker_pace
+
+    # GIVEN a worker drain whose log gave no pace WHEN the pace for Redis is read THEN there is none (no paced drain
+    # that would run queued first under the paced label)
+    assert worker_pace({"tasks_per_s": tasks_per_s}) is None
+    assert worker_pace({"tasks_per_s": 190.5}) == 190.5
