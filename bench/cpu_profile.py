@@ -15,17 +15,19 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from bench import redis_broker
+from bench.cpu_placement import thread_ids
 from bench.harness import (
     Progress,
     Stack,
+    filling_beside,
     is_smoke,
+    own_cpu_seconds,
     print_table,
     publish_tasks,
     ratio,
@@ -76,31 +78,22 @@ def variants(text: str | None = None) -> dict[str, dict[str, str]]:
     return chosen
 
 
-def _ticks(pid: int) -> float:
-    """User + system CPU seconds of one process, its reaped children included."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-
-
 def cpu_split(pid: int) -> tuple[float, float]:
     """(the main process's CPU, its live pool children's together)."""
-    main = _ticks(pid)
-    children = sum(_ticks(child) for child in processes.children(pid))
+    main = own_cpu_seconds(pid)
+    children = sum(own_cpu_seconds(child) for child in processes.children(pid))
     return main, children
 
 
 def thread_cpu(pid: int) -> dict[int, float]:
     """User + system CPU seconds of each thread of one process, by OS thread id."""
     ticks, out = os.sysconf("SC_CLK_TCK"), {}
-    for task in Path(f"/proc/{pid}/task").glob("*"):
+    for tid in thread_ids(pid):
         try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / ticks
+        out[tid] = (int(fields[11]) + int(fields[12])) / ticks
     return out
 
 
@@ -212,13 +205,9 @@ def drain(
     spy = start_py_spy(worker.pid, out) if PROFILING else None
     started = time.monotonic()
     try:
-        filler = None
-        if not prefill:
-            filler = threading.Thread(target=fill, name="bench-fill", daemon=True)
-            filler.start()  # the drain waits for n tasks succeeded, not only an empty queue
-        wait_for_worker_drain(worker, n, progress, label=label, pending=pending, timeout=DRAIN_TIMEOUT)
-        if filler is not None:
-            filler.join(DRAIN_TIMEOUT)
+        # (the drain waits for n tasks succeeded, not only an empty queue)
+        with filling_beside(None if prefill else fill, timeout=DRAIN_TIMEOUT):
+            wait_for_worker_drain(worker, n, progress, label=label, pending=pending, timeout=DRAIN_TIMEOUT)
         main1, children1 = cpu_split(worker.pid)
         threads1 = thread_cpu(worker.pid)
         seconds = time.monotonic() - started

@@ -12,6 +12,7 @@ import signal
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -201,16 +202,29 @@ def task_span(log_path: Path) -> TaskSpan:
     return TaskSpan(received=received, succeeded=succeeded, seconds=seconds)
 
 
+def own_cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process, its reaped children included (0.0 once it is gone)."""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        # utime, stime, cutime, cstime are fields 14-17 of /proc/<pid>/stat (1-based, name included).
+        return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and its live children, plus what its reaped children used."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for p in [pid, *processes.children(pid)]:
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            # utime, stime, cutime, cstime are fields 14-17 of /proc/<pid>/stat (1-based, name included).
-            total += sum(int(v) for v in fields[11:15]) / ticks
-    return total
+    return sum(own_cpu_seconds(p) for p in [pid, *processes.children(pid)])
+
+
+@contextlib.contextmanager
+def filling_beside(fill, *, timeout: float) -> Iterator[None]:
+    """Run `fill` (None: nothing) in a thread while the body drains, and wait up to `timeout` for it after."""
+    filler = threading.Thread(target=fill, name="bench-fill", daemon=True) if fill else None
+    if filler is not None:
+        filler.start()
+    yield
+    if filler is not None:
+        filler.join(timeout)
 
 
 @dataclass

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from typing import Any
 
@@ -28,6 +27,7 @@ from bench.harness import (
     Progress,
     Stack,
     cpu_seconds,
+    filling_beside,
     is_smoke,
     print_table,
     publish_tasks,
@@ -78,12 +78,8 @@ def drain_with_worker(
     (start-up excluded) to the drain's end."""
     worker = bench.start_worker(concurrency=CONCURRENCY, env=env, name=label.replace(" ", "-"))
     startup_cpu = cpu_seconds(worker.pid)
-    filler = threading.Thread(target=beside, name="bench-fill", daemon=True) if beside else None
-    if filler is not None:
-        filler.start()
-    wait_for_worker_drain(worker, n, progress, label=label, pending=pending, timeout=DRAIN_TIMEOUT)
-    if filler is not None:
-        filler.join(DRAIN_TIMEOUT)
+    with filling_beside(beside, timeout=DRAIN_TIMEOUT):
+        wait_for_worker_drain(worker, n, progress, label=label, pending=pending, timeout=DRAIN_TIMEOUT)
     cpu = cpu_seconds(worker.pid) - startup_cpu
     bench.stop(worker)
     span = task_span(worker.log_path)

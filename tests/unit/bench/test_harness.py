@@ -1,0 +1,60 @@
+"""bench/harness.py's CPU readings from /proc and the filler thread beside a drain (throughput and cpu_profile)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from bench.harness import cpu_seconds, filling_beside, own_cpu_seconds
+from devstack import processes
+
+BURN = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
+
+
+def test_cpu_seconds_count_a_process_and_its_children_and_a_gone_process_as_nothing():
+    # GIVEN a process that burned 0.3 s of CPU and started a child that burns as much, both then waiting
+    child_code = BURN + "time.sleep(30)\n"
+    parent_code = BURN + f"import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', {child_code!r}])\n"
+    parent = subprocess.Popen([sys.executable, "-c", parent_code + "time.sleep(30)\n"])
+    try:
+        for _ in range(100):  # at most 10 s for the child to start and burn
+            if cpu_seconds(parent.pid) - own_cpu_seconds(parent.pid) >= 0.2:
+                break
+            time.sleep(0.1)
+        # WHEN read THEN the parent's own CPU counts its burn, and the total its child's too
+        assert own_cpu_seconds(parent.pid) >= 0.2
+        assert cpu_seconds(parent.pid) - own_cpu_seconds(parent.pid) >= 0.2
+    finally:
+        for child in processes.children(parent.pid):
+            os.kill(child, signal.SIGKILL)
+        parent.kill()
+        parent.wait(10)
+    # AND a process that is gone reads as no CPU, not an error
+    assert own_cpu_seconds(parent.pid) == 0.0
+
+
+def test_a_fill_runs_beside_the_drain_and_is_waited_for_after():
+    # GIVEN a fill that only finishes once the drain has seen it start
+    started, drained, finished = threading.Event(), threading.Event(), []
+
+    def fill():
+        started.set()
+        drained.wait(5)
+        finished.append(True)
+
+    # WHEN the drain runs with it beside THEN the fill started while the drain ran, and ended before the block left
+    with filling_beside(fill, timeout=5):
+        assert started.wait(5)
+        assert not finished
+        drained.set()
+    assert finished == [True]
+
+
+def test_no_fill_is_no_thread():
+    before = threading.active_count()
+    with filling_beside(None, timeout=5):
+        assert threading.active_count() == before
