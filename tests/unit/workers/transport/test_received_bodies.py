@@ -136,3 +136,39 @@ def test_a_body_that_cannot_be_decoded_fails_as_kombu_fails_and_leaves_nothing_b
     # THEN it fails as kombu's own decoding fails, as it did before this change, and nothing decoded stays
     assert type(ours.value) is type(kombus.value)
     assert channel.received_bodies.pending() == 0 and channel.delivered == []
+
+
+def test_a_message_delivered_twice_in_one_answer_reaches_celery_twice_as_kombu_would_give_it(channel, counted_loads):
+    # GIVEN one answer holding the same SQS message twice (at-least-once delivery: a copy beside the original)
+    message = _message(encode_sqs_body(_envelope()), "r1")
+    expected = KombuChannel._message_to_python(channel, copy.deepcopy(message), "default", "url")
+    # WHEN the channel hands the answer over
+    count = channel._on_messages_ready("url", "default", {"Messages": [message, copy.deepcopy(message)]})
+    # THEN Celery gets both, each what kombu gives (its duplicate guard, not the transport, decides), and nothing stays
+    assert count == 2 and channel.delivered == [expected, expected]
+    assert channel.received_bodies.pending() == 0
+
+
+def test_an_answer_handed_over_while_another_is_leaves_each_its_own_bodies(channel):
+    # GIVEN a consumer that, on the first message of one answer, makes the channel hand over a second answer
+    # (a callback that receives again synchronously: re-entrant)
+    first = [_message(encode_sqs_body(_envelope()), f"a{i}") for i in range(2)]
+    second = [_message(encode_sqs_body(_envelope()), f"b{i}") for i in range(2)]
+    delivered = channel.delivered
+    expected = {
+        m["ReceiptHandle"]: KombuChannel._message_to_python(channel, copy.deepcopy(m), "default", "url")
+        for m in first + second
+    }
+
+    def consume(payload):
+        delivered.append(payload)
+        if len(delivered) == 1:
+            channel._on_messages_ready("url", "default", {"Messages": second})
+
+    channel.connection._callbacks["default"] = consume
+    # WHEN the first answer arrives
+    channel._on_messages_ready("url", "default", {"Messages": first})
+    # THEN every message of both reached Celery once, each with its own payload, and nothing decoded stays
+    assert sorted(p["properties"]["delivery_tag"] for p in delivered) == ["a0", "a1", "b0", "b1"]
+    assert all(p == expected[p["properties"]["delivery_tag"]] for p in delivered)
+    assert channel.received_bodies.pending() == 0
