@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -217,7 +217,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def filling_beside(fill, *, timeout: float) -> Iterator[None]:
+def filling_beside(fill: Callable[[], object] | None, *, timeout: float) -> Iterator[None]:
     """Run `fill` (None: nothing) in a thread while the body drains, and wait up to `timeout` for it after."""
     filler = threading.Thread(target=fill, name="bench-fill", daemon=True) if fill else None
     if filler is not None:

@@ -138,7 +138,7 @@ def test_a_body_that_cannot_be_decoded_fails_as_kombu_fails_and_leaves_nothing_b
     assert channel.received_bodies.pending() == 0 and channel.delivered == []
 
 
-def test_a_message_delivered_twice_in_one_answer_reaches_celery_twice_as_kombu_would_give_it(channel, counted_loads):
+def test_a_message_delivered_twice_in_one_answer_reaches_celery_twice_as_kombu_would_give_it(channel):
     # GIVEN one answer holding the same SQS message twice (at-least-once delivery: a copy beside the original)
     message = _message(encode_sqs_body(_envelope()), "r1")
     expected = KombuChannel._message_to_python(channel, copy.deepcopy(message), "default", "url")
