@@ -33,6 +33,7 @@ from bench.harness import (
     ratio,
     size,
     stack,
+    stat_cpu_seconds,
     wait_for_worker_drain,
     write_results,
 )
@@ -87,13 +88,10 @@ def cpu_split(pid: int) -> tuple[float, float]:
 
 def thread_cpu(pid: int) -> dict[int, float]:
     """User + system CPU seconds of each thread of one process, by OS thread id."""
-    ticks, out = os.sysconf("SC_CLK_TCK"), {}
+    out = {}
     for tid in thread_ids(pid):
-        try:
-            fields = Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out[tid] = (int(fields[11]) + int(fields[12])) / ticks
+        if (cpu := stat_cpu_seconds(Path(f"/proc/{pid}/task/{tid}/stat"), reaped_children=False)) is not None:
+            out[tid] = cpu
     return out
 
 

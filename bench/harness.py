@@ -202,13 +202,20 @@ def task_span(log_path: Path) -> TaskSpan:
     return TaskSpan(received=received, succeeded=succeeded, seconds=seconds)
 
 
+def stat_cpu_seconds(stat: Path, *, reaped_children: bool = True) -> float | None:
+    """User + system CPU in a /proc stat file (a process's or a thread's), its reaped children's too if asked;
+    None once the process or thread is gone."""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        # utime, stime, cutime, cstime are fields 14-17 of /proc/<pid>/stat (1-based, name included).
+        return sum(int(v) for v in fields[11 : 15 if reaped_children else 13]) / os.sysconf("SC_CLK_TCK")
+    return None
+
+
 def own_cpu_seconds(pid: int) -> float:
     """User + system CPU of one process, its reaped children included (0.0 once it is gone)."""
-    with contextlib.suppress(OSError, IndexError, ValueError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        # utime, stime, cutime, cstime are fields 14-17 of /proc/<pid>/stat (1-based, name included).
-        return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-    return 0.0
+    cpu = stat_cpu_seconds(Path(f"/proc/{pid}/stat"))
+    return 0.0 if cpu is None else cpu
 
 
 def cpu_seconds(pid: int) -> float:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from bench.harness import cpu_seconds, filling_beside, own_cpu_seconds
 from devstack import processes
@@ -58,3 +59,37 @@ def test_no_fill_is_no_thread():
     before = threading.active_count()
     with filling_beside(None, timeout=5):
         assert threading.active_count() == before
+
+
+def test_each_thread_is_read_on_its_own_and_a_gone_one_is_none():
+    from bench.cpu_profile import thread_cpu
+    from bench.harness import stat_cpu_seconds
+
+    # GIVEN a live thread of this process that burned 0.3 s of CPU, and one that burned none
+    tids: dict[str, int] = {}
+    burned, done = threading.Event(), threading.Event()
+
+    def run(name: str, seconds: float):
+        tids[name] = threading.get_native_id()
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+        if seconds:
+            burned.set()
+        done.wait(10)
+
+    threads = [threading.Thread(target=run, args=("burner", 0.3)), threading.Thread(target=run, args=("idle", 0.0))]
+    for t in threads:
+        t.start()
+    try:
+        assert burned.wait(10)
+        # WHEN each thread's CPU is read THEN the burner's holds its burn, the idle one's nearly nothing
+        cpu = thread_cpu(os.getpid())
+        assert cpu[tids["burner"]] >= 0.2
+        assert cpu[tids["idle"]] < 0.1
+    finally:
+        done.set()
+        for t in threads:
+            t.join(10)
+    # AND a thread that is gone reads as none, not an error
+    assert stat_cpu_seconds(Path(f"/proc/{os.getpid()}/task/{tids['burner']}/stat"), reaped_children=False) is None
