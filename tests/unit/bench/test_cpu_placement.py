@@ -132,8 +132,9 @@ def test_a_listening_process_is_found_by_name_and_port_and_nothing_else():
     # GIVEN a process named by its command WHEN looked up by a port on its command line THEN found, else None
     proc = subprocess.Popen(["bash", "-c", 'exec -a "fake-server 127.0.0.1:6399" sleep 30'])
     try:
+        # bash's own command line names the port too, so wait for the exec itself: comm becomes "sleep"
         for _ in range(100):
-            if b"6399" in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+            if Path(f"/proc/{proc.pid}/comm").read_text().strip() == "sleep":
                 break
             threading.Event().wait(0.05)
         assert listening_process("sleep", 6399) == proc.pid
