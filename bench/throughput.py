@@ -367,11 +367,9 @@ def steady_ratios(steady: dict[str, Any]) -> dict[str, float | None]:
     }
     ratios = {key: median_round_ratio(steady[name]) for name, key in keys.items() if name in steady}
     if "worker" in steady and "worker_one_receive" in steady:
-        # After against before issue L item 2, round by round.
-        after_vs_before = sorted(
-            v for v in round_ratios(steady["worker"]["rounds"], steady["worker_one_receive"]["rounds"]) if v
-        )
-        ratios["steady_worker_vs_one_receive"] = after_vs_before[len(after_vs_before) // 2] if after_vs_before else None
+        # After against before issue L item 2, round by round; a stalled round (0 tasks/s) counts.
+        after_vs_before = round_ratios(steady["worker"]["rounds"], steady["worker_one_receive"]["rounds"])
+        ratios["steady_worker_vs_one_receive"] = median_of(after_vs_before)
     return ratios
 
 

@@ -341,3 +341,20 @@ def test_redis_is_not_paced_at_a_pace_the_worker_did_not_report(tasks_per_s):
     # that would run queued first under the paced label)
     assert worker_pace({"tasks_per_s": tasks_per_s}) is None
     assert worker_pace({"tasks_per_s": 190.5}) == 190.5
+
+
+def test_a_round_in_which_the_worker_stalled_counts_in_the_after_against_before_median():
+    from bench.throughput import steady_ratios
+
+    # GIVEN three steady rounds in which the shipped worker stalled once (0 tasks/s) and kombu's pace did not
+    def rounds(*paces):
+        return [{"tasks_per_s": p} for p in paces]
+
+    steady = {
+        "worker": {"rounds": rounds(0, 90, 100), "rounds_vs_raw": [0.0, 0.9, 1.0]},
+        "worker_one_receive": {"rounds": rounds(50, 50, 50), "rounds_vs_raw": [0.5, 0.5, 0.5]},
+    }
+    # WHEN the ratios are read THEN the stalled round is one of the three, not dropped: the median is 1.8, not 2.0
+    ratios = steady_ratios(steady)
+    assert ratios["steady_worker_vs_one_receive"] == 1.8
+    assert ratios["steady_worker_vs_raw"] == 0.9
