@@ -10,12 +10,12 @@ import redis
 from bench.harness import Progress
 from bench.redis_broker import RedisBroker
 
-URL = "redis://127.0.0.1:6379/14"  # a database of this test's own
+# A database of each test's own: xdist runs the two at once, and each clears its database first.
+PACED_URL, AT_ONCE_URL = "redis://127.0.0.1:6379/14", "redis://127.0.0.1:6379/15"
 
 
-@pytest.fixture
-def broker():
-    broker = RedisBroker(URL)
+def _broker(url: str):
+    broker = RedisBroker(url)
     try:
         broker.client.ping()
     except redis.ConnectionError:
@@ -25,7 +25,18 @@ def broker():
     broker.clear()
 
 
-def test_a_paced_fill_publishes_every_task_no_sooner_than_its_turn(broker):
+@pytest.fixture
+def paced_broker():
+    yield from _broker(PACED_URL)
+
+
+@pytest.fixture
+def broker():
+    yield from _broker(AT_ONCE_URL)
+
+
+def test_a_paced_fill_publishes_every_task_no_sooner_than_its_turn(paced_broker):
+    broker = paced_broker
     # GIVEN an empty queue
     # WHEN 11 tasks are published at 50 a second
     started = time.monotonic()
