@@ -13,6 +13,7 @@ import pytest
 
 from bench import cpu_placement
 from bench.cpu_placement import calling_thread_on, listening_process, placement, process_on
+from devstack import processes
 
 needs_two_cpus = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs two CPUs")
 
@@ -133,10 +134,12 @@ def test_a_listening_process_is_found_by_name_and_port_and_nothing_else():
     proc = subprocess.Popen(["bash", "-c", 'exec -a "fake-server 127.0.0.1:6399" sleep 30'])
     try:
         # bash's own command line names the port too, so wait for the exec itself: comm becomes "sleep"
-        for _ in range(100):
-            if Path(f"/proc/{proc.pid}/comm").read_text().strip() == "sleep":
-                break
-            threading.Event().wait(0.05)
+        processes.wait_for(
+            lambda: Path(f"/proc/{proc.pid}/comm").read_text().strip() == "sleep",
+            timeout=5,
+            interval=0.05,
+            what="the exec of sleep",
+        )
         assert listening_process("sleep", 6399) == proc.pid
         assert listening_process("sleep", 6398) is None
         assert listening_process("no-such-server", 6399) is None

@@ -22,10 +22,11 @@ def test_cpu_seconds_count_a_process_and_its_children_and_a_gone_process_as_noth
     parent_code = BURN + f"import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', {child_code!r}])\n"
     parent = subprocess.Popen([sys.executable, "-c", parent_code + "time.sleep(30)\n"])
     try:
-        for _ in range(100):  # at most 10 s for the child to start and burn
-            if cpu_seconds(parent.pid) - own_cpu_seconds(parent.pid) >= 0.2:
-                break
-            time.sleep(0.1)
+        processes.wait_for(
+            lambda: cpu_seconds(parent.pid) - own_cpu_seconds(parent.pid) >= 0.2,
+            timeout=10,
+            what="the child to start and burn",
+        )
         # WHEN read THEN the parent's own CPU counts its burn, and the total its child's too
         assert own_cpu_seconds(parent.pid) >= 0.2
         assert cpu_seconds(parent.pid) - own_cpu_seconds(parent.pid) >= 0.2
@@ -93,8 +94,5 @@ def test_each_thread_is_read_on_its_own_and_a_gone_one_is_none():
             t.join(10)
     # AND a thread that is gone reads as none, not an error (join() returns before the kernel has reaped the thread)
     task = Path(f"/proc/{os.getpid()}/task/{tids['burner']}")
-    for _ in range(100):
-        if not task.exists():
-            break
-        time.sleep(0.05)
+    processes.wait_for(lambda: not task.exists(), timeout=5, interval=0.05, what="the kernel to reap the thread")
     assert stat_cpu_seconds(task / "stat", reaped_children=False) is None
